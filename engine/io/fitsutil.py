@@ -1,0 +1,232 @@
+"""Validated FITS access and atomic, non-clobbering output.
+
+All readers of the engine open files through :func:`read_fits`, which loads every HDU
+(so a truncated file fails here, with a one-line :class:`BadFileError`, rather than later
+inside numpy), and look things up with :func:`find_hdu`, :func:`require_columns` and
+:func:`require_keywords`, which name the file, extension and field in their errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from ..errors import BadFileError, OutputExistsError
+
+__all__ = [
+    "read_fits",
+    "find_hdu",
+    "hdu_name",
+    "require_columns",
+    "require_keywords",
+    "module_from_header",
+    "atomic_output",
+    "write_fits",
+    "check_writable",
+]
+
+
+def read_fits(path, *, what="FITS file"):
+    """Open a FITS file fully into memory and check it is complete.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File to read (``.gz`` works).
+    what : str
+        Kind of file expected, used in error messages.
+
+    Returns
+    -------
+    astropy.io.fits.HDUList
+        With all data loaded (the file is closed).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BadFileError(f"{what} not found", path=path)
+    if path.is_dir():
+        raise BadFileError(f"expected a {what}, found a directory", path=path)
+    try:
+        # Real pipeline files carry benign header oddities (e.g. TCRVL written as a string):
+        # astropy's verify warnings are recorded and dropped; only truncation is fatal.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # Not copied: HDU.copy() drops column keywords astropy deems invalid (e.g. TCRVLn='0.0').
+            out = fits.open(path, memmap=False, lazy_load_hdus=False)
+            try:
+                for i, hdu in enumerate(out):
+                    # Touch the data: truncation only shows when it is read.
+                    try:
+                        if hdu.data is not None:
+                            np.asarray(hdu.data)
+                    except (OSError, ValueError, TypeError, EOFError):
+                        raise BadFileError(f"cannot read {what}: truncated or corrupt file (data of HDU {i} "
+                                           "incomplete)", path=path, extension=hdu.header.get("EXTNAME", i)) from None
+            finally:
+                out.close()
+        for w in caught:
+            text = str(w.message)
+            if any(k in text.lower() for k in ("truncat", "file size", "corrupt", "extra bytes")):
+                raise BadFileError(f"cannot read {what}: truncated or corrupt file ({text.splitlines()[0]})", path=path)
+    except BadFileError:
+        raise
+    except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError) as exc:
+        reason = str(exc).split("\n")[0] or type(exc).__name__
+        if "truncat" in reason.lower() or isinstance(exc, EOFError):
+            reason = f"truncated or corrupt file ({reason})"
+        raise BadFileError(f"cannot read {what}: {reason}", path=path) from None
+    except Exception as exc:  # astropy raises a zoo of types on corrupt headers
+        raise BadFileError(f"cannot read {what}: {type(exc).__name__}: {exc}", path=path) from None
+    if len(out) == 0:
+        raise BadFileError(f"empty {what}", path=path)
+    return out
+
+
+def hdu_name(hdul, hdu):
+    """Readable name of an HDU for messages: its EXTNAME, else its index."""
+    name = hdu.header.get("EXTNAME")
+    if name:
+        return str(name)
+    for i, h in enumerate(hdul):
+        if h is hdu:
+            return i
+    return "?"
+
+
+def find_hdu(hdul, path, *, extnames=(), hduclas1=None, predicate=None, what="extension", table=None):
+    """Return the first HDU matching any of the criteria given.
+
+    Parameters
+    ----------
+    hdul : HDUList
+    path : path of the file, for messages.
+    extnames : sequence of str
+        Accepted EXTNAME values (case-insensitive).
+    hduclas1 : str, optional
+        Accepted HDUCLAS1 value (case-insensitive).
+    predicate : callable(hdu) -> bool, optional
+        Extra test.
+    what : str
+        Name of the wanted extension for the error message.
+    table : bool, optional
+        Require a binary table (True) or an image (False).
+    """
+    names = {n.upper() for n in extnames}
+    for hdu in hdul:
+        if table is True and not isinstance(hdu, fits.BinTableHDU):
+            continue
+        if table is False and not isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
+            continue
+        name = str(hdu.header.get("EXTNAME", "")).strip().upper()
+        clas = str(hdu.header.get("HDUCLAS1", "")).strip().upper()
+        ok = False
+        if names and name in names:
+            ok = True
+        if hduclas1 is not None and clas == hduclas1.upper():
+            ok = True
+        if not names and hduclas1 is None:
+            ok = True
+        if ok and (predicate is None or predicate(hdu)):
+            return hdu
+    wanted = " or ".join([f"EXTNAME={n}" for n in extnames] + ([f"HDUCLAS1={hduclas1}"] if hduclas1 else []))
+    raise BadFileError(f"no {what} found ({wanted or 'any'})", path=path)
+
+
+def require_columns(hdu, path, columns, *, extension=None):
+    """Check that a table HDU has all ``columns``; return a dict name -> numpy array."""
+    ext = extension if extension is not None else hdu.header.get("EXTNAME", "?")
+    if not isinstance(hdu, fits.BinTableHDU):
+        raise BadFileError("expected a binary table", path=path, extension=ext)
+    have = {c.upper(): c for c in hdu.columns.names}
+    out = {}
+    for col in columns:
+        if col.upper() not in have:
+            raise BadFileError("required column missing", path=path, extension=ext, field=col)
+        out[col] = np.asarray(hdu.data[have[col.upper()]])
+    return out
+
+
+def require_keywords(header, path, keywords, *, extension=None):
+    """Check that ``header`` has all ``keywords``; return a dict keyword -> value."""
+    ext = extension if extension is not None else header.get("EXTNAME", "PRIMARY")
+    out = {}
+    for key in keywords:
+        if key not in header:
+            raise BadFileError("required keyword missing", path=path, extension=ext, field=key)
+        out[key] = header[key]
+    return out
+
+
+def module_from_header(header, path, *, extension=None):
+    """Focal-plane module 'A' or 'B' from the INSTRUME keyword (FPMA/FPMB)."""
+    ext = extension if extension is not None else header.get("EXTNAME", "PRIMARY")
+    value = str(header.get("INSTRUME", "")).strip().upper()
+    if value in ("FPMA", "A"):
+        return "A"
+    if value in ("FPMB", "B"):
+        return "B"
+    if not value:
+        raise BadFileError("INSTRUME keyword missing (expected FPMA or FPMB)", path=path, extension=ext, field="INSTRUME")
+    raise BadFileError(f"INSTRUME is {value!r}, expected FPMA or FPMB", path=path, extension=ext, field="INSTRUME")
+
+
+def check_writable(path, *, overwrite=False):
+    """Raise a one-line error unless ``path`` can be written (directory exists, no clobbering)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError("output exists (use overwrite=True / --overwrite)", path=path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise BadFileError("output directory does not exist", path=parent)
+    if not os.access(parent, os.W_OK):
+        raise BadFileError("output directory is not writable", path=parent)
+
+
+@contextlib.contextmanager
+def atomic_output(path, *, overwrite=False):
+    """Context manager yielding a temporary path; on success it becomes ``path`` atomically.
+
+    Without ``overwrite`` an existing ``path`` is never replaced, even if it appears while
+    the output is written (the final step is a hard link, which fails if the name exists).
+    On error the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    check_writable(path, overwrite=overwrite)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise BadFileError("writer produced no file", path=path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise OutputExistsError("output exists (use overwrite=True / --overwrite)", path=path) from None
+            except OSError:
+                # File systems without hard links: fall back to a checked rename.
+                if path.exists():
+                    raise OutputExistsError("output exists (use overwrite=True / --overwrite)", path=path) from None
+                os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_fits(hdul, path, *, overwrite=False, checksum=True):
+    """Write an HDUList atomically; never replaces an existing file unless ``overwrite``."""
+    if not isinstance(hdul, fits.HDUList):
+        hdul = fits.HDUList(hdul)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        hdul.writeto(tmp, checksum=checksum, output_verify="silentfix")
+    return Path(path)
