@@ -183,15 +183,17 @@ class EventList:
                 f"columns={list(self.columns)})")
 
 
-def _badpix_from_hdu(hdu, path, module):
+def _badpix_from_hdu(hdu, path, module, *, use_times=True):
     ext = hdu.header.get("EXTNAME", "BADPIX")
     detnam = str(hdu.header.get("DETNAM", "")).strip().upper()
     if detnam not in ("DET0", "DET1", "DET2", "DET3"):
         raise BadFileError(f"DETNAM is {detnam!r}, expected DET0..DET3", path=path, extension=ext, field="DETNAM")
-    cols = require_columns(hdu, path, ["RAWX", "RAWY", "TIME", "TIME_STOP", "BADFLAG"], extension=ext)
-    flag = np.asarray(cols["BADFLAG"], dtype=bool)
-    if flag.ndim == 1:
-        flag = flag.reshape(len(cols["RAWX"]), -1)
+    cols = require_columns(hdu, path, ["RAWX", "RAWY", "TIME", "BADFLAG"], extension=ext)
+    n = len(cols["RAWX"])
+    # CALDB and some user files have no TIME_STOP: bad from TIME on.
+    cols["TIME_STOP"] = (np.asarray(hdu.data["TIME_STOP"], float) if "TIME_STOP" in hdu.columns.names
+                         else np.full(n, np.inf))
+    flag = np.asarray(cols["BADFLAG"], dtype=bool).reshape(n, -1) if n else np.zeros((0, 16), dtype=bool)
     rawx = cols["RAWX"].astype(int)
     rawy = cols["RAWY"].astype(int)
     if np.any((rawx < 0) | (rawx > 31) | (rawy < 0) | (rawy > 31)):
@@ -200,7 +202,8 @@ def _badpix_from_hdu(hdu, path, module):
     return BadPixels(
         detector=int(detnam[3]), rawx=rawx, rawy=rawy,
         time=cols["TIME"].astype(float), time_stop=cols["TIME_STOP"].astype(float), badflag=flag,
-        tstart=float(h["TSTART"]) if "TSTART" in h else None, tstop=float(h["TSTOP"]) if "TSTOP" in h else None,
+        tstart=float(h["TSTART"]) if use_times and "TSTART" in h else None,
+        tstop=float(h["TSTOP"]) if use_times and "TSTOP" in h else None,
         module=module, source=str(path),
     )
 
@@ -212,10 +215,13 @@ def _badpix_hdus(hdul):
     ]
 
 
-def read_badpix(path, *, module=None):
+def read_badpix(path, *, module=None, caldb=False):
     """Read every BADPIX extension of a file (event file, ``*_bp.fits``, ``*_hp.fits``, CALDB BADPIX).
 
-    Files whose TELESCOP is not NuSTAR are rejected. Returns a list of :class:`BadPixels`.
+    Files whose TELESCOP is not NuSTAR are rejected. A missing TIME_STOP column means "bad from
+    TIME on" (+inf). With ``caldb=True`` the extensions' TSTART/TSTOP are ignored: CALDB rows
+    are judged by their flags only (the duration rule needs the observation's times).
+    Returns a list of :class:`BadPixels`.
     """
     hdul = read_fits(path, what="bad-pixel file")
     tele = str(hdul[0].header.get("TELESCOP", hdul[-1].header.get("TELESCOP", ""))).strip().upper()
@@ -228,7 +234,7 @@ def read_badpix(path, *, module=None):
     mod = module_from_header(hdr, path)
     if module is not None and mod != module:
         raise BadFileError(f"bad-pixel file is for FPM{mod}, expected FPM{module}", path=path, field="INSTRUME")
-    return [_badpix_from_hdu(h, path, mod) for h in hdus]
+    return [_badpix_from_hdu(h, path, mod, use_times=not caldb) for h in hdus]
 
 
 def read_events(path, *, columns=EVENT_COLUMNS, module=None, pa_pnt=None):

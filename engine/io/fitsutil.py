@@ -58,7 +58,15 @@ def read_fits(path, *, what="FITS file"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             # Not copied: HDU.copy() drops column keywords astropy deems invalid (e.g. TCRVLn='0.0').
-            out = fits.open(path, memmap=False, lazy_load_hdus=False)
+            source = path
+            if path.suffix == ".gz":
+                # astropy seeks inside a gzip stream and so decompresses twice: once is enough.
+                import gzip
+                import io
+
+                with gzip.open(path, "rb") as fh:
+                    source = io.BytesIO(fh.read())
+            out = fits.open(source, memmap=False, lazy_load_hdus=False)
             try:
                 for i, hdu in enumerate(out):
                     # Touch the data: truncation only shows when it is read.
@@ -198,7 +206,9 @@ def atomic_output(path, *, overwrite=False):
     """
     path = Path(path)
     check_writable(path, overwrite=overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Keep a .gz suffix so writers that compress by file name (astropy) still do.
+    suffix = ".tmp.gz" if path.name.endswith(".gz") else ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     os.unlink(tmp)
     tmp = Path(tmp)

@@ -1,0 +1,1 @@
+"""Spectral products: channel grouping (grppha semantics) and, later, spectral models."""
