@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import BadFileError, CalibrationNotFoundError
 
-__all__ = ["_auxil_path", "_caldb_path"]
+__all__ = ["_auxil_path", "_auxil_data", "_caldb_path"]
 
 
 def _resolver():
@@ -50,6 +50,24 @@ def _auxil_path(name, path=None, *, auxil_dir=None, module=None):
         raise CalibrationNotFoundError(
             f"calibration file {name} not found (set NUSKYBGD_AUXIL or run `nuskybgd auxil fetch`)", field=name)
     return Path(found.path)
+
+
+def _auxil_data(name, reader, path=None, *, auxil_dir=None, module=None):
+    """Contents of auxil file ``name``: ``reader(path)`` of the file found, else the embedded nominal copy.
+
+    Same search order as :func:`_auxil_path`; when only the nominal calibration provides ``name``
+    its in-memory approximation is returned instead of raising.
+    """
+    if path is None and auxil_dir is None:
+        resolve = _resolver()
+        if resolve is not None:
+            found = resolve(name)
+            if found.source == "nominal":
+                from ..calibration.nominal import NOMINAL_PROVIDERS
+
+                return NOMINAL_PROVIDERS[name]()
+            return reader(Path(found.path))
+    return reader(_auxil_path(name, path, auxil_dir=auxil_dir, module=module))
 
 
 def _caldb_path(product, module, date=None):

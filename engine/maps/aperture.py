@@ -14,7 +14,7 @@ import numpy as np
 from ..constants import DET1_NPIX, DET1_PIXEL_MM
 from ..errors import BadConfigError, BadFileError
 from ..io.fitsutil import read_fits
-from ._auxil import _auxil_path
+from ._auxil import _auxil_data
 from .shift import bilinear_shift
 
 __all__ = [
@@ -114,15 +114,15 @@ def aperture_map_det1(module, *, template=None, params=None, auxil_dir=None, tem
     """
     mod = _check_module(module)
     if template is None:
-        template = read_aperture_template(
-            _auxil_path(f"det{mod}_det1.img.gz", template_path, auxil_dir=auxil_dir, module=mod))
-    else:
-        template = np.asarray(template, dtype=np.float64)
-        if template.shape != (TEMPLATE_SIZE, TEMPLATE_SIZE):
-            raise BadConfigError(f"aperture template must be {TEMPLATE_SIZE}x{TEMPLATE_SIZE}, got {template.shape}",
-                                 field="template")
+        template = _auxil_data(f"det{mod}_det1.img.gz", read_aperture_template, template_path,
+                               auxil_dir=auxil_dir, module=mod)
+    template = np.asarray(template, dtype=np.float64)
+    if template.shape != (TEMPLATE_SIZE, TEMPLATE_SIZE):
+        raise BadConfigError(f"aperture template must be {TEMPLATE_SIZE}x{TEMPLATE_SIZE}, got {template.shape}",
+                             field="template")
     if params is None:
-        params = read_aperture_params(_auxil_path("nomapbgdparams.dat", params_path, auxil_dir=auxil_dir, module=mod))
+        params = _auxil_data("nomapbgdparams.dat", read_aperture_params, params_path, auxil_dir=auxil_dir,
+                             module=mod)
     params = np.asarray(params, dtype=float)
     if params.shape != (10,):
         raise BadConfigError(f"expected 10 aperture parameters, got {params.shape}", field="params")

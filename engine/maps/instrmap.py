@@ -32,7 +32,7 @@ from ..constants import DET1_NPIX, PIXEL_DEG
 from ..errors import BadConfigError, BadFileError
 from ..io.events import EventList, read_badpix, read_events
 from ..io.fitsutil import module_from_header, read_fits, require_columns, write_fits
-from ._auxil import _auxil_path, _caldb_path
+from ._auxil import _auxil_data, _caldb_path
 
 __all__ = [
     "GRADE_WEIGHTS",
@@ -227,17 +227,24 @@ def read_det1_map(path, *, what="DET1 map"):
 
 
 def load_pixel_maps(module, *, auxil_dir=None, pixmap_path=None, detnum_path=None):
-    """The shipped auxil pixel and detector maps (``pixmap<m>.fits``, ``detnum<m>.fits``).
+    """The auxil pixel and detector maps (``pixmap<m>.fits``, ``detnum<m>.fits``).
+
+    Without any file (no path, NUSKYBGD_AUXIL or cache) the embedded nominal layout is used.
 
     Returns
     -------
     pixmap, detnum : ndarray (360, 360) int32
-    header : astropy.io.fits.Header of the detnum INSTRMAP extension
+    header : astropy.io.fits.Header of the detnum INSTRMAP extension (a DET1 header for nominal maps)
     """
-    ppath = _auxil_path(f"pixmap{module}.fits", pixmap_path, auxil_dir=auxil_dir, module=module)
-    dpath = _auxil_path(f"detnum{module}.fits", detnum_path, auxil_dir=auxil_dir, module=module)
-    pix, _ = read_det1_map(ppath, what="pixel map")
-    det, header = read_det1_map(dpath, what="detector map")
+    def reader(what):
+        return lambda path: (*read_det1_map(path, what=what), str(path))
+
+    maps = {}
+    for kind, what, path in (("pixmap", "pixel map", pixmap_path), ("detnum", "detector map", detnum_path)):
+        got = _auxil_data(f"{kind}{module}.fits", reader(what), path, auxil_dir=auxil_dir, module=module)
+        maps[kind] = got if isinstance(got, tuple) else (np.asarray(got), det1_header(module), f"nominal {what}")
+    pix, _, ppath = maps["pixmap"]
+    det, header, dpath = maps["detnum"]
     if np.any((det < -1) | (det > 3)) or np.any(det != np.round(det)):
         raise BadFileError("detector map values must be -1..3", path=dpath, extension="INSTRMAP")
     if np.any((pix < -1) | (pix > 1023)) or np.any(pix != np.round(pix)):
