@@ -284,9 +284,7 @@ def aspect_centre_for(pa, target=(500.0, 500.0), det1_centre=(180.0, 180.0)):
 class _Detector:
     """Per-module response pieces used for sampling: RMF rows, ARFs, energy grid."""
 
-    def __init__(self, cal):
-        self.cal = cal
-        rmf = cal.rmf
+    def __init__(self, rmf):
         self.edges = np.concatenate([rmf.energ_lo, rmf.energ_hi[-1:]])
         self.matrix = rmf.matrix.tocsr()
         self.rowsum = np.asarray(self.matrix.sum(axis=1)).ravel()
@@ -388,18 +386,19 @@ def _pixels_from_weights(weights, n, rng):
 
 def simulate_module_events(spec, module, cal, track, gti, rng, sources=()):
     """Generate the events of one module (columns in pipeline units, not yet written)."""
-    det = _Detector(cal)
+    det = _Detector(cal.rmf)
+    diag = _Detector(cal.diag_rmf)  # intn goes through the identity response (§2.9)
     spectra, _ = component_photon_spectra(cal, module, spec.norms)
     detnum, pixmap = cal.detnum, cal.pixmap
     active = detnum >= 0
     atot = np.array([np.count_nonzero(detnum == n) for n in range(4)], dtype=float)
 
-    parts = []  # (flat DET1 pixel, energy bins, component index) for DET1-born events
+    parts = []  # (flat DET1 pixel, PI channels, component index) for DET1-born events
 
-    def add_det1(comp, flux, arf, weights):
-        bins = _draw_bins(det.expected_rate(flux, arf) * weights.sum(), spec.exposure, rng)
+    def add_det1(comp, flux, arf, weights, response=det):
+        bins = _draw_bins(response.expected_rate(flux, arf) * weights.sum(), spec.exposure, rng)
         if bins.size:
-            parts.append((_pixels_from_weights(weights, bins.size, rng), bins, comp))
+            parts.append((_pixels_from_weights(weights, bins.size, rng), response.sample_channels(bins, rng), comp))
 
     ap_weights = np.where(active, cal.aperture_det1, 0.0)
     add_det1(0, spectra["apbgd"][0], spectra["apbgd"][1], ap_weights)
@@ -407,7 +406,7 @@ def simulate_module_events(spec, module, cal, track, gti, rng, sources=()):
     for n in range(4):
         mask = (detnum == n).astype(float) / max(atot[n], 1.0)
         add_det1(1, spectra["intbgd"][0][n], None, mask)
-        add_det1(3, spectra["intn"][0][n], None, mask)
+        add_det1(3, spectra["intn"][0][n], None, mask, response=diag)
 
     pix = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, int)
     bins = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, int)
@@ -434,7 +433,7 @@ def simulate_module_events(spec, module, cal, track, gti, rng, sources=()):
         ok = (iu >= 0) & (iu < DET1_NPIX) & (iv >= 0) & (iv < DET1_NPIX)
         ok[ok] = active[iv[ok], iu[ok]]
         lost[source["name"]] = int(np.count_nonzero(~ok))
-        src.append((x[ok], y[ok], iu[ok], iv[ok], b[ok], np.full(np.count_nonzero(ok), COMPONENT_NAMES.index(
+        src.append((x[ok], y[ok], iu[ok], iv[ok], det.sample_channels(b[ok], rng), np.full(np.count_nonzero(ok), COMPONENT_NAMES.index(
             source["name"])), t[ok]))
     sx = np.concatenate([s[0] for s in src])
     sy = np.concatenate([s[1] for s in src])
@@ -463,7 +462,7 @@ def simulate_module_events(spec, module, cal, track, gti, rng, sources=()):
         "RAWX": (raw % 32).astype(np.uint8),
         "RAWY": (raw // 32).astype(np.uint8),
         "GRADE": rng.choice(GRADE_WEIGHTS.size, size=u.size, p=GRADE_WEIGHTS / GRADE_WEIGHTS.sum()).astype(np.int16),
-        "PI": det.sample_channels(bins, rng).astype(np.int32),
+        "PI": bins.astype(np.int32),
         "DET1X": (u + 1).astype(np.int16),
         "DET1Y": (v + 1).astype(np.int16),
         "X": sel(X).astype(np.int16),
@@ -609,7 +608,8 @@ def expected_counts(cal, module, norms, maps, region_sums, exposure):
 
     ``region_sums`` holds ``W`` (Σ bgdap) and ``A`` (Σ det_n, 4 values) over the region.
     """
-    det = _Detector(cal)
+    det = _Detector(cal.rmf)
+    diag = _Detector(cal.diag_rmf)
     spectra, _ = component_photon_spectra(cal, module, norms)
     atot = np.array([float(np.count_nonzero(cal.detnum == n)) for n in range(4)])
     edges = channel_edges()
@@ -618,7 +618,7 @@ def expected_counts(cal, module, norms, maps, region_sums, exposure):
         "apbgd": det.channel_counts(spectra["apbgd"][0], spectra["apbgd"][1]) * W,
         "fcxb": det.channel_counts(spectra["fcxb"][0], spectra["fcxb"][1]) * A.sum(),
         "intbgd": sum(det.channel_counts(spectra["intbgd"][0][n]) * A[n] / atot[n] for n in range(4)),
-        "intn": sum(det.channel_counts(spectra["intn"][0][n]) * A[n] / atot[n] for n in range(4)),
+        "intn": sum(diag.channel_counts(spectra["intn"][0][n]) * A[n] / atot[n] for n in range(4)),
     }
     out = {}
     for band, (lo, hi) in BANDS.items():
@@ -783,7 +783,7 @@ def simulate_observation(outdir, spec=None, *, calibration=None, overwrite=False
             for m in spec.modules:
                 sums = {"W": float(cut.sum(maps[m].bgdap)), "A": [float(cut.sum(d)) for d in maps[m].det]}
                 expected = expected_counts(cals[m], m, spec.norms, maps[m], sums, spec.exposure)
-                det = _Detector(cals[m])
+                det = _Detector(cals[m].rmf)
                 for s in sources:
                     frac = source_fractions(s, cut, tracks[m], gti, cals[m], spec.pa)
                     chan = det.channel_counts(s["photon_flux"], cals[m].fcxb_arf) * spec.exposure * frac

@@ -71,7 +71,12 @@ def load_pixel_maps(module):
 
 
 def load_diag_rmf(path=None):
-    """The identity response ``diag.rmf`` as a :class:`~nuskybgd_engine.io.ogip.Response`."""
+    """The identity response ``diag.rmf`` as a :class:`~nuskybgd_engine.io.ogip.Response` (cached)."""
+    return _load_diag_rmf(None if path is None else str(path), _env_key())
+
+
+@functools.lru_cache(maxsize=4)
+def _load_diag_rmf(path, env):
     from ..io.ogip import Response, read_rmf
 
     found = resolve("diag.rmf", path=path)

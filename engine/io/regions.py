@@ -209,7 +209,7 @@ class SkyGrid:
         return cls(w, shape, origin=origin, path=path)
 
     @classmethod
-    def from_header(cls, header, path=None, *, extension=None):
+    def from_header(cls, header, path=None, *, extension=None, shape=None):
         """Grid of a sky image from its ``CTYPE``/``CRPIX``/``CRVAL``/``CDELT`` keywords.
 
         Parameters
@@ -220,8 +220,13 @@ class SkyGrid:
             File name for messages.
         extension : str or int, optional
             Extension name for messages.
+        shape : (int, int), optional
+            Image shape (ny, nx) for an in-memory header that carries no NAXIS keywords.
         """
         ext = extension if extension is not None else header.get("EXTNAME", "PRIMARY")
+        if shape is not None:
+            header = header.copy()
+            header["NAXIS"], header["NAXIS1"], header["NAXIS2"] = 2, int(shape[1]), int(shape[0])
         naxis = header.get("NAXIS")
         if naxis != 2:
             raise BadFileError(f"sky image must have NAXIS = 2, got {naxis!r}", path=path, extension=ext, field="NAXIS")

@@ -32,6 +32,13 @@ class CountsImage:
     band: tuple
 
     @property
+    def grid(self):
+        """The sky grid (:class:`~nuskybgd_engine.io.regions.SkyGrid`) of the image."""
+        from ..io.regions import SkyGrid
+
+        return SkyGrid.from_header(self.header, shape=self.image.shape)
+
+    @property
     def counts(self):
         return int(self.image.sum())
 
