@@ -1,0 +1,50 @@
+"""``nuskybgd spec``: transfer the fitted background to source spectra (an .xcm to fit jointly)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import BadConfigError
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "spec", help="append source spectra with the fitted background linked to them (bgd_<src>.xcm)",
+        description="Restore a fit (NAME.json of `nuskybgd fit --run`, which records its bgdinfo.json), add the "
+                    "source spectra as data groups N+1.. whose background parameters are links to the fitted "
+                    "reference groups scaled by the region geometry (fcxb: free at its nominal value), and write "
+                    "bgd_<first source region stem>.xcm next to the first source spectrum (numbered, never "
+                    "overwritten). Define your source model as model 1 in XSPEC and fit.")
+    p.add_argument("fit", help="NAME.json from `nuskybgd fit --run`")
+    p.add_argument("regions", help="source region file(s), comma-separated")
+    p.add_argument("spectra", help="source spectra (PHA with RESPFILE), comma-separated, same order")
+    p.add_argument("--savefile", default=None, help="output .xcm (default bgd_<region stem>.xcm)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..io.regions import RegionSet
+    from ..workflow import _numbered, group_from_spectrum_file, load_fit_json, spec_export
+
+    regs = [Path(r) for r in args.regions.split(",") if r]
+    specs = [Path(s) for s in args.spectra.split(",") if s]
+    if not regs or len(regs) != len(specs):
+        raise BadConfigError(f"{len(regs)} region(s) for {len(specs)} spectra: give one region per spectrum",
+                             field="regions")
+    analysis = load_fit_json(args.fit)
+    groups = []
+    for r, s in zip(regs, specs):
+        from ..io.ogip import read_pha
+
+        m = read_pha(s).module
+        if m not in analysis.maps:
+            raise BadConfigError(f"{s.name} is FPM{m}, but the fit has no FPM{m} spectra", path=s, field="INSTRUME")
+        groups.append(group_from_spectrum_file(s, RegionSet.read_ds9(r), analysis.grid, analysis.maps[m],
+                                               name=s.name))
+    out = Path(args.savefile) if args.savefile else specs[0].parent / f"bgd_{regs[0].stem}.xcm"
+    if not args.overwrite:
+        out = _numbered(out)
+    for path in spec_export(analysis, groups, out, overwrite=args.overwrite):
+        print(f"wrote {path}")
+    return 0
