@@ -92,8 +92,9 @@ def _pyxspec_factory():
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadConfigError(f"PyXspec is not available: {reason}; it comes with HEASoft (see README)",
                              field="backend") from None
-    raise BadConfigError("the pyxspec backend is not implemented yet (PyXspec was found)",
-                         field="backend")
+    from .pyxspec import PyXspecBackend
+
+    return PyXspecBackend(xspec)
 
 
 register_backend("native", NativeBackend)
