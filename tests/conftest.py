@@ -115,3 +115,11 @@ def event_file(tmp_path):
         return path
 
     return make
+
+
+def pytest_configure(config):
+    """Keep the tests out of the user's caches: the demo observation goes to a temporary directory."""
+    import tempfile
+
+    if "NUSKYBGD_DEMO_DIR" not in os.environ:
+        os.environ["NUSKYBGD_DEMO_DIR"] = tempfile.mkdtemp(prefix="nuskybgd-demo-tests-")

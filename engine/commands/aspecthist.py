@@ -12,7 +12,7 @@ __all__ = ["register", "run"]
 
 def register(subparsers):
     p = subparsers.add_parser(
-        "aspecthist", help="GTI-filtered histogram of the aspect solution (aspecthist{A,B}.fits)",
+        "aspecthist", aliases=["projobs"], help="GTI-filtered histogram of the aspect solution (aspecthist{A,B}.fits)",
         description="Histogram the sky position of DET1 reference pixel (350, 350) from nu<obsid><A|B>_det1.fits "
                     "over the good time intervals: sample k counts t[k+1]-t[k] seconds when t[k] is in a GTI. "
                     "The histogram is cropped to its filled pixels; X_OFF/Y_OFF give the crop offset.")

@@ -23,7 +23,7 @@ __all__ = ["register", "run"]
 
 def register(subparsers):
     p = subparsers.add_parser(
-        "projbgd", help="aspect-projected aperture map bgdap{A,B}.fits and detector images det{n}{A,B}im.fits",
+        "projbgd", aliases=["projinitbgds"], help="aspect-projected aperture map bgdap{A,B}.fits and detector images det{n}{A,B}im.fits",
         description="Project the DET1 aperture map and the detector masks of the instrument map onto the "
                     "1000x1000 sky grid of the reference image, averaged over the aspect histogram "
                     "(roll PA_PNT+1 deg, nudge (2.7, 0.8) px, DET1 reference pixel (350, 350)). "
