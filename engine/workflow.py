@@ -863,3 +863,43 @@ def background_images(analysis, band):
         per["total"] = sum(per[k] for k in ("apbgd", "intbgd", "intn", "fcxb"))
         out[m] = per
     return out
+
+
+def analysis_from_xcm(bgdinfo, xcm_path):
+    """The analysis of ``bgdinfo`` at the parameter values of a (possibly hand-edited) ``.xcm``.
+
+    The file is parsed, never executed (Tcl is refused); its data groups must be the bgdinfo
+    spectra in order (matched by file name), and its background sources must have the structure
+    nuskybgd builds (the bremss stand-in for apec is recognised). Values, frozen states and links
+    of the file replace the presets. There is no covariance: ``predict`` needs a fit.
+    """
+    from .model.xcm_model import session_to_state
+    from .xcm import read_xcm
+
+    analysis = BackgroundAnalysis.from_bgdinfo(bgdinfo)
+    session = read_xcm(xcm_path)
+    names = [Path(d.file).name for d in sorted(session.data, key=lambda d: d.spectrum)]
+    want = [Path(g.name).name for g in analysis.groups]
+    if names[: len(want)] != want or len(names) != len(want):
+        raise BadConfigError(f"its spectra {names} are not the bgdinfo spectra {want}", path=xcm_path, field="data")
+    state = session_to_state(session)
+    for s in analysis.state:
+        other = state[s.name]
+        if other.n_par != s.n_par or other.n_groups != s.n_groups or \
+                [t for _c, t in other.components] != [t for _c, t in s.components]:
+            raise BadConfigError(f"model {s.name} does not have nuskybgd's structure ({other.expression})",
+                                 path=xcm_path, field=f"model {s.name}")
+    state.modules, state.weights = analysis.state.modules, analysis.state.weights
+    analysis.state = state
+    analysis.model = FoldedModel(state, analysis.groups, apec=analysis.apec, ignore=analysis.model.ignore)
+    return analysis
+
+
+def load_fit(path, bgdinfo=None):
+    """A fitted analysis from ``NAME.json`` (with covariance) or from an ``.xcm`` plus its bgdinfo.json."""
+    path = Path(path)
+    if path.suffix.lower() == ".xcm":
+        if bgdinfo is None:
+            raise BadConfigError("an .xcm needs the bgdinfo.json it was made from", path=path, field="bgdinfo")
+        return analysis_from_xcm(bgdinfo, path)
+    return load_fit_json(path)

@@ -11,7 +11,8 @@ def register(subparsers):
         description="From a fit (NAME.json of `nuskybgd fit --run`) write bgd_<component>_<m>.fits for each module: "
                     "counts per sky pixel in EMIN-EMAX keV for the exposure of the module's reference spectrum "
                     "(stated in the header). The fcxb image is per module (nuskybgd-py pooled A and B).")
-    p.add_argument("fit", help="NAME.json")
+    p.add_argument("fit", help="NAME.json (or an .xcm with --bgdinfo)")
+    p.add_argument("--bgdinfo", default=None, help="bgdinfo.json, when FIT is an .xcm")
     p.add_argument("emin", type=float)
     p.add_argument("emax", type=float)
     p.add_argument("--prefix", default="", help="prefix of the output names (directory allowed)")
@@ -24,9 +25,9 @@ def run(args):
 
     from ..constants import band_to_channels, channels_to_band
     from ..io.fitsutil import check_writable, write_fits
-    from ..workflow import background_images, load_fit_json
+    from ..workflow import background_images, load_fit
 
-    analysis = load_fit_json(args.fit)
+    analysis = load_fit(args.fit, args.bgdinfo)
     images = background_images(analysis, (args.emin, args.emax))
     lo, hi = band_to_channels(args.emin, args.emax)
     e0, e1 = channels_to_band(lo, hi)

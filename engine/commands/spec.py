@@ -15,9 +15,9 @@ def register(subparsers):
                     "reference groups scaled by the region geometry (fcxb: free at its nominal value), and write "
                     "bgd_<first source region stem>.xcm next to the first source spectrum (numbered, never "
                     "overwritten). Define your source model as model 1 in XSPEC and fit.")
-    p.add_argument("fit", help="NAME.json from `nuskybgd fit --run`")
-    p.add_argument("regions", help="source region file(s), comma-separated")
-    p.add_argument("spectra", help="source spectra (PHA with RESPFILE), comma-separated, same order")
+    p.add_argument("items", nargs="+", metavar="ARG",
+                   help="FIT.json SRC.reg[,SRC2.reg] SRC.pha[,SRC2.pha]  or, as nuskybgd-py, "
+                        "bgdinfo.json FIT.xcm SRC.reg SRC.pha (a hand-edited .xcm is read, never executed)")
     p.add_argument("--savefile", default=None, help="output .xcm (default bgd_<region stem>.xcm)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=run)
@@ -25,14 +25,21 @@ def register(subparsers):
 
 def run(args):
     from ..io.regions import RegionSet
-    from ..workflow import _numbered, group_from_spectrum_file, load_fit_json, spec_export
+    from ..workflow import _numbered, group_from_spectrum_file, load_fit, spec_export
 
-    regs = [Path(r) for r in args.regions.split(",") if r]
-    specs = [Path(s) for s in args.spectra.split(",") if s]
+    if len(args.items) == 3:
+        bgdinfo, fit, regions, spectra = None, *args.items
+    elif len(args.items) == 4:
+        bgdinfo, fit, regions, spectra = args.items
+    else:
+        raise BadConfigError("expected FIT.json SRC.reg SRC.pha or bgdinfo.json FIT.xcm SRC.reg SRC.pha",
+                             field="arguments")
+    regs = [Path(r) for r in regions.split(",") if r]
+    specs = [Path(s) for s in spectra.split(",") if s]
     if not regs or len(regs) != len(specs):
         raise BadConfigError(f"{len(regs)} region(s) for {len(specs)} spectra: give one region per spectrum",
                              field="regions")
-    analysis = load_fit_json(args.fit)
+    analysis = load_fit(fit, bgdinfo)
     groups = []
     for r, s in zip(regs, specs):
         from ..io.ogip import read_pha
