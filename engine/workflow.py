@@ -626,7 +626,10 @@ class ExportWriter:
             return self._rel(src)
         from .io.ogip import Spectrum, write_pha
 
-        target = _numbered(self.directory / f"{stem}_sr.pha")
+        target = self.directory / f"{stem}_sr.pha"
+        if target.exists() and _same_content(target, {"COUNTS": np.rint(group.counts)}):
+            return target.name
+        target = _numbered(target)
         spec = Spectrum(channel=np.arange(group.counts.size), counts=np.rint(group.counts).astype(np.int64),
                         exposure=group.exposure, backscal=1.0, module=group.module, grouping=group.grouping,
                         quality=group.quality, header={"TELESCOP": "NuSTAR", "INSTRUME": f"FPM{group.module}"})

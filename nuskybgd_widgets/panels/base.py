@@ -1,0 +1,49 @@
+"""What every panel shares: the session, a root widget and a message line for errors."""
+
+from __future__ import annotations
+
+import functools
+import html
+
+import ipywidgets as w
+
+from nuskybgd_engine.errors import NuSkyBgdError
+
+__all__ = ["Panel", "guarded"]
+
+_COLOURS = {"error": "#b00020", "warning": "#8a5a00", "info": "#1b5e20"}
+
+
+def guarded(method):
+    """Run a widget handler; a NuSkyBgdError (bad input) is shown in the panel, not raised."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except NuSkyBgdError as exc:
+            self.show(str(exc), "error")
+            return None
+
+    return wrapper
+
+
+class Panel:
+    """Base of the panels: ``widget`` (root ipywidget), ``session`` and ``message`` (HTML, class nsb-message)."""
+
+    title = ""
+
+    def __init__(self, session):
+        self.session = session
+        self.message = w.HTML("").add_class("nsb-message")
+        self.widget = None
+
+    def show(self, text, level="info"):
+        """Show one message line in the panel (and in the session's message list)."""
+        colour = _COLOURS.get(level, "black")
+        self.message.value = f'<span style="color:{colour}">{html.escape(str(text))}</span>' if text else ""
+        if text and level == "error":
+            self.session.say(text, level)
+
+    def _header(self):
+        return w.HTML(f"<b>{html.escape(self.title)}</b>")

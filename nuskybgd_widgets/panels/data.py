@@ -1,0 +1,82 @@
+"""Data panel: choose an observation under the data root (or the demo), modules and band; load it."""
+
+from __future__ import annotations
+
+import ipywidgets as w
+
+from .base import Panel, guarded
+
+__all__ = ["DataPanel"]
+
+_STEPS_PER_MODULE = 5  # prepare_observation reports 5 steps per module
+
+
+class DataPanel(Panel):
+    """Observation picker with progress.
+
+    Scripting API: ``load(path=None, demo=False)`` (what the Load / Demo buttons do),
+    ``path`` (Text), ``modules`` (checkboxes), ``band`` ((lo, hi) FloatTexts).
+    """
+
+    title = "Data"
+
+    def __init__(self, session):
+        super().__init__(session)
+        s = session
+        self.choice = w.Dropdown(description="observation", options=[""] + s.observation_dirs(),
+                                 layout=w.Layout(width="260px"))
+        self.path = w.Text(placeholder="obsid directory (under the data root)", description="path",
+                           layout=w.Layout(width="320px")).add_class("nsb-path-input")
+        self.module_a = w.Checkbox(value="A" in s.modules, description="FPMA", indent=False,
+                                   layout=w.Layout(width="70px"))
+        self.module_b = w.Checkbox(value="B" in s.modules, description="FPMB", indent=False,
+                                   layout=w.Layout(width="70px"))
+        self.emin = w.BoundedFloatText(value=s.band[0], min=1.6, max=165.0, step=0.5, description="keV",
+                                       layout=w.Layout(width="140px"))
+        self.emax = w.BoundedFloatText(value=s.band[1], min=1.6, max=165.0, step=0.5,
+                                       layout=w.Layout(width="80px"))
+        self.load_button = w.Button(description="Load", button_style="primary").add_class("nsb-load-button")
+        self.demo_button = w.Button(description="Demo").add_class("nsb-demo-button")
+        self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="200px"))
+        self.status = w.Label(s.status).add_class("nsb-data-status")
+        self.choice.observe(lambda ch: setattr(self.path, "value", ch["new"] or self.path.value), "value")
+        self.load_button.on_click(lambda _b: self.load())
+        self.demo_button.on_click(lambda _b: self.load(demo=True))
+        s.observe(lambda _ch: setattr(self.status, "value", s.status), "data_version")
+        self.widget = w.VBox([
+            w.HBox([self._header(), self.choice, self.path, self.module_a, self.module_b, self.emin, self.emax,
+                    self.load_button, self.demo_button]),
+            w.HBox([self.progress, self.status]),
+            self.message,
+        ]).add_class("nsb-data-panel")
+
+    @property
+    def modules(self):
+        return tuple(m for m, box in (("A", self.module_a), ("B", self.module_b)) if box.value)
+
+    @property
+    def band(self):
+        return (self.emin.value, self.emax.value)
+
+    def _tick(self, text):
+        self.progress.value = min(self.progress.value + 1, self.progress.max)
+        self.status.value = text
+
+    @guarded
+    def load(self, path=None, demo=False):
+        """Load ``path`` (default: the path box) or the demo with the chosen modules and band."""
+        mods = self.modules
+        self.progress.max = max(1, _STEPS_PER_MODULE * len(mods))
+        self.progress.value = 0
+        self.progress.bar_style = "info"
+        self.show("")
+        try:
+            obs = self.session.load(None if demo else (path if path is not None else self.path.value.strip()),
+                                    demo=demo, modules=mods, band=self.band, progress=self._tick)
+        except Exception:
+            self.progress.bar_style = "danger"
+            raise
+        self.progress.value = self.progress.max
+        self.progress.bar_style = "success"
+        self.status.value = self.session.status
+        return obs

@@ -1,0 +1,119 @@
+"""Export panel: fit/spec/simplify .xcm, background images, predicted background; list of files written."""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as w
+
+from .base import Panel, guarded
+
+__all__ = ["ExportPanel"]
+
+
+class ExportPanel(Panel):
+    """Writes into the session's workspace (numbered names, never overwriting).
+
+    Scripting API: ``export_xcm()``, ``export_spec()``, ``export_simplify()``, ``export_images()``,
+    ``predict()``, ``export_regions()`` (what the buttons do; the source region is ``source.value``
+    and the band ``(emin.value, emax.value)``). ``file_list`` (HTML, class nsb-export-list).
+    """
+
+    title = "Export"
+
+    def __init__(self, session):
+        super().__init__(session)
+        s = session
+        ws = str(s.workspace) if s.workspace is not None else "(no workspace: exports disabled)"
+        self.xcm_button = w.Button(description="Fit .xcm", button_style="primary").add_class("nsb-export-xcm-button")
+        self.source = w.Dropdown(options=s.region_names("source"), description="source")
+        self.spec_button = w.Button(description="spec .xcm").add_class("nsb-export-spec-button")
+        self.simplify_button = w.Button(description="simplify .xcm").add_class("nsb-export-simplify-button")
+        self.emin = w.BoundedFloatText(value=3.0, min=1.6, max=165.0, description="band keV",
+                                       layout=w.Layout(width="170px"))
+        self.emax = w.BoundedFloatText(value=20.0, min=1.6, max=165.0, layout=w.Layout(width="80px"))
+        self.images_button = w.Button(description="Background images").add_class("nsb-export-images-button")
+        self.predict_button = w.Button(description="Predict background").add_class("nsb-predict-button")
+        self.regions_button = w.Button(description="Regions .reg").add_class("nsb-export-regions-button")
+        self.prediction = w.HTML("").add_class("nsb-prediction")
+        self.file_list = w.HTML("<i>nothing written yet</i>").add_class("nsb-export-list")
+        self.xcm_button.on_click(lambda _b: self.export_xcm())
+        self.spec_button.on_click(lambda _b: self.export_spec())
+        self.simplify_button.on_click(lambda _b: self.export_simplify())
+        self.images_button.on_click(lambda _b: self.export_images())
+        self.predict_button.on_click(lambda _b: self.predict())
+        self.regions_button.on_click(lambda _b: self.export_regions())
+        s.observe(self._on_regions, "regions_version")
+        s.observe(self._on_written, "export_version")
+        self.widget = w.VBox([
+            self._header(), w.Label(f"workspace: {ws}"),
+            w.HBox([self.xcm_button, self.regions_button]),
+            w.HBox([self.source, self.spec_button, self.simplify_button]),
+            w.HBox([self.emin, self.emax, self.images_button, self.predict_button]),
+            self.prediction, self.message, self.file_list,
+        ]).add_class("nsb-export-panel")
+
+    def _on_regions(self, _change=None):
+        names = self.session.region_names("source")
+        if list(self.source.options) != names:
+            old = self.source.value
+            self.source.options = names
+            self.source.value = old if old in names else (names[0] if names else None)
+
+    def _on_written(self, _change=None):
+        ws = self.session.workspace
+        items = []
+        for p in self.session.written:
+            try:
+                text = str(p.relative_to(ws))
+            except ValueError:
+                text = str(p)
+            items.append(f"<li>{html.escape(text)}</li>")
+        self.file_list.value = f"<b>written ({len(items)})</b><ul>{''.join(items)}</ul>"
+
+    def _need_source(self):
+        from nuskybgd_engine.errors import BadConfigError
+
+        if not self.source.value:
+            raise BadConfigError("choose a source region (draw one with role 'source')", field="source")
+        return self.source.value
+
+    def _done(self, paths):
+        self.show(f"wrote {len(paths)} file(s): {', '.join(p.name for p in paths[:4])}"
+                  f"{' …' if len(paths) > 4 else ''}")
+        return paths
+
+    @guarded
+    def export_xcm(self):
+        return self._done(self.session.export_xcm())
+
+    @guarded
+    def export_spec(self):
+        return self._done(self.session.export_spec(self._need_source()))
+
+    @guarded
+    def export_simplify(self):
+        return self._done(self.session.export_simplify(self._need_source()))
+
+    @guarded
+    def export_images(self):
+        return self._done(self.session.export_images((self.emin.value, self.emax.value)))
+
+    @guarded
+    def export_regions(self):
+        return self._done(self.session.export_regions())
+
+    @guarded
+    def predict(self):
+        """Predicted background counts ± 1σ of the source region (shown, and written as JSON)."""
+        name = self._need_source()
+        band = (self.emin.value, self.emax.value)
+        pred = self.session.predict(name, band)
+        paths = self.session.export_prediction(name, band)
+        lines = [f"FPM{m}: {p.total:.1f} ± {p.error:.1f} counts ({band[0]:g}-{band[1]:g} keV; "
+                 + ", ".join(f"{k} {v:.1f}" for k, v in p.components.items()) + ")" for m, p in pred.items()]
+        if self.session.apec_standin:
+            lines.append("apec evaluated with the bremss stand-in (no AtomDB)")
+        self.prediction.value = "<br>".join(html.escape(x) for x in lines)
+        self._done(paths)
+        return pred

@@ -1,0 +1,176 @@
+"""Links panel: fcxb norm links (spectra × spectra), line ratios, no_solar, statistic, freeze/thaw grid."""
+
+from __future__ import annotations
+
+import ipywidgets as w
+
+from ..session import COMPONENTS
+from .base import Panel, guarded
+
+__all__ = ["LinksPanel"]
+
+
+class LinksPanel(Panel):
+    """Model options.
+
+    Scripting API: ``toggle_link(i, j)`` (the matrix checkbox of row i, column j),
+    ``set_line_ratios(bool)``, ``set_no_solar(bool)``, ``set_statistic(name)``,
+    ``toggle_frozen(source, g)`` (grid button of spectrum g), ``freeze_all(source, frozen)``;
+    ``link_boxes[(i, j)]`` and ``freeze_buttons[(source, g)]`` are the widgets.
+    """
+
+    title = "Links & options"
+
+    def __init__(self, session):
+        super().__init__(session)
+        s = session
+        self.line_ratios = w.Checkbox(value=s.fix_line_ratios, description="fix line ratios", indent=False)
+        self.no_solar = w.Checkbox(value=s.no_solar, description="no solar (apec + 3 lines off)", indent=False)
+        self.statistic = w.ToggleButtons(options=["cstat", "chi"], value=s.statistic, description="statistic")
+        self.line_ratios.observe(lambda ch: self.set_line_ratios(ch["new"]), "value")
+        self.no_solar.observe(lambda ch: self.set_no_solar(ch["new"]), "value")
+        self.statistic.observe(lambda ch: self.set_statistic(ch["new"]), "value")
+        self.matrix = w.VBox()
+        self.freeze_grid = w.VBox()
+        self.link_boxes, self.freeze_buttons = {}, {}
+        self._names = None
+        self._syncing = False
+        s.observe(self._on_model, "model_version")
+        self.widget = w.VBox([self._header(), w.HBox([self.line_ratios, self.no_solar]), self.statistic,
+                              w.HTML("<i>fcxb norm links: row spectrum's norm drives the column's</i>"), self.matrix,
+                              w.HTML("<i>norms free / frozen per component and spectrum</i>"), self.freeze_grid,
+                              self.message]).add_class("nsb-links-panel")
+        self._on_model()
+
+    # -- building the grids ---------------------------------------------------------------------
+
+    def _on_model(self, _change=None):
+        names = self.session.spectrum_names()
+        if names != self._names:
+            self._names = names
+            self._build(names)
+        self._sync()
+
+    def _build(self, names):
+        n = len(names)
+        cell = w.Layout(width="60px")
+        self.link_boxes = {}
+        rows = [w.HBox([w.Label("", layout=cell)] + [w.Label(x, layout=cell) for x in names])]
+        for i in range(1, n + 1):
+            row = [w.Label(names[i - 1], layout=cell)]
+            for j in range(1, n + 1):
+                box = w.Checkbox(value=False, indent=False, disabled=i == j, layout=cell)
+                box.observe(lambda ch, i=i, j=j: self._box_changed(i, j, ch["new"]), "value")
+                self.link_boxes[(i, j)] = box
+                row.append(box)
+            rows.append(w.HBox(row))
+        self.matrix.children = rows
+        self.freeze_buttons = {}
+        head = [w.Label("", layout=w.Layout(width="70px"))]
+        for src in COMPONENTS:
+            b = w.Button(description=f"{src}: freeze all", layout=w.Layout(width="130px"))
+            b.on_click(lambda _b, src=src: self.freeze_all(src, True))
+            t = w.Button(description="thaw all", layout=w.Layout(width="70px"))
+            t.on_click(lambda _b, src=src: self.freeze_all(src, False))
+            head.append(w.HBox([b, t]))
+        grid = [w.HBox(head)]
+        for g, name in enumerate(names, start=1):
+            row = [w.Label(name, layout=w.Layout(width="70px"))]
+            for src in COMPONENTS:
+                btn = w.ToggleButton(value=False, description="free", layout=w.Layout(width="200px"))
+                btn.observe(lambda ch, src=src, g=g: self._frozen_changed(src, g, ch["new"]), "value")
+                self.freeze_buttons[(src, g)] = btn
+                row.append(btn)
+            grid.append(w.HBox(row))
+        self.freeze_grid.children = grid
+
+    def _sync(self):
+        """Widgets from the session (without firing the handlers)."""
+        s = self.session
+        self._syncing = True
+        try:
+            links = set(s.fcxb_links)
+            for (i, j), box in self.link_boxes.items():
+                box.value = (i, j) in links
+            an = s.analysis
+            for (src, g), btn in self.freeze_buttons.items():
+                state = self._norm_state(an, src, g) if an is not None else "none"
+                btn.value = state == "frozen"
+                btn.description = state
+                btn.disabled = state in ("linked", "none")
+            self.line_ratios.value = s.fix_line_ratios
+            self.no_solar.value = s.no_solar
+            self.statistic.value = s.statistic
+        finally:
+            self._syncing = False
+
+    @staticmethod
+    def _norm_state(an, src, g):
+        source = an.state[src]
+        states = {source.param(g, k).state for k in range(1, source.n_par + 1) if source.param(g, k).name == "norm"}
+        if "free" in states:
+            return "free"
+        if "frozen" in states:
+            return "frozen"
+        return "linked" if states else "none"
+
+    # -- handlers ------------------------------------------------------------------------------
+
+    def _box_changed(self, i, j, value):
+        if not self._syncing:
+            self.set_link(i, j, value)
+
+    def _frozen_changed(self, src, g, value):
+        if not self._syncing:
+            self.set_frozen(src, g, value)
+
+    @guarded
+    def set_link(self, i, j, linked=True):
+        """Link (or unlink) the fcxb norm of spectrum j to spectrum i (1-based)."""
+        try:
+            if linked:
+                self.session.link_fcxb(i, j)
+            else:
+                self.session.unlink_fcxb(i, j)
+        finally:
+            self._sync()
+
+    def toggle_link(self, i, j):
+        """What clicking matrix cell (i, j) does."""
+        self.link_boxes[(i, j)].value = not self.link_boxes[(i, j)].value
+
+    @guarded
+    def set_frozen(self, src, g, frozen):
+        """Freeze or thaw the unlinked norms of ``src`` in spectrum ``g``."""
+        try:
+            self.session.freeze_component(src, frozen, spectra=[g])
+        finally:
+            self._sync()
+
+    def toggle_frozen(self, src, g):
+        """What clicking the grid button of (component, spectrum) does."""
+        btn = self.freeze_buttons[(src, g)]
+        btn.value = not btn.value
+
+    @guarded
+    def freeze_all(self, src, frozen=True):
+        """Freeze or thaw the unlinked norms of ``src`` in every spectrum."""
+        try:
+            self.session.freeze_component(src, frozen)
+        finally:
+            self._sync()
+
+    @guarded
+    def set_line_ratios(self, value):
+        if not self._syncing:
+            self.session.set_options(fix_line_ratios=value)
+
+    @guarded
+    def set_no_solar(self, value):
+        if not self._syncing:
+            self.session.set_options(no_solar=value)
+
+    @guarded
+    def set_statistic(self, value):
+        if not self._syncing:
+            self.session.set_options(statistic=value)
