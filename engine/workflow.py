@@ -104,8 +104,12 @@ def _group(name, module, counts, exposure, rmf, weights, *, grouping=None, quali
                      fcxb_arf=fcxb, grouping=grouping, quality=quality, weights=weights, files=files)
 
 
-def group_from_spectrum_file(spec_path, regions, grid, maps, *, name=None):
-    """A data group from a PHA file (its RESPFILE next to it) and its region on the projected maps."""
+def group_from_spectrum_file(spec_path, regions, grid, maps, *, name=None, rmf_cache=None):
+    """A data group from a PHA file (its RESPFILE next to it) and its region on the projected maps.
+
+    ``rmf_cache`` (a dict) shares one Response between spectra naming the same RESPFILE: a NuSTAR
+    RMF is read once (≈ 1 s, 28 MB) and its folded templates are shared by the fit.
+    """
     from .calibration.products import load_rmf
     from .io.ogip import read_pha, read_rmf
 
@@ -122,7 +126,13 @@ def group_from_spectrum_file(spec_path, regions, grid, maps, *, name=None):
         rpath = Path(resp) if Path(resp).is_absolute() else spec_path.parent / resp
         if not rpath.is_file():
             raise BadFileError(f"RESPFILE {resp} not found next to the spectrum", path=spec_path, field="RESPFILE")
-        rmf = read_rmf(rpath, module=spec.module)
+        key = (str(rpath.resolve()), spec.module)
+        if rmf_cache is not None and key in rmf_cache:
+            rmf = rmf_cache[key]
+        else:
+            rmf = read_rmf(rpath, module=spec.module)
+            if rmf_cache is not None:
+                rmf_cache[key] = rmf
         files["rmf"] = str(rpath)
     else:
         rmf, _ = load_rmf(spec.module)
@@ -285,6 +295,7 @@ class BackgroundAnalysis:
         grid = SkyGrid.from_fits(info.refimgf)
         maps = {m: read_projected_maps(info.bgdapfiles[m], info.bgddetfiles[m], m) for m in info.bgdapfiles}
         groups = []
+        rmf_cache = {}
         from .io.ogip import read_pha
 
         for spec_path, reg_path in zip(info.bgfiles, info.regfiles):
@@ -293,7 +304,7 @@ class BackgroundAnalysis:
                 raise BadConfigError(f"{spec_path.name} is FPM{m} but bgdapfiles has no {m} entry", path=info.path,
                                      field=f"bgdapfiles.{m}")
             groups.append(group_from_spectrum_file(spec_path, RegionSet.read_ds9(reg_path), grid, maps[m],
-                                                   name=spec_path.name))
+                                                   name=spec_path.name, rmf_cache=rmf_cache))
         options = BackgroundOptions(fcxb_links=list(info.fcxb_links), fix_line_ratios=info.fix_line_ratios,
                                     no_solar=info.no_solar)
         obj = cls(groups, options=options, **kw)
@@ -443,6 +454,8 @@ class BackgroundAnalysis:
                             rmf=ref.rmf, diag=ref.diag, ap_arf=ref.ap_arf, fcxb_arf=ref.fcxb_arf,
                             weights=weights)
         model = FoldedModel(state, self.groups + [virtual], apec=self.apec, ignore=self.model.ignore)
+        # The virtual group uses the reference's responses: share the folded templates.
+        model._matrices, model._templates = self.model._matrices, self.model._templates
         free = self.result.free
         column = {key: j for j, key in enumerate(free)}
         comps, grads = {}, {}
@@ -699,6 +712,10 @@ def save_fit_json(analysis, path, *, overwrite=False):
     data["options"] = {"fcxb_links": [list(p) for p in analysis.options.fcxb_links],
                        "fix_line_ratios": analysis.options.fix_line_ratios, "no_solar": analysis.options.no_solar}
     data["ignore"] = list(analysis.model.ignore)
+    # An undetermined parameter has error NaN (and NaN covariance, already None in to_dict): JSON
+    # has no NaN, so write null (json.dumps(allow_nan=False) would raise a raw ValueError).
+    data["parameters"] = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in p.items()}
+                          for p in data["parameters"]]
     with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(data, indent=1, allow_nan=False, default=float) + "\n")
     return Path(path)
@@ -746,6 +763,14 @@ def load_fit_json(path):
     analysis.model._refresh_links()
     if cov.shape != (len(free), len(free)):
         raise BadConfigError("covariance does not match the free parameters", path=path, field="covariance")
+    # The model is rebuilt from the bgdinfo.json: if that file changed since the fit (links, fixed
+    # line ratios, spectra), the covariance no longer belongs to the model's free parameters.
+    if analysis.state.free_parameters() != free:
+        raise BadConfigError("the model built from the bgdinfo.json does not have the fitted free parameters "
+                             "(was bgdinfo.json edited after the fit?)", path=path, field="free")
+    for p in data["parameters"]:
+        if p.get("error") is None:
+            p["error"] = float("nan")
     analysis.result = FitResult(statistic=data["statistic"], value=float(data["value"]), dof=int(data["dof"]),
                                 converged=bool(data.get("converged", True)), message=data.get("message", ""),
                                 parameters=data["parameters"], free=free, covariance=cov,

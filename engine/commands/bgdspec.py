@@ -1,0 +1,52 @@
+"""``nuskybgd bgdspec``: the fitted background of a source region as an OGIP background spectrum."""
+
+from __future__ import annotations
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "bgdspec", help="write the fitted background of a source region as a PHA background spectrum",
+        description="From a fit (NAME.json of `nuskybgd fit --run`), write the background expected in the source "
+                    "region as an OGIP background spectrum on the source spectrum's channel grid and exposure: "
+                    "model COUNTS, STAT_ERR from the fit covariance, SYS_ERR = the systematic floor (fractional), "
+                    "POISSERR = F, BACKSCAL = the source's (so the background scaling is 1). Use it as BACKFILE in "
+                    "XSPEC (statistic pgstat or chi), Sherpa or jaxspec. --draws N also writes N Poisson "
+                    "realisations <out stem>_draw<k>.pha.")
+    p.add_argument("fit", help="NAME.json written by `nuskybgd fit --run`")
+    p.add_argument("region", help="ds9 region file of the source")
+    p.add_argument("spectrum", help="source spectrum (PHA); its RESPFILE gives the channel grid")
+    p.add_argument("--out", default=None, help="output file (default <spectrum stem>_bgd.pha next to it)")
+    p.add_argument("--draws", type=int, default=0, help="number of Poisson realisations to write (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="random seed of the draws")
+    p.add_argument("--systematic", type=float, default=None,
+                   help="fractional systematic error per channel (default 0.04/1.645, Wik et al.)")
+    p.add_argument("--update-source", action="store_true",
+                   help="set BACKFILE of the source spectrum to the written file (atomic rewrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..bgdspec import background_spectrum, default_output, set_backfile, write_background_spectrum, write_draws
+    from ..io.fitsutil import check_writable
+    from ..io.regions import RegionSet
+    from ..workflow import load_fit_json
+
+    out = args.out or default_output(args.spectrum)
+    check_writable(out, overwrite=args.overwrite)  # fail before the (slower) model evaluation
+    analysis = load_fit_json(args.fit)
+    rs = RegionSet.read_ds9(args.region)
+    bspec = background_spectrum(analysis, rs, args.spectrum, systematic=args.systematic)
+    written = [write_background_spectrum(bspec, out, fit_path=args.fit, overwrite=args.overwrite)]
+    if args.draws:
+        written += write_draws(bspec, out, args.draws, seed=args.seed, fit_path=args.fit, overwrite=args.overwrite)
+    for lo, hi in ((3.0, 20.0), (20.0, 50.0)):
+        total, stat, sys = bspec.band((lo, hi))
+        print(f"FPM{bspec.module} {lo:g}-{hi:g} keV, {bspec.exposure:.0f} s: {total:.2f} ± {stat:.2f} (stat) "
+              f"± {sys:.2f} (sys) background counts")
+    for path in written:
+        print(f"wrote {path}")
+    if args.update_source:
+        value = set_backfile(args.spectrum, out)
+        print(f"set BACKFILE = {value} in {args.spectrum}")
+    return 0
