@@ -837,6 +837,70 @@ class Session(HasTraits):
         write_xcm(session, out, overwrite=False)
         return written + self._record([out])
 
+    def export_bgdspec(self, source_name, path=None):
+        """Background spectra (OGIP PHA, model counts with STAT_ERR/SYS_ERR) of a source region.
+
+        For each module the source spectrum is extracted from the events and written with its RMF,
+        the background spectrum for that region from the fit is written next to it, and the source's
+        BACKFILE points at it, so XSPEC/Sherpa load both with ``data src.pha``.
+        """
+        from nuskybgd_engine.bgdspec import background_spectrum, set_backfile, write_background_spectrum
+        from nuskybgd_engine.io.ogip import write_pha
+        from nuskybgd_engine.spectra.extract import extract_spectrum
+        from nuskybgd_engine.workflow import ExportWriter
+
+        self._fitted()
+        item = self.region(source_name)
+        obs = self._need_observation()
+        writer = ExportWriter(self._outdir())
+        out = []
+        for m in self.modules:
+            group = self._make_group(item, m)
+            rmf = writer.response(group.rmf, f"nominal{m}.rmf" if group.rmf.header.get("NOMINAL")
+                                  else f"{source_name}{m}_sr.rmf")
+            spec = extract_spectrum(obs[m].events, item.regions, grid=obs.grid).spectrum
+            spec.header["RESPFILE"] = rmf
+            src = self._out(None if path is None else f"{Path(path).stem}{m}.pha", f"{source_name}{m}_sr.pha")
+            write_pha(spec, src)
+            bspec = background_spectrum(self.analysis, item.regions, src, grid=obs.grid, maps=obs[m].maps)
+            bgd = numbered_path(self._outdir(), f"{source_name}{m}_sr_bgd.pha")
+            write_background_spectrum(bspec, bgd)
+            set_backfile(src, bgd)
+            out += [src, bgd]
+        return self._record(list(writer.written) + out)
+
+    def suggest_regions(self, n=4, *, replace=False):
+        """Add ``n`` suggested background regions (source-free, on active area, spanning the aperture
+        gradient and the four detectors); with ``replace`` the current background regions go first.
+
+        Returns the names of the new regions (editable like drawn ones).
+        """
+        from nuskybgd_engine.suggest import suggest_regions
+
+        obs = self._need_observation()
+        exclude = None
+        sources = [r for r in self.regions if r.role == "source"]
+        if sources:
+            from nuskybgd_engine.io.regions import RegionSet
+
+            exclude = RegionSet([e for r in sources for e in r.regions])
+        sugg = suggest_regions(obs, modules=self.modules, n=n, exclude=exclude)
+        keep = [r for r in self.regions if not (replace and r.role == "background")]
+        taken = {r.name for r in keep}
+        items, names = list(keep), []
+        for k, rs in enumerate(sugg.regions, start=1):
+            name = f"sugg{k}"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            items.append(RegionItem(name, "background", rs))
+            names.append(name)
+        self._set_regions(items)
+        for text in sugg.warnings:
+            self.say(text, "warning")
+        self.say(f"suggested {len(names)} background regions: {', '.join(names)}")
+        return names
+
     def export_images(self, band=None, components=("total",) + COMPONENTS):
         """Background model images (counts per pixel) per module and component, as FITS."""
         from astropy.io import fits

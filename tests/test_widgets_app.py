@@ -182,6 +182,19 @@ def test_links_parameters_fit_export(app, bgd_centres, tmp_path):
         assert data["modules"][m]["total"] == pytest.approx(p.total)
         assert p.total == pytest.approx(sum(p.components.values()))
         assert p.error > 0
+    bgd = ex.export_bgdspec()
+    from nuskybgd_engine.io.ogip import read_pha
+
+    # src1A_sr.pha exists already (written by the spec export): the new one is numbered, never overwritten.
+    src_path = next(p for p in bgd if p.name.startswith("src1A_sr") and "bgd" not in p.name and p.suffix == ".pha")
+    bgd_path = next(p for p in bgd if p.name.startswith("src1A_sr_bgd"))
+    assert src_path.name == "src1A_sr2.pha" and any(p.name.startswith("src1B_sr_bgd") for p in bgd)
+    src_a = read_pha(src_path)
+    assert src_a.header["BACKFILE"] == bgd_path.name
+    back_a = read_pha(bgd_path)
+    # The background spectrum's 3-20 keV total equals the panel's prediction for the region.
+    lo, hi = 35, 459
+    assert back_a.counts[lo:hi + 1].sum() == pytest.approx(pred["A"].total, rel=1e-6)
     imgs = ex.export_images()
     assert len(imgs) == 10
     with fits.open(imgs[0]) as h:
@@ -256,3 +269,13 @@ def test_demo_app(tmp_path, monkeypatch, data_root):
     assert s.region_names("background") == ["bgd1", "bgd2", "bgd3", "bgd4"]
     assert s.region_names("source") == ["src_point"]
     assert len(app.panels["spectra"].views) == 8
+
+
+def test_suggested_regions_button(app):
+    s = app.session
+    names = app.panels["image"].suggest()
+    assert names and all(n.startswith("sugg") for n in names)
+    assert set(names) <= set(s.region_names("background"))
+    # each suggested region made one spectrum per module, and the model covers them
+    assert len(s.spectrum_names()) == 2 * len(s.region_names("background"))
+    assert s.analysis is not None and len(s.analysis.groups) == len(s.spectrum_names())

@@ -14,7 +14,8 @@ __all__ = ["ExportPanel"]
 class ExportPanel(Panel):
     """Writes into the session's workspace (numbered names, never overwriting).
 
-    Scripting API: ``export_xcm()``, ``export_spec()``, ``export_simplify()``, ``export_images()``,
+    Scripting API: ``export_xcm()``, ``export_spec()``, ``export_simplify()``, ``export_bgdspec()``,
+    ``export_images()``,
     ``predict()``, ``export_regions()`` (what the buttons do; the source region is ``source.value``
     and the band ``(emin.value, emax.value)``). ``file_list`` (HTML, class nsb-export-list).
     """
@@ -29,6 +30,7 @@ class ExportPanel(Panel):
         self.source = w.Dropdown(options=s.region_names("source"), description="source")
         self.spec_button = w.Button(description="spec .xcm").add_class("nsb-export-spec-button")
         self.simplify_button = w.Button(description="simplify .xcm").add_class("nsb-export-simplify-button")
+        self.bgdspec_button = w.Button(description="background PHA").add_class("nsb-export-bgdspec-button")
         self.emin = w.BoundedFloatText(value=3.0, min=1.6, max=165.0, description="band keV",
                                        layout=w.Layout(width="170px"))
         self.emax = w.BoundedFloatText(value=20.0, min=1.6, max=165.0, layout=w.Layout(width="80px"))
@@ -40,6 +42,7 @@ class ExportPanel(Panel):
         self.xcm_button.on_click(lambda _b: self.export_xcm())
         self.spec_button.on_click(lambda _b: self.export_spec())
         self.simplify_button.on_click(lambda _b: self.export_simplify())
+        self.bgdspec_button.on_click(lambda _b: self.export_bgdspec())
         self.images_button.on_click(lambda _b: self.export_images())
         self.predict_button.on_click(lambda _b: self.predict())
         self.regions_button.on_click(lambda _b: self.export_regions())
@@ -48,7 +51,7 @@ class ExportPanel(Panel):
         self.widget = w.VBox([
             self._header(), w.Label(f"workspace: {ws}"),
             w.HBox([self.xcm_button, self.regions_button]),
-            w.HBox([self.source, self.spec_button, self.simplify_button]),
+            w.HBox([self.source, self.spec_button, self.simplify_button, self.bgdspec_button]),
             w.HBox([self.emin, self.emax, self.images_button, self.predict_button]),
             self.prediction, self.message, self.file_list,
         ]).add_class("nsb-export-panel")
@@ -94,6 +97,11 @@ class ExportPanel(Panel):
     @guarded
     def export_simplify(self):
         return self._done(self.session.export_simplify(self._need_source()))
+
+    @guarded
+    def export_bgdspec(self):
+        """Source and model-background spectra (BACKFILE set) of the source region."""
+        return self._done(self.session.export_bgdspec(self._need_source()))
 
     @guarded
     def export_images(self):

@@ -8,7 +8,6 @@ with bqplot 0.12); ``handle_mouse(event, x, y)`` is the same entry point for scr
 
 from __future__ import annotations
 
-import html
 import math
 
 import bqplot as bq
@@ -233,6 +232,10 @@ class ImagePanel(Panel):
         self.reg_path = w.Text(placeholder="ds9 file (workspace or data root)",
                                layout=w.Layout(width="230px")).add_class("nsb-region-path")
         self.import_button = w.Button(description="import .reg", layout=w.Layout(width="90px"))
+        self.suggest_button = w.Button(description="suggest regions", layout=w.Layout(width="130px"),
+                                       tooltip="add source-free background regions spanning the detectors")
+        self.suggest_button.add_class("nsb-suggest-button")
+        self.suggest_button.on_click(lambda _b: self.suggest())
         self.import_button.on_click(lambda _b: self.import_regions(self.reg_path.value.strip()))
         self.selected = None
         self._syncing = False
@@ -251,7 +254,8 @@ class ImagePanel(Panel):
         ])
         editor = w.HBox([self.region_list, w.VBox([w.HBox([self.name_box, self.rename_button]), self.role_box,
                                                    w.HBox([self.include_box, self.delete_button]),
-                                                   w.HBox([self.reg_path, self.import_button])])])
+                                                   w.HBox([self.reg_path, self.import_button]),
+                                                   self.suggest_button])])
         self.widget = w.VBox([self._header(), tools, self.figure, self.readout, editor,
                               self.message]).add_class("nsb-image-panel")
         if session.observation is not None:
@@ -568,6 +572,13 @@ class ImagePanel(Panel):
         self.select(item.name)
         self.show(f"imported {item.name} ({len(item.regions)} shape(s))")
         return item
+
+    @guarded
+    def suggest(self, n=4):
+        """Add ``n`` suggested background regions (editable like drawn ones)."""
+        names = self.session.suggest_regions(n)
+        self.show(f"suggested {', '.join(names)}")
+        return names
 
     def set_stretch(self, kind):
         self.stretch.value = kind
