@@ -255,6 +255,18 @@ class Prediction:
 # ---------------------------------------------------------------------------------------------
 
 
+def _single_thread_blas():
+    """One BLAS thread during fits: the matrices are small, and on a busy 2-core machine a
+    multi-threaded BLAS made each product ~50× slower (measured in benchmarks/bench_model.py)."""
+    import contextlib
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 class BackgroundAnalysis:
     """Background spectra + the nuskybgd model, ready to fit, transfer and export.
 
@@ -321,12 +333,17 @@ class BackgroundAnalysis:
         A fit that does not converge raises :class:`FitError` with the reason (and leaves the
         state at the last iterate, so the user can inspect it); it is never silently accepted.
         """
-        from .fit.native import GeneralProblem, LinearProblem
         from .fit.registry import get_backend
 
         if statistic not in ("cstat", "chi"):
             raise BadConfigError(f"statistic must be cstat or chi, got {statistic!r}", field="statistic")
         engine = get_backend(backend)
+        with _single_thread_blas():
+            return self._fit(engine, statistic, backend, max_iter=max_iter, tol=tol)
+
+    def _fit(self, engine, statistic, backend, *, max_iter, tol):
+        from .fit.native import GeneralProblem, LinearProblem
+
         if hasattr(engine, "fit_analysis"):
             result = engine.fit_analysis(self, statistic)
             self.result = result
@@ -606,7 +623,8 @@ class ExportWriter:
             else:
                 target = _numbered(target)
                 arf = Arf(energ_lo=edges[:-1], energ_hi=edges[1:], specresp=np.asarray(values, float),
-                          module=module, header={"TELESCOP": "NuSTAR", "INSTRUME": f"FPM{module}" if module else "NONE"})
+                          module=module,
+                          header={"TELESCOP": "NuSTAR", "INSTRUME": f"FPM{module}" if module else "NONE"})
                 write_arf(arf, target)
                 self.written.append(target)
                 out = target.name

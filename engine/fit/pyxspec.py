@@ -53,7 +53,7 @@ class PyXspecBackend:
 
     def fit_analysis(self, analysis, statistic, *, workdir=None, max_iter=30000, tol=1e-4):
         """Fit ``analysis`` in XSPEC; the analysis state is updated to XSPEC's best fit."""
-        from ..workflow import FitResult, export_fit_xcm
+        from ..workflow import export_fit_xcm
 
         xs = self.xspec
         with tempfile.TemporaryDirectory(prefix="nuskybgd-xspec-") as tmp:

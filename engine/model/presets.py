@@ -82,20 +82,27 @@ def presets_from_ratios(data, source="ratios.json"):
         except KeyError as exc:
             raise BadConfigError(f"missing key {exc}", path=source, field=f"module {m}") from None
     comps = []
+    if not isinstance(ib, dict):
+        raise BadConfigError("intbgd components must be an object", path=source, field="intbgd")
     for name, comp in ib.items():
         kind = "apec" if name == "apec" else "lorentz" if name.startswith("lorentz") else None
         if kind is None:
             raise BadConfigError(f"unknown intbgd component {name!r}", path=source, field="intbgd")
-        first = comp["A"]
-        if kind == "apec":
-            params = {"kT": _num(first["kt"], f"{name}.kt", source),
-                      "Abundanc": _num(first["abundanc"], f"{name}.abundanc", source),
-                      "Redshift": _num(first["redshift"], f"{name}.redshift", source)}
-        else:
-            params = {"LineE": _num(first["linee"], f"{name}.linee", source),
-                      "Width": _num(first["width"], f"{name}.width", source)}
-        comps.append(LinePreset(name, kind, params, {m: _factors(comp[m]["ifactors"], f"{name}.{m}.ifactors", source)
-                                                       for m in ("A", "B")}))
+        # A malformed component (missing module or key, wrong type) is a one-line error, not a KeyError.
+        try:
+            first = comp["A"]
+            if kind == "apec":
+                params = {"kT": _num(first["kt"], f"{name}.kt", source),
+                          "Abundanc": _num(first["abundanc"], f"{name}.abundanc", source),
+                          "Redshift": _num(first["redshift"], f"{name}.redshift", source)}
+            else:
+                params = {"LineE": _num(first["linee"], f"{name}.linee", source),
+                          "Width": _num(first["width"], f"{name}.width", source)}
+            factors = {m: _factors(comp[m]["ifactors"], f"{name}.{m}.ifactors", source) for m in ("A", "B")}
+        except (KeyError, TypeError, IndexError) as exc:
+            raise BadConfigError(f"malformed component (missing or invalid {exc})", path=source,
+                                 field=f"intbgd.{name}") from None
+        comps.append(LinePreset(name, kind, params, factors))
     if not comps or comps[0].kind != "apec":
         raise BadConfigError("intbgd must start with apec", path=source, field="intbgd")
     return Presets(apbgd, tuple(comps), intn, intn_f, source=str(source))
