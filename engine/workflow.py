@@ -182,6 +182,8 @@ class FitResult:
     n_iter: int = 0
     warnings: list = field(default_factory=list)
     apec: dict = field(default_factory=dict)
+    #: Correlation of the apbgd and fcxb norms of each module's reference group (their degeneracy).
+    degeneracy: dict = field(default_factory=dict)
 
     def error(self, source, index):
         key = (source, index)
@@ -202,6 +204,7 @@ class FitResult:
             "statistic": self.statistic, "value": self.value, "dof": self.dof, "converged": self.converged,
             "message": self.message, "backend": self.backend, "method": self.method, "n_iter": self.n_iter,
             "warnings": list(self.warnings), "apec": dict(self.apec),
+            "degeneracy": {m: (None if not np.isfinite(v) else v) for m, v in self.degeneracy.items()},
             "free": [f"{s}:p{k}" for s, k in self.free],
             "covariance": np.where(np.isfinite(self.covariance), self.covariance, None).tolist(),
             "parameters": self.parameters,
@@ -408,6 +411,7 @@ class BackgroundAnalysis:
             a, f = ("apbgd", self.state["apbgd"].index(r, 3)), ("fcxb", self.state["fcxb"].index(r, 3))
             if a in free and f in free:
                 rho = res.correlation(a, f)
+                res.degeneracy[m] = float(rho)
                 if np.isfinite(rho) and abs(rho) > DEGENERACY_THRESHOLD:
                     warnings.append(f"FPM{m}: apbgd and fcxb norms are degenerate (correlation {rho:+.2f}); "
                                     "add regions spanning the aperture gradient or link/freeze fcxb")

@@ -125,6 +125,7 @@ class Session(HasTraits):
         self._frozen = {}  # (source, spectrum name, local index) -> bool: user freeze/thaw overrides
         self._bgd_images = None  # cache of background_images for the current model
         self._fit_stale = False
+        self._start_values_applied = False  # image-based starts are used once, before the first fit
 
     # ------------------------------------------------------------------------------------------
     # Messages
@@ -218,6 +219,7 @@ class Session(HasTraits):
         self.observation, self.band, self.modules = obs, band, modules
         self.regions, self._groups, self._fcxb_links, self._frozen = [], {}, [], {}
         self.analysis = self.result = self._bgd_images = None
+        self._start_values_applied = False
         self.warnings = []
         self.status = f"{obs.obsid}: FPM{'/'.join(modules)}, {band[0]:g}-{band[1]:g} keV"
         self.data_version += 1
@@ -696,6 +698,7 @@ class Session(HasTraits):
         """Back to the preset model (values, freezes) for the current spectra and options."""
         self._frozen = {}
         self.result = None
+        self._start_values_applied = False
         self._rebuild(keep_values=False)
 
     def spectrum_plot_data(self, g):
@@ -720,6 +723,15 @@ class Session(HasTraits):
         an = self._need_analysis()
         self.busy = True
         try:
+            if self.result is None and not self._start_values_applied:
+                # First fit of these regions: start from the counts image, not from the presets.
+                from nuskybgd_engine.startvalues import apply_start_values
+
+                try:
+                    apply_start_values(an, self._need_observation())
+                    self._start_values_applied = True
+                except NuSkyBgdError as exc:
+                    self.say(f"image-based starting values not used: {exc}", "warning")
             result = an.fit(self.statistic)
         except FitError as exc:
             self.result = an.result

@@ -89,6 +89,7 @@ def test_degeneracy_is_reported_and_suggested_regions_break_it(demo):
     assert rho == pytest.approx(cov[i, j] / math.sqrt(cov[i, i] * cov[j, j]))
     assert abs(rho) > DEGENERACY_THRESHOLD
     assert any("degenerate" in w and f"{rho:+.2f}" in w for w in res.warnings)
+    assert res.degeneracy["A"] == pytest.approx(rho) and res.to_dict()["degeneracy"]["A"] == pytest.approx(rho)
 
     groups = [group_from_events(obs["A"].events, rs, obs.grid, obs["A"].maps, name=f"g{k}")
               for k, rs in enumerate(sug.regions, start=1)]

@@ -23,6 +23,7 @@ def run(args):
     from ..io.regions import RegionSet
     from ..model.background import region_weights
     from ..observation import prepare_observation
+    from ..startvalues import apply_start_values
     from ..workflow import BackgroundAnalysis, _numbered, export_fit_xcm, group_from_events, save_fit_json
 
     t0 = time.perf_counter()
@@ -37,6 +38,8 @@ def run(args):
         for m in obs.modules:
             groups.append(group_from_events(obs[m].events, rs, obs.grid, obs[m].maps, name=f"{reg.stem}{m}"))
     analysis = BackgroundAnalysis(groups)
+    start = apply_start_values(analysis, obs)
+    print(f"starting values from the counts image: {start!r}")
     result = analysis.fit("cstat")
     print(f"fit: {len(groups)} spectra, C-stat {result.value:.1f} for {result.dof} dof "
           f"({'converged' if result.converged else 'NOT converged'})")
