@@ -12,8 +12,8 @@ fcxb of each region tied between A and B, as in the bgdinfo template) and a C-st
 suggested circle is *held out*: its background is predicted (:meth:`BackgroundAnalysis.predict`)
 and compared with the simulation's noise-free expected counts.
 
-Truth of each free norm (spec §3.2 with the simulator's conventions, ``Atot_n`` = active DET1
-pixels of detector n, I/J = ratios.json ifactors, A/W = region weights of truth.json):
+Truth of each free norm (spec §3.2 with the simulator's conventions, ``Atot_n`` = Ā, the mean
+number of active DET1 pixels per detector, I/J = ratios.json ifactors, A/W = region weights):
 
 * apbgd (reference region r): ``0.002353/32 · W_r``;
 * fcxb (group i, the A spectrum of a region): ``1.6455454e-9 · Σ_n A_in``;
@@ -23,9 +23,7 @@ pixels of detector n, I/J = ratios.json ifactors, A/W = region weights of truth.
 Printed: for every free norm the mean and standard deviation of (fit − truth)/σ over the seeds
 (criteria |mean| < 0.15 and 0.8 ≤ std ≤ 1.2), how often it sat at a limit, then the same for the
 predicted 3-20 keV counts of the held-out circle (σ = statistical error of the prediction), with
-the wall time. Note: the method links non-reference regions with Σ A·I ratios while the simulator
-spreads the internal background per detector as A/Atot (§3.2): a ~1 % modelling difference, small
-but visible in the pulls of precisely measured norms.
+the wall time.
 """
 
 from __future__ import annotations
@@ -100,7 +98,7 @@ def one_seed(args):
     from nuskybgd_engine.io.regions import RegionSet
     from nuskybgd_engine.model.background import BackgroundOptions, region_weights
     from nuskybgd_engine.observation import prepare_observation
-    from nuskybgd_engine.simulate import SimulationSpec, simulate_observation
+    from nuskybgd_engine.simulate import SimulationSpec, internal_area, simulate_observation
     from nuskybgd_engine.workflow import BackgroundAnalysis, group_from_events
 
     t0 = time.perf_counter()
@@ -125,8 +123,8 @@ def one_seed(args):
             res = fit_unbounded(analysis) if unbounded else analysis.fit("cstat")
         except FitError as exc:
             return {"seed": seed, "failed": str(exc)}
-        atot = {m: np.array([np.count_nonzero(module_calibration(m).detnum == n) for n in range(4)], float)
-                for m in "AB"}
+        # The simulator's internal-background area unit (one for all detectors, see simulate.py).
+        atot = {m: np.full(4, internal_area(module_calibration(m).detnum)) for m in "AB"}
         ratios, _ = load_ratios()
         pulls, at_limit = {}, {}
         for key, value in truths(analysis, truth, atot, ratios, fit_regions).items():

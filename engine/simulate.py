@@ -24,10 +24,14 @@ Normalisation conventions of the truth (all per module ``m``, detector ``n``):
 ``fcxb``
     cutoffpl(1.29, 41.13) norm per active DET1 pixel = ``fcxb_factor · 1.6455454e-9``.
 ``intbgd``
-    whole-detector norms ``N_{k,n} = intbgd_factor[n] · I^k_{m,n}`` (ratios.json ifactors, the
-    IDL parameter-file convention §3.5) spread uniformly over the detector's active pixels.
+    per active DET1 pixel of detector n: ``intbgd_factor[n] · I^k_{m,n} / Ā`` (ratios.json
+    ifactors; ``Ā`` = mean number of active DET1 pixels per detector), so a detector's surface
+    brightness is proportional to its ifactor — what the model's link factors
+    ``Σ_n A_n I_n / Σ_n A_rn I_n`` assume (§3.2). A whole detector holds ≈ ``I^k_{m,n}``
+    (the IDL parameter-file convention §3.5, which divides by each detector's own area instead:
+    a ≈1 % difference the fitted model could not represent).
 ``intn``
-    whole-detector bknpower norm ``C_n = intn_factor[n] · 25 · J_{m,n}`` (= ratios*.dat values).
+    the same with ``intn_factor[n] · 25 · J_{m,n}`` (= ratios*.dat values) as the bknpower norm.
 
 Vignetting of the focused components and the PSF's energy dependence are not modelled.
 """
@@ -384,6 +388,12 @@ def _pixels_from_weights(weights, n, rng):
     return np.searchsorted(cdf, rng.uniform(0.0, 1.0, n), side="right")
 
 
+def internal_area(detnum):
+    """Ā: mean number of active DET1 pixels per detector (the internal background's area unit)."""
+    counts = [np.count_nonzero(np.asarray(detnum) == n) for n in range(4)]
+    return float(np.mean([c for c in counts if c > 0])) if any(counts) else 1.0
+
+
 def simulate_module_events(spec, module, cal, track, gti, rng, sources=()):
     """Generate the events of one module (columns in pipeline units, not yet written)."""
     det = _Detector(cal.rmf)
@@ -391,7 +401,7 @@ def simulate_module_events(spec, module, cal, track, gti, rng, sources=()):
     spectra, _ = component_photon_spectra(cal, module, spec.norms)
     detnum, pixmap = cal.detnum, cal.pixmap
     active = detnum >= 0
-    atot = np.array([np.count_nonzero(detnum == n) for n in range(4)], dtype=float)
+    abar = internal_area(detnum)
 
     parts = []  # (flat DET1 pixel, PI channels, component index) for DET1-born events
 
@@ -404,7 +414,7 @@ def simulate_module_events(spec, module, cal, track, gti, rng, sources=()):
     add_det1(0, spectra["apbgd"][0], spectra["apbgd"][1], ap_weights)
     add_det1(2, spectra["fcxb"][0], spectra["fcxb"][1], active.astype(float))
     for n in range(4):
-        mask = (detnum == n).astype(float) / max(atot[n], 1.0)
+        mask = (detnum == n).astype(float) / abar
         add_det1(1, spectra["intbgd"][0][n], None, mask)
         add_det1(3, spectra["intn"][0][n], None, mask, response=diag)
 
@@ -498,7 +508,7 @@ def _source_definitions(spec, grid, cal):
         x0, y0 = places[kind]
         ra, dec = grid.wcs.pixel_to_world_values(x0, y0)
         if kind == "point":
-            params = {"model": "powerlaw", "PhoIndex": 1.8, "norm": 1.0e-3, "psf_hpd_arcsec": 58.0}
+            params = {"model": "powerlaw", "PhoIndex": 1.8, "norm": 4.0e-4, "psf_hpd_arcsec": 58.0}
             flux = evaluate("powerlaw", edges, (params["PhoIndex"], params["norm"]))
             rc, rmax, core = PSF_RC_ARCSEC / pix_arcsec, PSF_RMAX_ARCSEC / pix_arcsec, 0.0
         else:
@@ -611,14 +621,14 @@ def expected_counts(cal, module, norms, maps, region_sums, exposure):
     det = _Detector(cal.rmf)
     diag = _Detector(cal.diag_rmf)
     spectra, _ = component_photon_spectra(cal, module, norms)
-    atot = np.array([float(np.count_nonzero(cal.detnum == n)) for n in range(4)])
+    abar = internal_area(cal.detnum)
     edges = channel_edges()
     W, A = region_sums["W"], np.asarray(region_sums["A"])
     per_comp = {
         "apbgd": det.channel_counts(spectra["apbgd"][0], spectra["apbgd"][1]) * W,
         "fcxb": det.channel_counts(spectra["fcxb"][0], spectra["fcxb"][1]) * A.sum(),
-        "intbgd": sum(det.channel_counts(spectra["intbgd"][0][n]) * A[n] / atot[n] for n in range(4)),
-        "intn": sum(diag.channel_counts(spectra["intn"][0][n]) * A[n] / atot[n] for n in range(4)),
+        "intbgd": sum(det.channel_counts(spectra["intbgd"][0][n]) * A[n] / abar for n in range(4)),
+        "intn": sum(diag.channel_counts(spectra["intn"][0][n]) * A[n] / abar for n in range(4)),
     }
     out = {}
     for band, (lo, hi) in BANDS.items():
