@@ -27,6 +27,8 @@ parameters)`` for both statistics; :attr:`Statistic.dof_offset` is the extra num
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 
 from ..errors import FitError
@@ -156,7 +158,7 @@ def chi2_datavar(data, model):
 # Statistic objects (what the fitters use)
 # ---------------------------------------------------------------------------------------------
 
-class Statistic:
+class Statistic(abc.ABC):
     """A fit statistic S(d, m) = sum_i s(d_i, m_i) with per-bin derivatives wrt the model counts.
 
     Attributes
@@ -177,21 +179,21 @@ class Statistic:
             raise FitError("data contain NaN or infinite values", field=field)
         _check_counts(d, field)
 
+    @abc.abstractmethod
     def terms(self, d, m):
         """Per-bin contributions (arrays assumed valid; no checks, for speed)."""
-        raise NotImplementedError
 
     def value(self, d, m):
         """The statistic, a float."""
         return float(np.sum(self.terms(d, m)))
 
+    @abc.abstractmethod
     def gradient(self, d, m):
         """dS/dm_i per bin (the direction XSPEC uses; see the module docstring for cstat)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def hessian_diag(self, d, m):
         """d2S/dm_i^2 per bin (observed curvature; the Hessian wrt m is diagonal)."""
-        raise NotImplementedError
 
     def fisher_diag(self, d, m):
         """Expected curvature E[d2S/dm^2] (d replaced by its expectation m): Fisher scoring weights."""
