@@ -21,7 +21,7 @@ def register(subparsers):
 def run(args):
     from ..demo import ensure_demo_observation
     from ..io.regions import RegionSet
-    from ..model.background import region_weights
+    from ..model.background import BackgroundOptions, region_weights
     from ..observation import prepare_observation
     from ..startvalues import apply_start_values
     from ..workflow import BackgroundAnalysis, _numbered, export_fit_xcm, group_from_events, save_fit_json
@@ -37,7 +37,9 @@ def run(args):
         rs = RegionSet.read_ds9(reg)
         for m in obs.modules:
             groups.append(group_from_events(obs[m].events, rs, obs.grid, obs[m].maps, name=f"{reg.stem}{m}"))
-    analysis = BackgroundAnalysis(groups)
+    # As the seed's bgdinfo template: the fcxb norm of each region is shared by FPMA and FPMB.
+    pairs = [(i, i + 1) for i in range(1, len(groups), len(obs.modules))] if len(obs.modules) == 2 else []
+    analysis = BackgroundAnalysis(groups, options=BackgroundOptions(fcxb_links=pairs))
     start = apply_start_values(analysis, obs)
     print(f"starting values from the counts image: {start!r}")
     result = analysis.fit("cstat")
