@@ -14,12 +14,11 @@ optima (negative = native lower).
 
 from __future__ import annotations
 
-import math
-import time
 
 import numpy as np
 from nuskybgd_engine.fit import LinearProblem, confidence_interval, cstat, fit_linear
 from scipy.optimize import minimize
+from _timing import best_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 TARGET_S = 0.5
 E = 1.6 + 0.04 * (np.arange(35, 460) + 0.5)  # channel centres 3-20 keV
@@ -72,13 +71,6 @@ def scipy_fit(problem, x0):
     return res.fun, res.nit, res.success
 
 
-def best_time(func, repeat=5):
-    best, value = math.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        value = func()
-        best = min(best, time.perf_counter() - t0)
-    return best, value
 
 
 def run(label, k, seed, spread):

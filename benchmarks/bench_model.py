@@ -20,24 +20,16 @@ on a loaded 2-core machine a multi-threaded OpenBLAS made each 22 000 x 70 produ
 
 from __future__ import annotations
 
-import math
 import tempfile
-import time
 
 import numpy as np
 from scipy.optimize import minimize
+from _timing import best_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 FIT_BUDGET_S = 0.5
 REEVAL_BUDGET_S = 0.020
 
 
-def best_time(func, repeat=5):
-    best, value = math.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        value = func()
-        best = min(best, time.perf_counter() - t0)
-    return best, value
 
 
 def scipy_fit(problem, x0):

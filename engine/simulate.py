@@ -290,7 +290,7 @@ class _Detector:
 
     def __init__(self, rmf):
         self.edges = np.concatenate([rmf.energ_lo, rmf.energ_hi[-1:]])
-        self.matrix = rmf.matrix.tocsr()
+        self.matrix = rmf.matrix.tocsr().astype(np.float64)  # cumulative sums over 7 M elements
         self.rowsum = np.asarray(self.matrix.sum(axis=1)).ravel()
         self._cum = np.cumsum(self.matrix.data)
         self.n_chan = self.matrix.shape[1]

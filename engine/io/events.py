@@ -13,6 +13,7 @@ from .gti import Gti, gti_from_hdu
 
 __all__ = [
     "EVENT_COLUMNS",
+    "column_index",
     "EventList",
     "BadPixels",
     "read_events",
@@ -35,7 +36,8 @@ HEADER_COPY_KEYWORDS = (
 _NULL_PA = -100.0
 
 
-def _column_index(header, name):
+def column_index(header, name):
+    """1-based number of the column called ``name`` (TTYPEn), or None."""
     for key in header:
         if key.startswith("TTYPE") and str(header[key]).strip().upper() == name:
             return int(key[5:])
@@ -55,7 +57,7 @@ def sky_frame_from_columns(header, path=None, *, extension="EVENTS"):
     """
     out = {}
     for axis, name in ((1, "X"), (2, "Y")):
-        n = _column_index(header, name)
+        n = column_index(header, name)
         if n is None:
             raise BadFileError("required column missing", path=path, extension=extension, field=name)
         vals = {}

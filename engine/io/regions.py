@@ -82,6 +82,7 @@ __all__ = [
     "RegionEntry",
     "RegionSet",
     "Cutout",
+    "as_regionset",
     "region_mask",
     "region_cutout",
     "select_events",
@@ -743,7 +744,8 @@ def _to_pixel_uncached(shape, grid, source, index):
     return pix
 
 
-def _as_regionset(regions):
+def as_regionset(regions):
+    """A RegionSet from a RegionSet, one region object, or a sequence of regions / RegionEntry."""
     if isinstance(regions, RegionSet):
         return regions
     if isinstance(regions, Region):
@@ -856,7 +858,7 @@ def region_cutout(regions, grid):
         ("outside the image", usually wrong coordinates); or an empty result (the excludes
         cover the includes). Shapes partly on the grid are clipped.
     """
-    rs = _as_regionset(regions)
+    rs = as_regionset(regions)
     src = rs.source
     if len(rs) == 0:
         raise BadRegionError("no region shapes", path=src)
@@ -913,15 +915,17 @@ def region_mask(regions, grid):
     return region_cutout(regions, grid).to_full()
 
 
-def select_events(regions, grid, x, y):
+def select_events(regions, grid, x, y, *, cutout=None):
     """Which events (X/Y column values) fall in the region mask — the same mask as the weights.
+
+    ``cutout`` (the :func:`region_cutout` of ``regions`` on ``grid``) saves recomputing the mask.
 
     Returns
     -------
     ndarray of bool
         One flag per event.
     """
-    cut = region_cutout(regions, grid)
+    cut = cutout if cutout is not None else region_cutout(regions, grid)
     ix, iy, inside = grid.event_index(x, y)
     sy, sx = cut.slices
     ok = inside & (iy >= sy.start) & (iy < sy.stop) & (ix >= sx.start) & (ix < sx.stop)

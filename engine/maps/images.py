@@ -15,7 +15,7 @@ from astropy.io import fits
 
 from ..constants import DET1_NPIX, DET1_PIXEL_MM, band_to_channels, channels_to_band
 from ..errors import BadFileError
-from ..io.events import EventList, read_events
+from ..io.events import EventList, column_index, read_events
 from ..io.fitsutil import write_fits
 
 __all__ = ["CountsImage", "make_counts_image", "make_det1_image", "write_counts_image", "band_label"]
@@ -101,8 +101,8 @@ def make_counts_image(events, emin, emax):
                            field="TLMAX")
     sel = _pi_mask(ev, lo, hi)
     # 0-based pixel of coordinate X: round(X) − TLMIN, i.e. CRPIX-relative as in the image WCS.
-    tlmin_x = 1 - (ev.sky["CRPIX1"] - _tcrpx(ev, "X"))
-    tlmin_y = 1 - (ev.sky["CRPIX2"] - _tcrpx(ev, "Y"))
+    tlmin_x = float(ev.header.get(f"TLMIN{column_index(ev.header, 'X')}", 1))
+    tlmin_y = float(ev.header.get(f"TLMIN{column_index(ev.header, 'Y')}", 1))
     x = np.asarray(ev["X"], dtype=np.float64)[sel]
     y = np.asarray(ev["Y"], dtype=np.float64)[sel]
     ix = np.floor(x + 0.5 - tlmin_x)
@@ -115,13 +115,6 @@ def make_counts_image(events, emin, emax):
     header["BUNIT"] = "count"
     _band_keywords(header, lo, hi)
     return CountsImage(image=image, header=header, module=ev.module, channels=(lo, hi), band=channels_to_band(lo, hi))
-
-
-def _tcrpx(ev, name):
-    for key in ev.header:
-        if key.startswith("TTYPE") and str(ev.header[key]).strip().upper() == name:
-            return float(ev.header.get(f"TCRPX{key[5:]}", 0.0))
-    return 0.0
 
 
 def make_det1_image(events, emin, emax, *, raw_edge=True):

@@ -36,7 +36,7 @@ from ..io.gti import gti_hdu
 from ..io.ogip import Spectrum
 from regions import CircleAnnulusPixelRegion, CirclePixelRegion, EllipsePixelRegion, PolygonPixelRegion
 
-from ..io.regions import Cutout, SkyGrid, _as_regionset, region_cutout, select_events
+from ..io.regions import Cutout, SkyGrid, as_regionset, region_cutout, select_events
 
 __all__ = ["RegionSpectrum", "extract_spectrum", "region_hdu", "GRADE_RANGE", "EmptyRegionWarning"]
 
@@ -142,13 +142,13 @@ def extract_spectrum(events, regions, *, grid=None, pi_range=None, allow_empty=F
     """
     if grid is None:
         grid = SkyGrid.from_event_columns(events.header, path=events.path)
-    rs = _as_regionset(regions)
+    rs = as_regionset(regions)
     x, y = _column(events, "X"), _column(events, "Y")
     pi, grade, det = _column(events, "PI"), _column(events, "GRADE"), _column(events, "DET_ID")
     lo, hi = _pi_range(pi_range)
     cut = region_cutout(rs, grid)  # raises for regions outside the image
     # Region first: the grade/PI tests then run on the (few) events inside only.
-    idx = np.flatnonzero(select_events(rs, grid, x, y))
+    idx = np.flatnonzero(select_events(rs, grid, x, y, cutout=cut))
     sel_pi, sel_grade, sel_det = pi[idx], grade[idx], det[idx]
     keep = (sel_grade >= GRADE_RANGE[0]) & (sel_grade <= GRADE_RANGE[1]) & (sel_pi >= lo) & (sel_pi <= hi)
     sel_pi = sel_pi[keep].astype(np.int64)
@@ -239,7 +239,7 @@ def region_hdu(regions, grid, *, keywords=None):
     excludes" is written exactly in CXC terms: component k holds include k and every exclude
     (``!SHAPE``), since shapes of one component are intersected and components are unioned.
     """
-    rs = _as_regionset(regions)
+    rs = as_regionset(regions)
     pix = rs.to_pixel(grid)
     incs = [e for e in pix if e.include]
     excs = [e for e in pix if not e.include]

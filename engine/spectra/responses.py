@@ -192,16 +192,11 @@ def _read_rmf(path, module):
     return _read_rmf_cached(os.fspath(path), st.st_mtime_ns, st.st_size, module)
 
 
-@functools.lru_cache(maxsize=2)
 def nominal_rmf(module):
-    """The embedded nominal RMF of a module (cached: building it takes ~0.3 s)."""
+    """The embedded nominal RMF of a module (the shared, cached object of the calibration products)."""
     from ..calibration.products import load_rmf
 
-    rmf, _ = load_rmf(module)
-    # Stored as float32, as the CALDB RMFs (halves the size of the written region RMFs).
-    rmf.matrix = rmf.matrix.astype(np.float32)
-    rmf.header["NOMINAL"] = True
-    return rmf
+    return load_rmf(module)[0]
 
 
 def detector_rmfs(module, *, date=None, weights=None):
