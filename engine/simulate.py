@@ -58,6 +58,8 @@ __all__ = [
     "simulate_observation",
     "SOURCE_KINDS",
     "SimulatedObservation",
+    "internal_area",
+    "true_norms",
 ]
 
 SOURCE_KINDS = ("none", "point", "cluster", "both")
@@ -392,6 +394,68 @@ def internal_area(detnum):
     """Ā: mean number of active DET1 pixels per detector (the internal background's area unit)."""
     counts = [np.count_nonzero(np.asarray(detnum) == n) for n in range(4)]
     return float(np.mean([c for c in counts if c > 0])) if any(counts) else 1.0
+
+
+def true_norms(analysis, truth, regions):
+    """The simulation's truth for every free norm of a background model built on its regions.
+
+    The conventions above, written in the model's parameters (spec §3.2): for data group ``g`` of
+    module ``m`` with region sums ``W`` and ``A_n`` (``truth.json``),
+
+    * apbgd: ``ap_factor · 0.002353/32 · W``;
+    * fcxb: ``fcxb_factor · 1.6455454e-9 · Σ_n A_n``;
+    * intbgd component k: ``Σ_n intbgd_factor_n · I^k_{m,n} · A_n / Ā``;
+    * intn: ``Σ_n intn_factor_n · 25 J_{m,n} · A_n / Ā``.
+
+    The ifactors I and J are the analysis' presets (the simulator's, when both use the same
+    ``ratios.json``, the default).
+
+    Parameters
+    ----------
+    analysis : BackgroundAnalysis
+    truth : dict
+        The simulation's ``truth.json``.
+    regions : sequence of str
+        The ``truth.json`` region of each data group, in data-group order.
+
+    Returns
+    -------
+    dict
+        ``{(source, global index): true value}`` of the free norms.
+    """
+    st, presets = analysis.state, analysis.presets
+    regions = list(regions)
+    if len(regions) != len(analysis.groups):
+        raise BadConfigError(f"{len(regions)} region names for {len(analysis.groups)} data groups", field="regions")
+    intbgd = {c.name: c for c in presets.intbgd}
+    out = {}
+    for g, (grp, reg) in enumerate(zip(analysis.groups, regions), start=1):
+        m = grp.module
+        try:
+            w = truth["regions"][reg]["modules"][m]["weights"]
+            f = truth["norms"][m]
+            atot = float(truth["modules"][m]["internal_area"])
+        except (KeyError, TypeError):
+            raise BadConfigError(f"truth has no FPM{m} weights, norms or internal area for region {reg!r}",
+                                 field="regions") from None
+        A, W = np.asarray(w["A"], dtype=float), float(w["W"])
+        for src in st:
+            for local in range(1, src.n_par + 1):
+                index = src.index(g, local)
+                p = src[index]
+                if not (p.is_norm and p.free):
+                    continue
+                if src.name == "apbgd":
+                    value = f["ap_factor"] * APBGD_NORM_PER_AP * W
+                elif src.name == "fcxb":
+                    value = f["fcxb_factor"] * FCXB_NORM_PER_PIXEL * A.sum()
+                elif src.name == "intn":
+                    value = np.sum(25.0 * presets.intn_ifactors[m] * np.asarray(f["intn_factor"]) * A) / atot
+                else:
+                    ik = np.asarray(intbgd[p.component].ifactors[m]) * np.asarray(f["intbgd_factor"])
+                    value = np.sum(ik * A) / atot
+                out[(src.name, index)] = float(value)
+    return out
 
 
 def simulate_module_events(spec, module, cal, track, gti, rng, sources=()):
@@ -776,6 +840,7 @@ def simulate_observation(outdir, spec=None, *, calibration=None, overwrite=False
             write_gti(gti, gti_files[m], keywords={k: keys[k] for k in ("TSTART", "TSTOP", "MJDREFI", "MJDREFF",
                                                                          "OBS_ID")})
             truth["modules"][m] = {
+                "internal_area": internal_area(cals[m].detnum),
                 "n_events": int(ev.columns["TIME"].size),
                 "n_by_component": {name: int(np.count_nonzero(ev.component == i))
                                    for i, name in enumerate(COMPONENT_NAMES)},

@@ -21,6 +21,7 @@ from .model.background import (
     RegionWeights,
     add_linked_groups,
     build_background_model,
+    open_norm_limits,
     region_weights,
 )
 from .model.components import ApecShape
@@ -321,7 +322,7 @@ class BackgroundAnalysis:
             groups.append(group_from_spectrum_file(spec_path, RegionSet.read_ds9(reg_path), grid, maps[m],
                                                    name=spec_path.name, rmf_cache=rmf_cache))
         options = BackgroundOptions(fcxb_links=list(info.fcxb_links), fix_line_ratios=info.fix_line_ratios,
-                                    no_solar=info.no_solar)
+                                    no_solar=info.no_solar, negative_norms=info.negative_norms)
         obj = cls(groups, options=options, **kw)
         obj.bgdinfo = info
         obj.grid = grid
@@ -358,7 +359,7 @@ class BackgroundAnalysis:
             data, design, offset, free = self.model.linear_problem()
             lower = np.array([self.state[s][k].hard_min for s, k in free])
             upper = np.array([self.state[s][k].hard_max for s, k in free])
-            problem = LinearProblem(data, design, offset, np.maximum(lower, 0.0), upper,
+            problem = LinearProblem(data, design, offset, lower, upper,
                                     names=[f"{s}:p{k}" for s, k in free])
             theta0 = np.array([self.state[s][k].value for s, k in free])
             out = engine.fit(problem, statistic, theta0, max_iter=max_iter, tol=tol)
@@ -406,6 +407,9 @@ class BackgroundAnalysis:
                         apec=self.apec.xspec_component())
         if out.singular:
             warnings.append("some parameters are not constrained (singular covariance): freeze or link them")
+        negative = [f"{s}:p{k}" for s, k in free if self.state[s][k].is_norm and self.state.value(s, k) < 0]
+        if negative:
+            warnings.append(f"{len(negative)} norm(s) fitted below 0 (limits opened): {', '.join(negative)}")
         for m in sorted(set(self.state.modules)):
             r = self.state.modules.index(m) + 1
             a, f = ("apbgd", self.state["apbgd"].index(r, 3)), ("fcxb", self.state["fcxb"].index(r, 3))
@@ -523,6 +527,8 @@ def replace_group(analysis, g, group):
         for k, p in enumerate(s.params, start=1):
             q = new_src[k]
             q.frozen = p.frozen
+            # Limits the user set (e.g. negative norms from a hand-edited xcm) survive the rebuild.
+            q.hard_min, q.soft_min, q.soft_max, q.hard_max = p.hard_min, p.soft_min, p.soft_max, p.hard_max
             if p.link is None and q.link is None:
                 q.value = p.value
     for s in state:
@@ -732,7 +738,8 @@ def save_fit_json(analysis, path, *, overwrite=False):
     data["spectra"] = [g.name for g in analysis.groups]
     data["modules"] = [g.module for g in analysis.groups]
     data["options"] = {"fcxb_links": [list(p) for p in analysis.options.fcxb_links],
-                       "fix_line_ratios": analysis.options.fix_line_ratios, "no_solar": analysis.options.no_solar}
+                       "fix_line_ratios": analysis.options.fix_line_ratios, "no_solar": analysis.options.no_solar,
+                       "negative_norms": analysis.options.negative_norms}
     data["ignore"] = list(analysis.model.ignore)
     # An undetermined parameter has error NaN (and NaN covariance, already None in to_dict): JSON
     # has no NaN, so write null (json.dumps(allow_nan=False) would raise a raw ValueError).
@@ -764,7 +771,10 @@ def load_fit_json(path):
     analysis = BackgroundAnalysis.from_bgdinfo(data["bgdinfo"])
     analysis.options = BackgroundOptions(fcxb_links=[tuple(p) for p in opts.get("fcxb_links", [])],
                                          fix_line_ratios=opts.get("fix_line_ratios", False),
-                                         no_solar=opts.get("no_solar", False))
+                                         no_solar=opts.get("no_solar", False),
+                                         negative_norms=bool(opts.get("negative_norms", False)))
+    if analysis.options.negative_norms:
+        open_norm_limits(analysis.state)
     if [g.name for g in analysis.groups] != data.get("spectra", [g.name for g in analysis.groups]):
         raise BadConfigError("the spectra of the bgdinfo.json differ from the fitted ones", path=path,
                              field="spectra")

@@ -119,6 +119,7 @@ class Session(HasTraits):
         self.statistic = self._check_statistic(statistic)
         self.fix_line_ratios = False
         self.no_solar = False
+        self.negative_norms = False
         self.changed_groups = None
         self._groups = {}  # (region name, module) -> GroupData
         self._fcxb_links = []  # [(spectrum name, spectrum name)]: survive region add/remove
@@ -489,7 +490,8 @@ class Session(HasTraits):
 
         names = self.spectrum_names()
         links = [(names.index(a) + 1, names.index(b) + 1) for a, b in self._fcxb_links if a in names and b in names]
-        return BackgroundOptions(fcxb_links=links, fix_line_ratios=self.fix_line_ratios, no_solar=self.no_solar)
+        return BackgroundOptions(fcxb_links=links, fix_line_ratios=self.fix_line_ratios, no_solar=self.no_solar,
+                                 negative_norms=self.negative_norms)
 
     def _rebuild(self, keep_values=True):
         """A new BackgroundAnalysis for the current spectra and options, keeping free values."""
@@ -527,7 +529,8 @@ class Session(HasTraits):
                     continue
                 q = os_.param(old_names.index(spec) + 1, local + 1)
                 if q.free:
-                    p.value = q.value
+                    # Clipped: a norm fitted below 0 stays at 0 once the limits close again.
+                    p.value = min(max(q.value, p.hard_min), p.hard_max)
         new.model._refresh_links()
 
     def _apply_frozen(self):
@@ -608,8 +611,13 @@ class Session(HasTraits):
             self._rebuild()
             raise
 
-    def set_options(self, *, fix_line_ratios=None, no_solar=None, statistic=None):
-        """Change model options (rebuilds the model, keeping free values) or the fit statistic."""
+    def set_options(self, *, fix_line_ratios=None, no_solar=None, negative_norms=None, statistic=None):
+        """Change model options (rebuilds the model, keeping free values) or the fit statistic.
+
+        ``negative_norms`` opens the norms' lower limit (see
+        :class:`~nuskybgd_engine.model.background.BackgroundOptions`); closing it again clips
+        negative norms to 0.
+        """
         regroup = statistic is not None and self._check_statistic(statistic) != self.statistic
         if statistic is not None:
             self.statistic = statistic
@@ -617,6 +625,8 @@ class Session(HasTraits):
             self.fix_line_ratios = bool(fix_line_ratios)
         if no_solar is not None:
             self.no_solar = bool(no_solar)
+        if negative_norms is not None:
+            self.negative_norms = bool(negative_norms)
         if self.observation is None:
             return
         if regroup:

@@ -24,7 +24,6 @@ from nuskybgd_engine.errors import BadConfigError, NuSkyBgdError
 from nuskybgd_engine.model import components as comp
 from nuskybgd_engine.model import (
     APEC_STANDIN,
-    COMPONENTS,
     ApecShape,
     evaluate,
     get_component,

@@ -240,6 +240,25 @@ def test_no_solar_with_fixed_ratios(presets):
     assert [k for s, k in st.free_parameters() if s == "intbgd"] == [16, 91 + 16]
 
 
+def test_negative_norms_open_only_the_norm_limits(presets):
+    base = build_background_model(MODULES, WEIGHTS, presets, BackgroundOptions(fix_line_ratios=True))
+    st = build_background_model(MODULES, WEIGHTS, presets, BackgroundOptions(fix_line_ratios=True,
+                                                                            negative_norms=True))
+    assert st.free_parameters() == base.free_parameters()
+    n_norms = 0
+    for s in st:
+        for p, q in zip(s.params, base[s.name].params):
+            assert p.value == q.value and p.frozen == q.frozen and str(p.link) == str(q.link)
+            assert (p.soft_max, p.hard_max) == (q.soft_max, q.hard_max)
+            if p.is_norm:
+                n_norms += 1
+                assert (q.hard_min, q.soft_min) == (0.0, 0.0)
+                assert (p.hard_min, p.soft_min) == (-1e24, -1e24)
+            else:
+                assert (p.hard_min, p.soft_min) == (q.hard_min, q.soft_min)
+    assert n_norms == 4 * (1 + 30 + 1 + 1)
+
+
 # -- fcxb links, cycles, parameter operations ------------------------------------------------------
 
 

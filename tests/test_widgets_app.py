@@ -279,3 +279,27 @@ def test_suggested_regions_button(app):
     # each suggested region made one spectrum per module, and the model covers them
     assert len(s.spectrum_names()) == 2 * len(s.region_names("background"))
     assert s.analysis is not None and len(s.analysis.groups) == len(s.spectrum_names())
+
+
+def test_negative_norms_checkbox(app, bgd_centres):
+    s = app.session
+    for c in bgd_centres[:3]:
+        draw_circle(app, *c)
+    links = app.panels["links"]
+    links.negative_norms.value = True  # the checkbox, as a click sets it
+    assert s.negative_norms and s.analysis.options.negative_norms
+    norms = [(src.name, k) for src in s.analysis.state for k, p in enumerate(src.params, start=1) if p.is_norm]
+    assert all(s.analysis.state[n][k].hard_min == -1e24 for n, k in norms)
+    s.set_parameter("intbgd", 7, -1e-5)  # the 4.51 keV line of spectrum 1 below 0
+    assert s.analysis.state.value("intbgd", 7) == -1e-5
+    app.panels["spectra"].fit()
+    assert s.result.converged
+    text = app.panels["export"].export_xcm()[0].read_text()
+    assert "-1e+24 -1e+24 1e+24 1e+24" in text
+    s.set_parameter("intbgd", 7, -1e-5)
+    links.set_negative_norms(False)
+    assert not links.negative_norms.value and not s.negative_norms
+    p = s.analysis.state["intbgd"][7]
+    assert p.hard_min == 0.0 and p.value == 0.0  # clipped back into the limits
+    with pytest.raises(NuSkyBgdError):
+        s.set_parameter("intbgd", 7, -1e-5)

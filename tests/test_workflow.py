@@ -7,6 +7,7 @@ source) into a temporary directory; everything else reuses it. Truth comes from 
 
 import copy
 import json
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from nuskybgd_engine.commands.fit import output_names
 from nuskybgd_engine.constants import band_to_channels
 from nuskybgd_engine.demo import DEMO_SPEC, ensure_demo_observation
 from nuskybgd_engine.errors import BadConfigError, BadFileError, FitError, NuSkyBgdError
+from nuskybgd_engine.fit.native import LinearProblem, fit_linear
 from nuskybgd_engine.io.fitsutil import read_fits
 from nuskybgd_engine.io.ogip import read_pha, write_pha, write_rmf
 from nuskybgd_engine.io.regions import RegionSet, region_cutout
@@ -372,6 +374,7 @@ def test_bgdinfo_reads(workdir):
     (dict(fcxb_config={"links": [["1", 2]]}), "fcxb_config.links"),
     (dict(fcxb_config=[1, 2]), "fcxb_config"),
     (dict(intbgd_fix_line_ratios="yes"), "intbgd_fix_line_ratios"),
+    (dict(negative_norms=1), "negative_norms"),
     (dict(statistic="l1"), "statistic"),
     (dict(regfiles=["bgd1.reg"]), "regfiles"),
     (dict(bgfiles=["nosuch.pha"] * 6), "bgfiles[0]"),
@@ -596,3 +599,84 @@ def test_fit_json_of_an_edited_bgdinfo_is_refused(cli_fit, workdir, tmp_path):
     with pytest.raises(BadConfigError) as exc:
         load_fit_json(tmp_path / "fit.json")
     assert "fit.json" in str(exc.value) and "free" in str(exc.value)
+
+
+# -- norms below 0 (BackgroundOptions.negative_norms) ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def free_lines(groups):
+    """The demo fitted with every line norm free, with and without the norms' lower limit.
+
+    Several weak lines of this observation want to go below 0.
+    """
+    out = {}
+    for neg in (False, True):
+        an = BackgroundAnalysis(groups, options=BackgroundOptions(fcxb_links=ab_links(len(groups)),
+                                                                  negative_norms=neg))
+        an.fit("cstat")
+        out[neg] = an
+    return out
+
+
+def test_physical_fit_stops_norms_at_0(free_lines):
+    an = free_lines[False]
+    values = np.array([an.state.value(s, k) for s, k in an.result.free])
+    assert values.min() == 0.0  # pegged, exactly at the limit
+    assert not any("below 0" in w for w in an.result.warnings)
+
+
+def test_negative_norms_fit_is_the_unbounded_likelihood_maximum(free_lines):
+    phys, an = free_lines[False], free_lines[True]
+    assert an.result.converged
+    free = an.result.free
+    values = {f"{s}:p{k}": an.state.value(s, k) for s, k in free}
+    negative = [name for name, v in values.items() if v < 0]
+    assert negative and an.result.value < phys.result.value
+    note = next(w for w in an.result.warnings if "below 0" in w)
+    assert all(name in note for name in negative)
+    # The same optimum as a fit with no lower bound at all, from another start.
+    data, design, offset, free2 = an.model.linear_problem()
+    assert free2 == free
+    n = len(free)
+    start = np.array([phys.state.value(s, k) for s, k in free]) + 1e-12
+    ref = fit_linear(LinearProblem(data, design, offset, np.full(n, -np.inf), np.full(n, np.inf)), "cstat", start)
+    assert ref.converged
+    assert an.result.value == pytest.approx(ref.stat, rel=1e-9, abs=1e-6)
+    errors = np.array([an.result.error(s, k) for s, k in free])
+    np.testing.assert_array_less(np.abs(np.array(list(values.values())) - ref.theta), 1e-3 * errors)
+
+
+def test_negative_norms_from_bgdinfo_to_xcm_and_back(workdir, tmp_path, capsys):
+    """bgdinfo ``negative_norms`` -> fit --run -> NAME.json/NAME.xcm keep the opened limits -> reloads."""
+    path = edit_info(workdir, tmp_path, negative_norms=True, intbgd_fix_line_ratios=False)
+    assert read_bgdinfo(path).negative_norms
+    assert main(["fit", str(path), f"savefile={tmp_path / 'neg'}", "--run"]) == 0
+    capsys.readouterr()
+    data = json.loads((tmp_path / "neg.json").read_text())
+    assert data["options"]["negative_norms"] is True
+    an = load_fit_json(tmp_path / "neg.json")
+    assert an.options.negative_norms
+    norms = [p for s in an.state for p in s.params if p.is_norm]
+    assert norms and all(p.hard_min == p.soft_min == -1e24 for p in norms)
+    assert all(p.hard_min != -1e24 for s in an.state for p in s.params if not p.is_norm and p.name != "Redshift")
+    # The xcm carries the limits as XSPEC's newpar would, so XSPEC fits the same problem.
+    text = (tmp_path / "neg.xcm").read_text()
+    assert re.search(r"^\s*\S+\s+\S+\s+-1e\+24\s+-1e\+24\s+1e\+24\s+1e\+24\s*$", text, re.M)
+    back = analysis_from_xcm(path, tmp_path / "neg.xcm")
+    for s in an.state:
+        for k, p in enumerate(s.params, start=1):
+            q = back.state[s.name][k]
+            if p.link is not None:
+                continue
+            assert (q.hard_min, q.soft_min, q.soft_max, q.hard_max) == (p.hard_min, p.soft_min, p.soft_max,
+                                                                        p.hard_max), f"{s.name}:p{k}"
+    back.fit("cstat")
+    assert back.result.value == pytest.approx(data["value"], rel=1e-8)
+
+
+def test_replace_group_keeps_opened_limits(free_lines, groups):
+    an = copy.copy(free_lines[True])
+    an.options = BackgroundOptions(fcxb_links=ab_links(len(groups)))  # as if read from an xcm: limits only
+    out = replace_group(an, 1, groups[0])
+    assert all(p.hard_min == -1e24 for s in out.state for p in s.params if p.is_norm)

@@ -32,13 +32,17 @@ def presets():
 
 
 @pytest.fixture(params=[dict(fix_line_ratios=True, fcxb_links=[(1, 2), (3, 4)]), dict(no_solar=True),
-                        dict()], ids=["ratios+links", "no_solar", "default"])
+                        dict(), dict(negative_norms=True)], ids=["ratios+links", "no_solar", "default", "negative"])
 def state(request, presets):
     st = build_background_model(MODULES, WEIGHTS, presets, BackgroundOptions(**request.param))
     # Values as after a fit: every free parameter moved off its preset.
     rng = np.random.default_rng(5)
     for s, k in st.free_parameters():
         st[s][k].value *= rng.uniform(0.5, 2.0)
+    if request.param.get("negative_norms"):  # fitted below 0, as weak lines can be
+        for i, (s, k) in enumerate(st.free_parameters()):
+            if st[s][k].is_norm and i % 3 == 0:
+                st[s][k].value *= -1
     for s in st:
         for k, p in enumerate(s.params, start=1):
             if p.link is not None:
@@ -68,6 +72,9 @@ def assert_same_state(a, b, *, rtol=1e-14):
             where = f"{sa.name}:p{k}"
             assert (pa.name, pa.component) == (pb.name, pb.component), where
             assert pa.frozen == pb.frozen, where
+            if pa.link is None:  # a link line carries no limits (nor needs any)
+                assert (pa.hard_min, pa.soft_min, pa.soft_max, pa.hard_max) == (pb.hard_min, pb.soft_min,
+                                                                                pb.soft_max, pb.hard_max), where
             assert (pa.link is None) == (pb.link is None), where
             if pa.link is not None:
                 assert (pa.link.source, pa.link.index) == (pb.link.source, pb.link.index), where

@@ -34,6 +34,7 @@ __all__ = [
     "region_weights",
     "BackgroundOptions",
     "build_background_model",
+    "open_norm_limits",
     "SOURCE_NUMBERS",
     "APBGD_NORM_PER_W",
     "FCXB_NORM_PER_PIXEL",
@@ -102,11 +103,18 @@ class BackgroundOptions:
         Lines 5–29 of each reference group follow the 19.6 keV line with the preset ratios.
     no_solar : bool
         apec and the 3.54/4.51/10.20 keV line norms are 0 and frozen (no solar soft component).
+    negative_norms : bool
+        Every norm of sources 2–5 may go below 0 (hard and soft minimum ``-1e24``, written so in the
+        xcm as XSPEC's ``newpar`` would). Off by default (XSPEC's norms stop at 0). With the limit,
+        a weak line whose true norm lies within ~1σ of 0 often ends pegged at 0, which biases it and
+        the norms correlated with it; without it the fit is the plain maximum of the likelihood,
+        unbiased to first order (the total model is still floored as XSPEC floors it, see ``cstat``).
     """
 
     fcxb_links: list = field(default_factory=list)
     fix_line_ratios: bool = False
     no_solar: bool = False
+    negative_norms: bool = False
 
 
 def _param(spec, component, value, *, frozen, delta=None):
@@ -164,9 +172,22 @@ def build_background_model(modules, weights, presets, options=None):
     _intbgd(state, modules, weights, presets, refs, options)
     _fcxb(state, modules, weights, refs, options.fcxb_links)
     _intn(state, modules, weights, presets, refs)
+    if options.negative_norms:
+        open_norm_limits(state)
     state.modules = list(modules)
     state.weights = list(weights)
     return state
+
+
+NEGATIVE_NORM_MIN = -1e24
+
+
+def open_norm_limits(state):
+    """Let every norm of ``state`` go below 0 (hard and soft minimum ``-1e24``)."""
+    for src in state:
+        for p in src.params:
+            if p.is_norm:
+                p.hard_min = p.soft_min = NEGATIVE_NORM_MIN
 
 
 def _apbgd(state, modules, weights, presets, refs):

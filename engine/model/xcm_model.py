@@ -97,6 +97,7 @@ def state_to_session(state, files, *, statistic="cstat", apec=None, ignore=(3.0,
         mapping, n_new = maps[src.name]
         types = [("bremss" if (t == "apec" and standin) else t) for _c, t in src.components]
         params = []
+        ctypes = dict(src.components)
         for k, p in enumerate(src.params, start=1):
             if mapping[(k - 1) % src.n_par + 1] is None:
                 continue
@@ -107,7 +108,12 @@ def state_to_session(state, files, *, statistic="cstat", apec=None, ignore=(3.0,
             if standin and p.component == "apec" and p.name == "norm":
                 value *= factor
             delta = abs(p.delta) or 0.01
-            params.append(ParamLine(float(value), -delta if p.frozen else delta))
+            limits = (p.hard_min, p.soft_min, p.soft_max, p.hard_max)
+            if limits != _default_limits(ctypes[p.component], p.name):
+                # XSPEC's newpar line with limits, e.g. a norm allowed below 0 (negative_norms).
+                params.append(ParamLine(float(value), -delta if p.frozen else delta, *map(float, limits)))
+            else:
+                params.append(ParamLine(float(value), -delta if p.frozen else delta))
         sizes = [2 if (t == "apec" and standin) else (4 if t == "apec" else len(COMPONENTS[t].parameters))
                  for _c, t in src.components]
         session.models.append(make_block(src.number, src.name, " + ".join(types), params, component_sizes=sizes))
@@ -117,6 +123,13 @@ def state_to_session(state, files, *, statistic="cstat", apec=None, ignore=(3.0,
                      f"{factor:.6g} x apec norm (no AtomDB where this was fitted); this reproduces the fitted model.")
     session.comments = notes
     return session
+
+
+def _default_limits(ctype, name):
+    """XSPEC's (hard_min, soft_min, soft_max, hard_max) of parameter ``name`` of a ``ctype`` component."""
+    specs = APEC_PARAMETERS if ctype == "apec" else COMPONENTS[ctype].parameters
+    spec = next((sp for sp in specs if sp.name == name), None)
+    return None if spec is None else (spec.hard_min, spec.soft_min, spec.soft_max, spec.hard_max)
 
 
 def _parameter_from_line(line, ctype, local_in_comp, cname):

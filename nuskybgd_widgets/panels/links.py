@@ -1,4 +1,5 @@
-"""Links panel: fcxb norm links (spectra × spectra), line ratios, no_solar, statistic, freeze/thaw grid."""
+"""Links panel: fcxb norm links (spectra × spectra), line ratios, no_solar, negative norms, statistic,
+freeze/thaw grid."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ class LinksPanel(Panel):
     """Model options.
 
     Scripting API: ``toggle_link(i, j)`` (the matrix checkbox of row i, column j),
-    ``set_line_ratios(bool)``, ``set_no_solar(bool)``, ``set_statistic(name)``,
+    ``set_line_ratios(bool)``, ``set_no_solar(bool)``, ``set_negative_norms(bool)``, ``set_statistic(name)``,
     ``toggle_frozen(source, g)`` (grid button of spectrum g), ``freeze_all(source, frozen)``;
     ``link_boxes[(i, j)]`` and ``freeze_buttons[(source, g)]`` are the widgets.
     """
@@ -26,9 +27,12 @@ class LinksPanel(Panel):
         s = session
         self.line_ratios = w.Checkbox(value=s.fix_line_ratios, description="fix line ratios", indent=False)
         self.no_solar = w.Checkbox(value=s.no_solar, description="no solar (apec + 3 lines off)", indent=False)
+        self.negative_norms = w.Checkbox(value=s.negative_norms, description="norms may go below 0",
+                                         indent=False, tooltip="unbiased weak lines; XSPEC stops norms at 0")
         self.statistic = w.ToggleButtons(options=["cstat", "chi"], value=s.statistic, description="statistic")
         self.line_ratios.observe(lambda ch: self.set_line_ratios(ch["new"]), "value")
         self.no_solar.observe(lambda ch: self.set_no_solar(ch["new"]), "value")
+        self.negative_norms.observe(lambda ch: self.set_negative_norms(ch["new"]), "value")
         self.statistic.observe(lambda ch: self.set_statistic(ch["new"]), "value")
         self.matrix = w.VBox()
         self.freeze_grid = w.VBox()
@@ -36,7 +40,7 @@ class LinksPanel(Panel):
         self._names = None
         self._syncing = False
         s.observe(self._on_model, "model_version")
-        self.widget = w.VBox([self._header(), w.HBox([self.line_ratios, self.no_solar]), self.statistic,
+        self.widget = w.VBox([self._header(), w.HBox([self.line_ratios, self.no_solar, self.negative_norms]), self.statistic,
                               w.HTML("<i>fcxb norm links: row spectrum's norm drives the column's</i>"), self.matrix,
                               w.HTML("<i>norms free / frozen per component and spectrum</i>"), self.freeze_grid,
                               self.message]).add_class("nsb-links-panel")
@@ -100,6 +104,7 @@ class LinksPanel(Panel):
                 btn.disabled = state in ("linked", "none")
             self.line_ratios.value = s.fix_line_ratios
             self.no_solar.value = s.no_solar
+            self.negative_norms.value = s.negative_norms
             self.statistic.value = s.statistic
         finally:
             self._syncing = False
@@ -169,6 +174,11 @@ class LinksPanel(Panel):
     def set_no_solar(self, value):
         if not self._syncing:
             self.session.set_options(no_solar=value)
+
+    @guarded
+    def set_negative_norms(self, value):
+        if not self._syncing:
+            self.session.set_options(negative_norms=value)
 
     @guarded
     def set_statistic(self, value):
