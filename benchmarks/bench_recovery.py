@@ -26,6 +26,11 @@ Every seed is fitted twice, from the same preset start:
     so are the norms next to them. For this fit the criteria apply to the held-out prediction,
     the quantity an observer uses; the norms' pulls are printed with how often they sat at 0.
 
+Each fit's C-stat is also compared with what a correct model gives at the fitted model
+(:attr:`FitResult.goodness`, :mod:`nuskybgd_engine.fit.goodness`, Kaastra 2017), judged with the
+same criteria for both fits: a shape mismatch between the simulation and the model would show
+there first, and the spread checks the σ the fit reports.
+
 The mean's standard error is printed next to it: with 50 seeds it is ≈ 0.14, about the size of the
 criterion itself, which is why the default is 200 seeds (≈ 0.07).
 """
@@ -117,7 +122,8 @@ def one_seed(args):
                 exp = truth["regions"][held]["modules"][m]["expected"]["3-20"]
                 true_bgd = sum(exp[k] for k in ("apbgd", "intbgd", "fcxb", "intn"))
                 pred[f"held-out {held} FPM{m} 3-20 keV counts"] = (pr.total - true_bgd) / pr.stat_error
-            out[mode] = {"pulls": pulls, "at_limit": at_limit, "pred": pred, "stat": res.value, "dof": res.dof}
+            out[mode] = {"pulls": pulls, "at_limit": at_limit, "pred": pred, "stat": res.value, "dof": res.dof,
+                         "goodness": res.goodness}
         out["time"] = time.perf_counter() - t0
         return out
     finally:
@@ -141,6 +147,8 @@ def report(good, mode, judge_norms):
     """Print the pulls of one fit mode; True when everything judged meets the criteria."""
     rows = [r[mode] for r in good]
     print(f"\n== {mode} fit: mean C-stat/dof {np.mean([r['stat'] / r['dof'] for r in rows]):.3f}")
+    # Goodness (Kaastra 2017): C_min against what a correct model gives at the fitted model.
+    good_ok = summarise("(C-stat - expected)/sigma_C", [r["goodness"] for r in rows])
     print(f"pulls (fit - truth)/sigma of the free norms{'' if judge_norms else ' (shown, not judged)'}:")
     names = sorted({k for r in rows for k in r["pulls"]})
     n_ok = 0
@@ -154,7 +162,7 @@ def report(good, mode, judge_norms):
     for name in sorted({k for r in rows for k in r["pred"]}):
         pred_ok &= summarise(name, [r["pred"][name] for r in rows])
     pred_ok &= summarise("held-out, both modules pooled", [v for r in rows for v in r["pred"].values()])
-    return pred_ok and (n_ok == len(names) or not judge_norms)
+    return good_ok and pred_ok and (n_ok == len(names) or not judge_norms)
 
 
 def main(argv):
@@ -176,8 +184,9 @@ def main(argv):
     print(f"criteria: |mean| < {MEAN_MAX}, std in {STD_RANGE}")
     verdict = {"negative_norms": report(good, "negative_norms", True),
                "physical": report(good, "physical", False)}
-    print(f"\nverdict: negative_norms fit (every free norm + held-out) {'PASS' if verdict['negative_norms'] else 'FAIL'}; "
-          f"physical fit (held-out prediction) {'PASS' if verdict['physical'] else 'FAIL'}")
+    print(f"\nverdict: negative_norms fit (C-stat, every free norm, held-out) "
+          f"{'PASS' if verdict['negative_norms'] else 'FAIL'}; physical fit (C-stat, held-out prediction) "
+          f"{'PASS' if verdict['physical'] else 'FAIL'}")
     return 0 if all(verdict.values()) and len(good) == n else 1
 
 

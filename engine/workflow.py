@@ -24,6 +24,7 @@ from .model.background import (
     open_norm_limits,
     region_weights,
 )
+from .fit.goodness import cstat_expectation
 from .model.components import ApecShape
 from .model.folding import DEFAULT_IGNORE, FoldedModel, GroupData
 
@@ -36,6 +37,7 @@ __all__ = [
     "read_projected_maps",
     "SYSTEMATIC_FRACTION",
     "DEGENERACY_THRESHOLD",
+    "GOODNESS_WARN",
 ]
 
 #: Systematic floor of a background prediction: Wik et al.'s user guide quotes ≈4 % (90 %
@@ -43,6 +45,8 @@ __all__ = [
 SYSTEMATIC_FRACTION = 0.04 / 1.645
 #: |correlation| between the apbgd and fcxb norms of a module above which the fit warns.
 DEGENERACY_THRESHOLD = 0.9
+#: (C-stat − expected)/σ above which the fit warns that the model misses something.
+GOODNESS_WARN = 4.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,6 +189,17 @@ class FitResult:
     apec: dict = field(default_factory=dict)
     #: Correlation of the apbgd and fcxb norms of each module's reference group (their degeneracy).
     degeneracy: dict = field(default_factory=dict)
+    #: C-stat fits: the statistic a correct model gives on average at the fitted model, and its
+    #: standard deviation (Kaastra 2017; :mod:`nuskybgd_engine.fit.goodness`). None for chi.
+    expected: float | None = None
+    expected_sigma: float | None = None
+
+    @property
+    def goodness(self):
+        """``(value − expected)/expected_sigma``: beyond ~3 the model does not describe the data."""
+        if self.expected is None or not self.expected_sigma:
+            return None
+        return (self.value - self.expected) / self.expected_sigma
 
     def error(self, source, index):
         key = (source, index)
@@ -206,14 +221,17 @@ class FitResult:
             "message": self.message, "backend": self.backend, "method": self.method, "n_iter": self.n_iter,
             "warnings": list(self.warnings), "apec": dict(self.apec),
             "degeneracy": {m: (None if not np.isfinite(v) else v) for m, v in self.degeneracy.items()},
+            "expected": self.expected, "expected_sigma": self.expected_sigma,
             "free": [f"{s}:p{k}" for s, k in self.free],
             "covariance": np.where(np.isfinite(self.covariance), self.covariance, None).tolist(),
             "parameters": self.parameters,
         }
 
     def __repr__(self):
-        lines = [f"FitResult({self.statistic} = {self.value:.2f} for {self.dof} dof, "
-                 f"{'converged' if self.converged else 'NOT converged'}; backend {self.backend})"]
+        head = f"FitResult({self.statistic} = {self.value:.2f} for {self.dof} dof"
+        if self.goodness is not None:
+            head += f" (expected {self.expected:.1f} ± {self.expected_sigma:.1f})"
+        lines = [f"{head}, {'converged' if self.converged else 'NOT converged'}; backend {self.backend})"]
         for p in self.parameters:
             if p["state"] == "free":
                 lines.append(f"  {p['source']:>6}:p{p['index']:<4} g{p['group']} {p['component']:>10}.{p['name']:<8}"
@@ -407,6 +425,21 @@ class BackgroundAnalysis:
                         apec=self.apec.xspec_component())
         if out.singular:
             warnings.append("some parameters are not constrained (singular covariance): freeze or link them")
+        if statistic == "cstat":
+            models = [self.model.binned_model(g) for g in range(1, len(self.groups) + 1)]
+            if self.model.is_linear:
+                # Norms inside their limits satisfy the likelihood equations the variance correction uses.
+                _d, design, _o, lin_free = self.model.linear_problem()
+                inside = [j for j, (s, k) in enumerate(lin_free)
+                          if self.state[s][k].hard_min < self.state[s][k].value < self.state[s][k].hard_max]
+                res.expected, res.expected_sigma = cstat_expectation(models, [x[:, inside] for x in design])
+            else:  # shape parameters free: Kaastra's fixed-model spread (larger), mean lowered by p
+                res.expected, res.expected_sigma = cstat_expectation(models)
+                res.expected -= len(free)
+            if res.goodness > GOODNESS_WARN:
+                warnings.append(f"C-stat {res.value:.1f} is {res.goodness:.1f}σ above the {res.expected:.1f} ± "
+                                f"{res.expected_sigma:.1f} a correct model gives: the model misses something "
+                                "(a source in a background region? see the residuals)")
         negative = [f"{s}:p{k}" for s, k in free if self.state[s][k].is_norm and self.state.value(s, k) < 0]
         if negative:
             warnings.append(f"{len(negative)} norm(s) fitted below 0 (limits opened): {', '.join(negative)}")
@@ -807,7 +840,8 @@ def load_fit_json(path):
                                 converged=bool(data.get("converged", True)), message=data.get("message", ""),
                                 parameters=data["parameters"], free=free, covariance=cov,
                                 backend=data.get("backend", "native"), warnings=list(data.get("warnings", [])),
-                                apec=data.get("apec", {}))
+                                apec=data.get("apec", {}), expected=data.get("expected"),
+                                expected_sigma=data.get("expected_sigma"))
     return analysis
 
 

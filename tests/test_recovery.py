@@ -124,3 +124,11 @@ def test_physical_limit_against_opened_limit(seeds):
         phys, neg = row["physical"]["analysis"], row["negative"]["analysis"]
         assert min(phys.state.value(s, k) for s, k in phys.result.free) >= 0.0
         assert neg.result.value <= phys.result.value + 1e-6
+
+
+def test_cstat_is_what_a_correct_model_gives(seeds):
+    """The simulated data are drawn from the model: C-stat sits within its expected scatter (Kaastra 2017)."""
+    for mode in ("negative", "physical"):
+        z = np.array([row[mode]["analysis"].result.goodness for row in seeds])
+        assert np.all(np.abs(z) < 3.5), (mode, z.round(2))
+        assert abs(z.mean()) < 1.5, (mode, z.mean())  # 6 seeds: standard error 0.41

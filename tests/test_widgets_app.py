@@ -164,6 +164,7 @@ def test_links_parameters_fit_export(app, bgd_centres, tmp_path):
     spectra.fit()
     assert s.fit_is_current and s.result.converged
     assert f"{s.result.dof} dof" in spectra.readout.value
+    assert f"a correct model gives {s.result.expected:.1f}" in spectra.readout.value
     assert "stand-in" in spectra.warnings.value
     # Export buttons
     ex = app.panels["export"]

@@ -680,3 +680,38 @@ def test_replace_group_keeps_opened_limits(free_lines, groups):
     an.options = BackgroundOptions(fcxb_links=ab_links(len(groups)))  # as if read from an xcm: limits only
     out = replace_group(an, 1, groups[0])
     assert all(p.hard_min == -1e24 for s in out.state for p in s.params if p.is_norm)
+
+
+# -- goodness of fit (expected C-stat) -----------------------------------------------------------------
+
+
+def test_fit_reports_the_expected_cstat(fitted, loaded):
+    res = fitted.result
+    assert res.expected > 0 and res.expected_sigma > 0
+    assert abs(res.goodness) < 3  # the simulated data are drawn from this model
+    assert f"expected {res.expected:.1f}" in repr(res)
+    assert not any("misses something" in w for w in res.warnings)
+    d = res.to_dict()
+    assert d["expected"] == res.expected and d["expected_sigma"] == res.expected_sigma
+    assert loaded.result.goodness == pytest.approx(
+        (loaded.result.value - loaded.result.expected) / loaded.result.expected_sigma)
+
+
+def test_a_model_missing_a_component_is_flagged(groups):
+    an = BackgroundAnalysis(groups[:2], options=BackgroundOptions(fcxb_links=[(1, 2)]))
+    r = an.state["intn"].n_par  # the internal continuum switched off: the data above 20 keV are missed
+    for g in (1, 2):
+        p = an.state["intn"][(g - 1) * r + r]
+        if p.link is None:
+            p.value, p.frozen = 0.0, True
+    an.model._refresh_links()
+    res = an.fit("cstat")
+    assert res.goodness > 4
+    assert any("misses something" in w and f"{res.expected:.1f}" in w for w in res.warnings)
+
+
+def test_chi_fit_has_no_expected_cstat(groups):
+    an = BackgroundAnalysis(groups[:2], options=BackgroundOptions(fcxb_links=[(1, 2)]))
+    res = an.fit("chi")
+    assert res.expected is None and res.goodness is None and "expected" not in repr(res)
+    assert res.to_dict()["expected"] is None

@@ -44,7 +44,8 @@ def run(args):
     print(f"starting values from the counts image: {start!r}")
     result = analysis.fit("cstat")
     print(f"fit: {len(groups)} spectra, C-stat {result.value:.1f} for {result.dof} dof "
-          f"({'converged' if result.converged else 'NOT converged'})")
+          f"({'converged' if result.converged else 'NOT converged'}; a correct model gives "
+          f"{result.expected:.1f} ± {result.expected_sigma:.1f})")
     for w in result.warnings:
         print(f"  warning: {w}")
     outdir = obsdir / "bgd"

@@ -169,7 +169,11 @@ class SpectraPanel(Panel):
         if s.fit_is_current:
             r = s.result
             state = "converged" if r.converged else "NOT converged"
-            self.readout.value = (f"{r.statistic} = {r.value:.2f} / {r.dof} dof ({state})")
+            expected = ""
+            if r.goodness is not None:  # C-stat: what a correct model would give (Kaastra 2017)
+                expected = (f"; a correct model gives {r.expected:.1f} ± {r.expected_sigma:.1f}, "
+                            f"this is {r.goodness:+.1f}σ")
+            self.readout.value = f"{r.statistic} = {r.value:.2f} / {r.dof} dof ({state}{expected})"
         else:
             value = s.analysis.statistic_value(s.statistic)
             note = "changed since the fit" if s.result is not None else "not fitted"
