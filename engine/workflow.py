@@ -436,7 +436,7 @@ class BackgroundAnalysis:
             else:  # shape parameters free: Kaastra's fixed-model spread (larger), mean lowered by p
                 res.expected, res.expected_sigma = cstat_expectation(models)
                 res.expected -= len(free)
-            if res.goodness > GOODNESS_WARN:
+            if res.goodness is not None and res.goodness > GOODNESS_WARN:
                 warnings.append(f"C-stat {res.value:.1f} is {res.goodness:.1f}σ above the {res.expected:.1f} ± "
                                 f"{res.expected_sigma:.1f} a correct model gives: the model misses something "
                                 "(a source in a background region? see the residuals)")
