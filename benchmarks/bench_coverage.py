@@ -50,7 +50,7 @@ class Setup:
         self.grid = SkyGrid.from_header(header)
         self.maps = project_maps(header, self.cal.instrument_map, aspect_histogram(self.track, self.gti),
                                  module=module, aperture=self.cal.aperture_det1)
-        regs = _suggest_regions({module: self.maps}, [], self.grid, rng)
+        regs = _suggest_regions({module: self.maps}, [])
         self.bgd = [regs[k] for k in sorted(regs) if k.startswith("bgd")]
         self.tmp = Path(tempfile.mkdtemp(prefix="nsb-bench-"))
 
@@ -64,7 +64,7 @@ class Setup:
         spec = replace(spec, seed=seed)
         ev = simulate_module_events(spec, self.module, self.cal, self.track, self.gti, np.random.default_rng(seed))
         path = self.tmp / f"ev{seed}.evt"
-        write_events(path, ev.columns, self.module, _time_keywords(spec, self.gti, self.module), self.sky,
+        write_events(path, ev.columns, self.module, _time_keywords(spec, self.gti), self.sky,
                      gti=self.gti, overwrite=True)
         out = read_events(path, module=self.module)
         path.unlink()

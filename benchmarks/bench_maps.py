@@ -17,15 +17,7 @@ from nuskybgd_engine.io.aspect import AspectTrack
 from nuskybgd_engine.io.events import EventList
 from nuskybgd_engine.io.gti import Gti
 from nuskybgd_engine.maps import AspectHistogram, aspect_histogram, make_counts_image, project_maps
-
-
-def best_of(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+from _timing import best_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def sky_header(pa=30.0):
@@ -70,7 +62,7 @@ def bench_projbgd():
     hist = np.zeros((25, 25))
     hist.flat[rng.choice(625, 300, replace=False)] = rng.uniform(1, 300, 300)
     asp = AspectHistogram(hist, 375, 355, module="A")
-    t_fast, pm = best_of(lambda: project_maps(sky_header(), imap, asp, module="A", aperture=ap))
+    t_fast, pm = best_time(lambda: project_maps(sky_header(), imap, asp, module="A", aperture=ap), repeat=3)
     t0 = time.perf_counter()
     ref = direct_projbgd(imap, ap, hist, 375, 355, 30.0)
     t_direct = time.perf_counter() - t0
@@ -89,7 +81,7 @@ def bench_aspecthist():
     starts = t[0] + np.arange(0, t[-1] - t[0], 5800.0)
     gti = Gti(starts, starts + 3500.0)
     track = AspectTrack(t, xs, ys, "A", {}, None)
-    t_fast, hist = best_of(lambda: aspect_histogram(track, gti))
+    t_fast, hist = best_time(lambda: aspect_histogram(track, gti), repeat=3)
 
     def walk():  # the reference's per-sample Python loop
         h = np.zeros((1000, 1000))
@@ -120,13 +112,13 @@ def bench_mkimgs():
     hdr = fits.Header({"INSTRUME": "FPMA", "PA_PNT": 30.0, "TTYPE1": "X", "TCRPX1": 500.5, "TTYPE2": "Y",
                        "TCRPX2": 500.5})
     ev = EventList(columns=cols, module="A", header=hdr, sky=sky)
-    t_fast, img = best_of(lambda: make_counts_image(ev, 3, 20))
+    t_fast, img = best_time(lambda: make_counts_image(ev, 3, 20), repeat=3)
 
     def hist2d():
         sel = (cols["PI"] >= 35) & (cols["PI"] <= 459)
         return np.histogram2d(cols["Y"][sel], cols["X"][sel], bins=1000, range=[[0.5, 1000.5], [0.5, 1000.5]])[0]
 
-    t_h2d, ref = best_of(hist2d)
+    t_h2d, ref = best_time(hist2d, repeat=3)
     same = np.array_equal(img.image, ref.astype(np.int32))
     print(f"mkimgs   ({n} events): {t_fast:.3f} s, numpy.histogram2d {t_h2d:.3f} s, ratio {t_h2d / t_fast:.1f}x, "
           f"identical: {same}  [target < 0.2 s]")

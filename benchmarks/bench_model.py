@@ -83,7 +83,7 @@ def main():
         # same analysis (templates cached); restart from the presets
         for (s, k), v in zip(free0, theta0):
             an.state[s][k].value = v
-        an.model._refresh_links()
+        an.model.refresh_links()
         return an.fit("cstat")
 
     fresh = BackgroundAnalysis(groups)

@@ -9,7 +9,6 @@ import gzip
 import io
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -20,19 +19,11 @@ from astropy.io import fits
 import nuskybgd_engine.io.ogip as ogip
 from nuskybgd_engine.io.fitsutil import read_fits
 from nuskybgd_engine.spectra.grouping import group_min_counts
+from _timing import best_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SHARED = Path(os.environ.get("NUSKYBGD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 RMF = SHARED / "data/caldb-rmf-hendrics/nuAdet3_20100101v002.rmf.gz"
 PHA = SHARED / "data/nustar_background/nu30001039002_srcA_sr.pha"
-
-
-def best(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
 
 
 def naive_rmf_matrix(hdul):
@@ -60,7 +51,7 @@ def main():
         return 0
     print(f"RMF: {RMF.name} ({RMF.stat().st_size / 1e6:.1f} MB gz)")
 
-    t_gunzip, raw = best(lambda: gzip.open(RMF).read(), 1)
+    t_gunzip, raw = best_time(lambda: gzip.open(RMF).read(), repeat=1)
     print(f"  gunzip alone                         {t_gunzip:7.3f} s  (floor for any reader)")
 
     def open_from_memory():
@@ -72,24 +63,24 @@ def main():
                     np.asarray(hdu.data)
         return h
 
-    t_mem, _ = best(open_from_memory, 1)
-    t_rf, hdul = best(lambda: read_fits(RMF, what="RMF"), 1)
+    t_mem, _ = best_time(open_from_memory, repeat=1)
+    t_rf, hdul = best_time(lambda: read_fits(RMF, what="RMF"), repeat=1)
     print(f"  read_fits (gzip seek twice)          {t_rf:7.3f} s")
     print(f"  gunzip once + fits.open(BytesIO)     {t_mem:7.3f} s  "
           f"({t_rf / t_mem:.2f}x faster: suggested read_fits change)")
 
-    t_full, resp = best(lambda: ogip.read_rmf(RMF), 1)
+    t_full, resp = best_time(lambda: ogip.read_rmf(RMF), repeat=1)
     print(f"  read_rmf total                       {t_full:7.3f} s  ({resp.matrix.nnz} non-zero)")
 
     # Matrix construction only: reuse the loaded HDUList.
     real_read_fits = ogip.read_fits
     ogip.read_fits = lambda path, what=None: hdul
     try:
-        t_fast, r1 = best(lambda: ogip.read_rmf(RMF, fast=True))
-        t_slow, r2 = best(lambda: ogip.read_rmf(RMF, fast=False))
+        t_fast, r1 = best_time(lambda: ogip.read_rmf(RMF, fast=True), repeat=3)
+        t_slow, r2 = best_time(lambda: ogip.read_rmf(RMF, fast=False), repeat=3)
     finally:
         ogip.read_fits = real_read_fits
-    t_naive, m_naive = best(lambda: naive_rmf_matrix(hdul), 1)
+    t_naive, m_naive = best_time(lambda: naive_rmf_matrix(hdul), repeat=1)
     assert (r1.matrix != r2.matrix).nnz == 0 and (r1.matrix != m_naive).nnz == 0
     print(f"  construction, heap (fast=True)       {t_fast:7.3f} s")
     print(f"  construction, astropy VLA (False)    {t_slow:7.3f} s")
@@ -99,12 +90,12 @@ def main():
     flux = rng.random(4096)
     arf = rng.random(4096) * 300
     n = 50
-    t_fold, _ = best(lambda: [ogip.fold(resp, flux, arf=arf) for _ in range(n)])
+    t_fold, _ = best_time(lambda: [ogip.fold(resp, flux, arf=arf) for _ in range(n)], repeat=3)
     eff = ogip.effective_matrix(resp, arf)
-    t_eff, _ = best(lambda: [ogip.fold(eff, flux) for _ in range(n)])
+    t_eff, _ = best_time(lambda: [ogip.fold(eff, flux) for _ in range(n)], repeat=3)
     dense = eff.toarray()
-    t_dense, _ = best(lambda: [flux @ dense for _ in range(n)])
-    t_build, _ = best(lambda: ogip.effective_matrix(resp, arf))
+    t_dense, _ = best_time(lambda: [flux @ dense for _ in range(n)], repeat=3)
+    t_build, _ = best_time(lambda: ogip.effective_matrix(resp, arf), repeat=3)
     print(f"  fold (float32 RMF x ARF)             {t_fold / n * 1e3:7.2f} ms per call")
     print(f"  fold through cached effective_matrix {t_eff / n * 1e3:7.2f} ms per call "
           f"(effective_matrix build {t_build * 1e3:.0f} ms)")
@@ -115,8 +106,8 @@ def main():
         from tests.test_grouping import grppha_group_min_reference  # noqa: E402 (run from repo root)
 
         counts = fits.getdata(PHA, "SPECTRUM")["COUNTS"]
-        t_g, _ = best(lambda: group_min_counts(counts, 30))
-        t_ref, _ = best(lambda: grppha_group_min_reference(counts, 30), 1)
+        t_g, _ = best_time(lambda: group_min_counts(counts, 30), repeat=3)
+        t_ref, _ = best_time(lambda: grppha_group_min_reference(counts, 30), repeat=1)
         print(f"group min 30, 4096 channels: {t_g * 1e3:.2f} ms; literal grppha loop {t_ref * 1e3:.1f} ms "
               f"({t_ref / t_g:.0f}x)")
     return 0

@@ -22,16 +22,7 @@ from nuskybgd_engine.io.ogip import write_pha, write_rmf  # noqa: E402
 from nuskybgd_engine.io.regions import RegionSet, SkyGrid, region_mask  # noqa: E402
 from nuskybgd_engine.spectra.extract import extract_spectrum  # noqa: E402
 from nuskybgd_engine.spectra.responses import nominal_rmf, region_rmf  # noqa: E402
-
-
-def best(fn, repeat=5):
-    times = []
-    out = None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
+from _timing import best_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def main():
@@ -42,11 +33,11 @@ def main():
         d["X"] = np.round(d["X"])
         d["Y"] = np.round(d["Y"])
         hdul.writeto(path)
-        t_read, ev = best(lambda: read_events(path), repeat=2)
+        t_read, ev = best_time(lambda: read_events(path), repeat=2)
         rs = RegionSet.from_string('fk5\ncircle(150.0,2.0,180")\n-circle(150.01,2.0,30")\n')
         grid = SkyGrid.from_event_columns(ev.header)
         extract_spectrum(ev, rs)  # warm the sky->pixel cache
-        t_ext, res = best(lambda: extract_spectrum(ev, rs))
+        t_ext, res = best_time(lambda: extract_spectrum(ev, rs))
 
         def naive():
             mask = region_mask(rs, grid)
@@ -56,14 +47,14 @@ def main():
             sel &= (ev["GRADE"] <= 26) & (ev["PI"] >= 0)
             return np.histogram(ev["PI"][sel], bins=np.arange(4097))[0]
 
-        t_naive, counts = best(naive)
+        t_naive, counts = best_time(naive)
         assert np.array_equal(counts, res.spectrum.counts)
         t0 = time.perf_counter()
         nominal_rmf(ev.module)
         t_nom_build = time.perf_counter() - t0
-        t_rmf, (rmf, source) = best(lambda: region_rmf(ev, res.det_counts))
-        t_write_pha, _ = best(lambda: write_pha(res.spectrum, Path(tmp) / "s.pha", overwrite=True), repeat=3)
-        t_write_rmf, _ = best(lambda: write_rmf(rmf, Path(tmp) / "s.rmf", overwrite=True), repeat=2)
+        t_rmf, (rmf, source) = best_time(lambda: region_rmf(ev, res.det_counts))
+        t_write_pha, _ = best_time(lambda: write_pha(res.spectrum, Path(tmp) / "s.pha", overwrite=True), repeat=3)
+        t_write_rmf, _ = best_time(lambda: write_rmf(rmf, Path(tmp) / "s.rmf", overwrite=True), repeat=2)
     print(f"events: {len(ev)}, region counts {res.total_counts}, npix {res.npix}, RMF {source}")
     print(f"read_events (not part of the target)   {t_read * 1e3:8.1f} ms")
     print(f"extract_spectrum                       {t_ext * 1e3:8.1f} ms")

@@ -62,7 +62,6 @@ __all__ = [
 
 MANIFEST = "manifest.json"
 PRODUCTS = "products"
-STATUSES = ("pending", "running", "done", "failed")
 #: Test-only hook: ``"<obsid>:<marker path>"`` makes the task of ``obsid`` kill its worker process
 #: (``os._exit``) on the first attempt, i.e. while the marker file does not exist yet.
 KILL_HOOK_ENV = "NUSKYBGD_BATCH_TEST_KILL"
@@ -806,13 +805,10 @@ def read_joint_config(config, obsids=None):
     """
     source = None
     if isinstance(config, (str, os.PathLike)):
+        from .io.jsonfile import read_json
+
         source = Path(config)
-        try:
-            config = json.loads(source.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise BadConfigError("joint-fit configuration not found", path=source) from None
-        except (OSError, ValueError) as exc:
-            raise BadConfigError(f"not valid JSON ({exc})", path=source) from None
+        config = read_json(source, not_found="joint-fit configuration not found", invalid="not valid JSON ({exc})")
     if not isinstance(config, dict) or not isinstance(config.get("joint"), list):
         raise BadConfigError("must be an object with a list 'joint'", path=source, field="joint")
     out, names = [], set()
@@ -857,6 +853,7 @@ def _unshare(state, group_obs, share):
     re-pointed to ``g_o`` with factor ``f_s / f_go``, so only the shared components stay linked
     across observations.
     """
+    from .model.background import _references
     from .model.parameters import Link
 
     def unshared(source, component):
@@ -870,9 +867,7 @@ def _unshare(state, group_obs, share):
     firsts = {}
     for g, (o, m) in enumerate(zip(group_obs, modules), start=1):
         firsts.setdefault((o, m), g)
-    refs = {}
-    for g, m in enumerate(modules, start=1):
-        refs.setdefault(m, g)
+    refs = _references(modules)
     for name in ("apbgd", "intbgd", "intn"):
         src = state[name]
         for k in range(1, src.n_par + 1):
@@ -925,7 +920,7 @@ def joint_fit(entries, workdir, share, *, name="joint", regions="given", band=(3
         group_obs += [e.obsid] * len(gs)
     analysis = BackgroundAnalysis(groups)
     _unshare(analysis.state, group_obs, set(share))
-    analysis.model._refresh_links()
+    analysis.model.refresh_links()
     analysis.fit(statistic)
     rows = summary_rows(analysis, None, band, obsid=name, group_obsids=group_obs)
     _write_products(analysis, rows, Path(workdir) / "joint" / name,
@@ -955,7 +950,7 @@ def _run_joint(configs, entries, workdir, options, client):
     for res in results:
         out[res["name"]] = res["error"] or res["rows"]
         for r in res["rows"]:
-            rows.append({**r, "region": r["region"], "kind": f"joint:{res['name']}"})
+            rows.append({**r, "kind": f"joint:{res['name']}"})
     if rows:
         write_summary(rows, Path(workdir) / "joint_summary")
     return out

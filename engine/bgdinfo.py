@@ -12,11 +12,11 @@ is listed. Relative paths are relative to the JSON file's directory.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BadConfigError
+from .io.jsonfile import read_json
 
 __all__ = ["BgdInfo", "read_bgdinfo", "TEMPLATE"]
 
@@ -52,6 +52,8 @@ class BgdInfo:
     negative_norms: bool = False
     statistic: str | None = None
     raw: dict = field(default_factory=dict)
+    #: Module ('A'/'B') of each spectrum, read from its header; None when read with ``check_files=False``.
+    modules: list | None = None
 
     def __repr__(self):
         return f"BgdInfo({self.path.name}: {len(self.bgfiles)} spectra, modules {sorted(self.bgdapfiles)})"
@@ -79,12 +81,7 @@ def _module_of_spectrum(path, key):
 def read_bgdinfo(path, *, check_files=True):
     """Read and validate ``bgdinfo.json``; every error is one line naming the key."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadConfigError("file not found", path=path) from None
-    except (OSError, ValueError) as exc:
-        raise BadConfigError(f"not valid JSON ({exc})", path=path) from None
+    data = read_json(path, not_found="file not found", invalid="not valid JSON ({exc})")
     if not isinstance(data, dict):
         raise BadConfigError("must be a JSON object", path=path)
     unknown = sorted(set(data) - _KNOWN)
@@ -137,4 +134,4 @@ def read_bgdinfo(path, *, check_files=True):
     return BgdInfo(path=path, bgfiles=bgfiles, regfiles=regfiles, refimgf=refimgf, bgdapfiles=bgdap,
                    bgddetfiles=bgddet, fcxb_links=links, fix_line_ratios=bool(data.get("intbgd_fix_line_ratios")),
                    no_solar=bool(data.get("no_solar")), negative_norms=bool(data.get("negative_norms")),
-                   statistic=stat, raw=data)
+                   statistic=stat, raw=data, modules=modules if check_files else None)

@@ -5,8 +5,6 @@ import numpy as np
 #: Sky and DET1 pixel angular size (CDELT of the CALDB instrument map).
 PIXEL_DEG = 6.828076e-4
 PIXEL_ARCSEC = 2.45810736
-#: Solid angle of one sky pixel in deg^2.
-PIXEL_SOLID_ANGLE_DEG2 = (PIXEL_ARCSEC / 3600.0) ** 2
 #: DET1 pixel physical size in mm (RAW pixel 0.6048 mm / 5).
 DET1_PIXEL_MM = 0.12096
 #: Sky image size required by the projection (pixels per axis).

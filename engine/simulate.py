@@ -48,9 +48,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import DET1_NPIX, DET1_REFPIX, PIXEL_ARCSEC, channel_edges
-from .errors import BadConfigError, BadFileError, NuSkyBgdError, OutputExistsError
+from .constants import DET1_NPIX, DET1_REFPIX, PIXEL_ARCSEC, band_to_channels
+from .errors import BadConfigError, BadFileError, OutputExistsError
 from .maps.instrmap import GRADE_WEIGHTS
+from .model.background import APBGD_NORM_PER_W, FCXB_NORM_PER_PIXEL
 
 __all__ = [
     "SimulationSpec",
@@ -78,10 +79,10 @@ PSF_RC_ARCSEC = 58.0 / (2.0 * math.sqrt(3.0))
 PSF_RMAX_ARCSEC = 300.0
 #: Components' fixed shapes (ratios.json / §2.9).
 APBGD_SHAPE = (1.29, 41.13)
-INTN_SHAPE = (-0.05, 124.0, -0.85)
-APBGD_NORM_PER_AP = 0.002353 / 32.0
-FCXB_NORM_PER_PIXEL = 0.002353 * 1.5 * (PIXEL_ARCSEC * 1000 / 3600) ** 2 / 1e6
 BANDS = {"3-20": (3.0, 20.0), "20-50": (20.0, 50.0)}
+#: Slices of a per-channel vector (column j = PI channel j) holding each band's channels.
+_BAND_SLICES = {band: slice(lo, hi + 1) for band, (lo, hi) in
+                ((band, band_to_channels(*e)) for band, e in BANDS.items())}
 
 
 def default_norms():
@@ -188,7 +189,7 @@ class SimulationSpec:
         if self.source not in SOURCE_KINDS:
             raise BadConfigError(f"unknown source kind {self.source!r} (expected one of "
                                  f"{', '.join(SOURCE_KINDS)})", field="source")
-        self.norms = _check_norms(self.norms if self.norms is not None else None)
+        self.norms = _check_norms(self.norms)
         mods = tuple(str(m).upper() for m in self.modules)
         if not mods or any(m not in ("A", "B") for m in mods):
             raise BadConfigError(f"modules must be A and/or B, got {self.modules!r}", field="modules")
@@ -291,11 +292,10 @@ class _Detector:
     """Per-module response pieces used for sampling: RMF rows, ARFs, energy grid."""
 
     def __init__(self, rmf):
-        self.edges = np.concatenate([rmf.energ_lo, rmf.energ_hi[-1:]])
-        self.matrix = rmf.matrix.tocsr().astype(np.float64)  # cumulative sums over 7 M elements
+        self.rmf = rmf
+        self.matrix = rmf.matrix64  # float64 CSR, cached on the Response
         self.rowsum = np.asarray(self.matrix.sum(axis=1)).ravel()
-        self._cum = np.cumsum(self.matrix.data)
-        self.n_chan = self.matrix.shape[1]
+        self._cum = np.cumsum(self.matrix.data)  # cumulative sums over 7 M elements
         self.chan_offset = int(getattr(rmf, "first_channel", 0) or 0)
 
     def expected_rate(self, photon_flux, arf=None):
@@ -305,14 +305,14 @@ class _Detector:
 
     def channel_counts(self, photon_flux, arf=None):
         """Expected counts/s per channel (the folded model)."""
-        rate = photon_flux * (1.0 if arf is None else arf)
-        return self.matrix.T @ rate
+        from .io.ogip import fold
+
+        return fold(self.rmf, photon_flux, arf)
 
     def sample_channels(self, bins, rng):
         """A PI channel for each photon in energy bin ``bins`` (rows sampled by their CDF)."""
         indptr = self.matrix.indptr
         lo = np.where(indptr[bins] > 0, self._cum[np.maximum(indptr[bins] - 1, 0)], 0.0)
-        lo = np.where(indptr[bins] == 0, 0.0, lo)
         hi = self._cum[indptr[bins + 1] - 1]
         target = lo + rng.uniform(0.0, 1.0, bins.size) * (hi - lo)
         k = np.searchsorted(self._cum, target, side="right")
@@ -333,13 +333,14 @@ def _draw_bins(rate_per_bin, exposure, rng):
 
 
 def component_photon_spectra(cal, module, norms):
-    """Unit photon spectra and whole-module weights of the four components.
+    """Photon spectra of the four background components per spatial unit.
 
     Returns
     -------
     dict
-        name -> list of (photon flux per energy bin for the spatial unit, arf or None,
-        spatial weights over DET1 (360, 360), per-detector index or None).
+        name -> (photon flux per energy bin, arf or None). The flux is per unit aperture
+        weight (``apbgd``), per active DET1 pixel (``fcxb``), or, for ``intbgd`` and ``intn``,
+        an array (4, n_e) per detector DET0..3 holding a whole detector's flux for Ā pixels.
     """
     from .model.components import ApecShape, evaluate
 
@@ -347,7 +348,7 @@ def component_photon_spectra(cal, module, norms):
     f = norms[module]
     out = {}
     cut = evaluate("cutoffpl", edges, (*APBGD_SHAPE, 1.0))
-    out["apbgd"] = (cut * APBGD_NORM_PER_AP * f["ap_factor"], cal.be_arf)
+    out["apbgd"] = (cut * APBGD_NORM_PER_W * f["ap_factor"], cal.be_arf)
     out["fcxb"] = (cut * FCXB_NORM_PER_PIXEL * f["fcxb_factor"], cal.fcxb_arf)
     lines = cal.ratios["models"][1]["components"]
     intbgd = np.zeros((4, edges.size - 1))
@@ -364,7 +365,7 @@ def component_photon_spectra(cal, module, norms):
     bkn = cal.ratios["models"][3]["components"]["bknpower"][module]
     shape = evaluate("bknpower", edges, (bkn["phoindx1"], bkn["breake"], bkn["phoindx2"], 1.0))
     out["intn"] = (np.outer(25.0 * np.asarray(bkn["ifactors"]) * np.asarray(f["intn_factor"]), shape), None)
-    return out, apec
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,7 +447,7 @@ def true_norms(analysis, truth, regions):
                 if not (p.is_norm and p.free):
                     continue
                 if src.name == "apbgd":
-                    value = f["ap_factor"] * APBGD_NORM_PER_AP * W
+                    value = f["ap_factor"] * APBGD_NORM_PER_W * W
                 elif src.name == "fcxb":
                     value = f["fcxb_factor"] * FCXB_NORM_PER_PIXEL * A.sum()
                 elif src.name == "intn":
@@ -458,11 +459,20 @@ def true_norms(analysis, truth, regions):
     return out
 
 
-def simulate_module_events(spec, module, cal, track, gti, rng, sources=()):
-    """Generate the events of one module (columns in pipeline units, not yet written)."""
-    det = _Detector(cal.rmf)
-    diag = _Detector(cal.diag_rmf)  # intn goes through the identity response (§2.9)
-    spectra, _ = component_photon_spectra(cal, module, spec.norms)
+def _module_detectors(cal):
+    """Sampling pieces of the module RMF and of the identity response intn goes through (§2.9)."""
+    return _Detector(cal.rmf), _Detector(cal.diag_rmf)
+
+
+def simulate_module_events(spec, module, cal, track, gti, rng, sources=(), *, detectors=None, spectra=None):
+    """Generate the events of one module (columns in pipeline units, not yet written).
+
+    ``detectors`` (from :func:`_module_detectors`) and ``spectra`` (from
+    :func:`component_photon_spectra`) may be passed when already computed for this module.
+    """
+    det, diag = detectors if detectors is not None else _module_detectors(cal)
+    if spectra is None:
+        spectra = component_photon_spectra(cal, module, spec.norms)
     detnum, pixmap = cal.detnum, cal.pixmap
     active = detnum >= 0
     abar = internal_area(detnum)
@@ -602,7 +612,7 @@ def _source_definitions(spec, grid, cal):
 # ---------------------------------------------------------------------------------------------
 
 
-def _suggest_regions(maps_by_module, sources, grid, rng):
+def _suggest_regions(maps_by_module, sources):
     """3–4 background circles on different detectors, away from the sources, and a source circle."""
     from regions import CirclePixelRegion, PixCoord
 
@@ -611,12 +621,15 @@ def _suggest_regions(maps_by_module, sources, grid, rng):
     maps = maps_by_module[sorted(maps_by_module)[0]]
     radius = 45.0  # pixels (~1.8')
     regions = []
+    # Pixels fully exposed by every module.
+    exposed_all = None
+    for other in maps_by_module.values():
+        full = sum(other.det[k] for k in range(4)) > 0.999
+        exposed_all = full if exposed_all is None else exposed_all & full
     for n in range(4):
         d = maps.det[n]
         # Candidate centres: pixels fully exposed by this detector (and by every module).
-        good = d > 0.999
-        for other in maps_by_module.values():
-            good &= sum(other.det[k] for k in range(4)) > 0.999
+        good = (d > 0.999) & exposed_all
         ys, xs = np.nonzero(good)
         if xs.size == 0:
             continue
@@ -655,12 +668,9 @@ def _suggest_regions(maps_by_module, sources, grid, rng):
     return out
 
 
-def source_fractions(source, cut, track, gti, cal, pa, *, n=400_000, seed=12345):
-    """Fraction of a source's detected photons that land on active pixels inside a region.
-
-    A large noise-free Monte Carlo of the same sampler and geometry as the events (the PSF /
-    β-model and the aspect make this awkward to integrate analytically).
-    """
+def _source_landing(source, track, gti, cal, pa, *, n=400_000, seed=12345):
+    """Sky pixels (0-based integers) where a Monte Carlo sample of ``n`` detected photons of a
+    source lands on active DET1 pixels: ``(X, Y, n)``, independent of any region."""
     rng = np.random.default_rng(seed)
     x, y = source["sample"](n, rng)
     t = _sample_times(gti, n, rng)
@@ -670,6 +680,12 @@ def source_fractions(source, cut, track, gti, cal, pa, *, n=400_000, seed=12345)
     ok = (iu >= 0) & (iu < DET1_NPIX) & (iv >= 0) & (iv < DET1_NPIX)
     ok[ok] = cal.detnum[iv[ok], iu[ok]] >= 0
     X, Y = np.rint(x[ok]).astype(int), np.rint(y[ok]).astype(int)
+    return X, Y, n
+
+
+def _fraction_in_cutout(landing, cut):
+    """Fraction of the :func:`_source_landing` sample inside the region cutout ``cut``."""
+    X, Y, n = landing
     (sy, sx), mask = cut.slices, cut.mask
     inx = (X >= sx.start) & (X < sx.stop) & (Y >= sy.start) & (Y < sy.stop)
     hit = np.zeros(X.size, bool)
@@ -677,29 +693,55 @@ def source_fractions(source, cut, track, gti, cal, pa, *, n=400_000, seed=12345)
     return hit.sum() / n
 
 
-def expected_counts(cal, module, norms, maps, region_sums, exposure):
+def source_fractions(source, cut, track, gti, cal, pa, *, n=400_000, seed=12345):
+    """Fraction of a source's detected photons that land on active pixels inside a region.
+
+    A large noise-free Monte Carlo of the same sampler and geometry as the events (the PSF /
+    β-model and the aspect make this awkward to integrate analytically). For several regions,
+    compute :func:`_source_landing` once and apply :func:`_fraction_in_cutout` per region.
+    """
+    return _fraction_in_cutout(_source_landing(source, track, gti, cal, pa, n=n, seed=seed), cut)
+
+
+def _unit_channel_counts(cal, module, norms, spectra=None):
+    """Counts/s per channel of each background component per unit of its region weight.
+
+    ``apbgd`` per unit W, ``fcxb`` per active pixel, ``intbgd`` and ``intn`` one vector per
+    detector DET0..3 (for Ā pixels); ``abar`` is Ā. ``spectra`` from
+    :func:`component_photon_spectra` may be passed when already computed.
+    """
+    from .io.ogip import fold
+
+    if spectra is None:
+        spectra = component_photon_spectra(cal, module, norms)
+    return {
+        "apbgd": fold(cal.rmf, spectra["apbgd"][0], spectra["apbgd"][1]),
+        "fcxb": fold(cal.rmf, spectra["fcxb"][0], spectra["fcxb"][1]),
+        "intbgd": [fold(cal.rmf, spectra["intbgd"][0][n]) for n in range(4)],
+        "intn": [fold(cal.diag_rmf, spectra["intn"][0][n]) for n in range(4)],
+        "abar": internal_area(cal.detnum),
+    }
+
+
+def expected_counts(cal, module, norms, maps, region_sums, exposure, *, unit=None):
     """Noise-free expected counts per component in each band for one region.
 
     ``region_sums`` holds ``W`` (Σ bgdap) and ``A`` (Σ det_n, 4 values) over the region.
+    ``unit`` (from :func:`_unit_channel_counts` for this module and norms) may be passed to
+    avoid refolding the spectra for every region; ``maps`` is not used.
     """
-    det = _Detector(cal.rmf)
-    diag = _Detector(cal.diag_rmf)
-    spectra, _ = component_photon_spectra(cal, module, norms)
-    abar = internal_area(cal.detnum)
-    edges = channel_edges()
+    if unit is None:
+        unit = _unit_channel_counts(cal, module, norms)
+    abar = unit["abar"]
     W, A = region_sums["W"], np.asarray(region_sums["A"])
     per_comp = {
-        "apbgd": det.channel_counts(spectra["apbgd"][0], spectra["apbgd"][1]) * W,
-        "fcxb": det.channel_counts(spectra["fcxb"][0], spectra["fcxb"][1]) * A.sum(),
-        "intbgd": sum(det.channel_counts(spectra["intbgd"][0][n]) * A[n] / abar for n in range(4)),
-        "intn": sum(diag.channel_counts(spectra["intn"][0][n]) * A[n] / abar for n in range(4)),
+        "apbgd": unit["apbgd"] * W,
+        "fcxb": unit["fcxb"] * A.sum(),
+        "intbgd": sum(unit["intbgd"][n] * A[n] / abar for n in range(4)),
+        "intn": sum(unit["intn"][n] * A[n] / abar for n in range(4)),
     }
-    out = {}
-    for band, (lo, hi) in BANDS.items():
-        c0 = int(round((lo - edges[0]) / 0.04))
-        c1 = int(round((hi - edges[0]) / 0.04))
-        out[band] = {k: float(v[c0:c1].sum() * exposure) for k, v in per_comp.items()}
-    return out
+    return {band: {k: float(v[sl].sum() * exposure) for k, v in per_comp.items()}
+            for band, sl in _BAND_SLICES.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -729,7 +771,8 @@ def _sky_frame(spec):
             "CDELT2": 6.828076e-4, "CUNIT1": "deg", "CUNIT2": "deg"}
 
 
-def _time_keywords(spec, gti, module):
+def _time_keywords(spec, gti):
+    """Header keywords of the observation (the same for both modules)."""
     from astropy.time import Time
 
     mjdref = 55197.00076601852
@@ -808,12 +851,12 @@ def simulate_observation(outdir, spec=None, *, calibration=None, overwrite=False
         ref_header["PA_PNT"] = spec.pa
         grid = SkyGrid.from_header(ref_header)
         gti = make_gti(spec.exposure, rng)
+        keys = _time_keywords(spec, gti)
+        centre = aspect_centre_for(spec.pa)
         cals, tracks, maps = {}, {}, {}
         for m in spec.modules:
             say(f"FPM{m}: calibration, aspect and projected maps")
             cals[m] = calibration(m)
-            keys = _time_keywords(spec, gti, m)
-            centre = aspect_centre_for(spec.pa)
             tracks[m] = make_aspect_track(m, gti, centre, rng, header={k: keys[k] for k in (
                 "OBS_ID", "OBJECT", "RA_NOM", "DEC_NOM", "TSTART", "TSTOP", "DATE-OBS", "DATE-END", "MJDREFI",
                 "MJDREFF", "TIMESYS")})
@@ -827,10 +870,15 @@ def simulate_observation(outdir, spec=None, *, calibration=None, overwrite=False
                  "sources": [s["params"] for s in sources], "modules": {}, "regions": {},
                  "calibration": {m: cals[m].describe() for m in spec.modules}}
         event_files, aspect_files, gti_files = {}, {}, {}
+        unit, source_chan = {}, {}  # per module: folded unit spectra, per-source counts/s per channel
         for m in spec.modules:
             say(f"FPM{m}: events")
-            ev = simulate_module_events(spec, m, cals[m], tracks[m], gti, rng, sources)
-            keys = _time_keywords(spec, gti, m)
+            detectors = _module_detectors(cals[m])
+            spectra = component_photon_spectra(cals[m], m, spec.norms)
+            ev = simulate_module_events(spec, m, cals[m], tracks[m], gti, rng, sources, detectors=detectors,
+                                        spectra=spectra)
+            unit[m] = _unit_channel_counts(cals[m], m, spec.norms, spectra=spectra)
+            source_chan[m] = [detectors[0].channel_counts(s["photon_flux"], cals[m].fcxb_arf) for s in sources]
             stem = f"nu{spec.obsid}{m}"
             event_files[m] = evdir / f"{stem}01_cl.evt"
             write_events(event_files[m], ev.columns, m, keys, sky, gti=gti)
@@ -847,7 +895,10 @@ def simulate_observation(outdir, spec=None, *, calibration=None, overwrite=False
                 "lost": ev.lost,
             }
         say("regions and expected counts")
-        region_sets = _suggest_regions(maps, sources, grid, rng)
+        region_sets = _suggest_regions(maps, sources)
+        # Where each source's Monte Carlo photons land does not depend on the region.
+        landing = {m: [_source_landing(s, tracks[m], gti, cals[m], spec.pa) for s in sources]
+                   for m in spec.modules}
         region_files = {}
         for name, rs in region_sets.items():
             region_files[name] = regdir / f"{name}.reg"
@@ -857,14 +908,12 @@ def simulate_observation(outdir, spec=None, *, calibration=None, overwrite=False
             cut = region_cutout(rs, grid)
             for m in spec.modules:
                 sums = {"W": float(cut.sum(maps[m].bgdap)), "A": [float(cut.sum(d)) for d in maps[m].det]}
-                expected = expected_counts(cals[m], m, spec.norms, maps[m], sums, spec.exposure)
-                det = _Detector(cals[m].rmf)
-                for s in sources:
-                    frac = source_fractions(s, cut, tracks[m], gti, cals[m], spec.pa)
-                    chan = det.channel_counts(s["photon_flux"], cals[m].fcxb_arf) * spec.exposure * frac
+                expected = expected_counts(cals[m], m, spec.norms, maps[m], sums, spec.exposure, unit=unit[m])
+                for s, land, base in zip(sources, landing[m], source_chan[m]):
+                    frac = _fraction_in_cutout(land, cut)
+                    chan = base * spec.exposure * frac
                     for band, counts in expected.items():
-                        c0, c1 = (int(round((e - 1.6) / 0.04)) for e in BANDS[band])
-                        counts[s["name"]] = float(chan[c0:c1].sum())
+                        counts[s["name"]] = float(chan[_BAND_SLICES[band]].sum())
                 entry["modules"][m] = {"weights": sums, "expected": expected}
             entry["npix"] = int(cut.npix)
             truth["regions"][name] = entry
@@ -872,8 +921,6 @@ def simulate_observation(outdir, spec=None, *, calibration=None, overwrite=False
         if final.exists():
             shutil.rmtree(final)
         os.replace(root, final)
-    except NuSkyBgdError:
-        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     rel = lambda d: {k: final / Path(v).relative_to(root) for k, v in d.items()}  # noqa: E731

@@ -311,7 +311,7 @@ def apply_start_values(analysis, obs, **kw):
                 if math.isfinite(p.hard_max):
                     value = min(value, p.hard_max)
                 p.value = max(value, p.hard_min)
-    analysis.model._refresh_links()
+    analysis.model.refresh_links()
     analysis.result = None
     start.applied = True
     return start

@@ -21,7 +21,6 @@ from .model.background import (
     RegionWeights,
     add_linked_groups,
     build_background_model,
-    open_norm_limits,
     region_weights,
 )
 from .fit.goodness import cstat_expectation
@@ -202,12 +201,7 @@ class FitResult:
         return (self.value - self.expected) / self.expected_sigma
 
     def error(self, source, index):
-        key = (source, index)
-        if key not in self.free:
-            return 0.0
-        j = self.free.index(key)
-        v = self.covariance[j, j]
-        return float(math.sqrt(v)) if np.isfinite(v) and v >= 0 else float("nan")
+        return _std_error(self.covariance, self.free, (source, index))
 
     def correlation(self, a, b):
         i, j = self.free.index(a), self.free.index(b)
@@ -239,6 +233,15 @@ class FitResult:
         for w in self.warnings:
             lines.append(f"  warning: {w}")
         return "\n".join(lines)
+
+
+def _std_error(covariance, free, key):
+    """1σ error of free parameter ``key`` from the covariance (0 if not free, NaN if undetermined)."""
+    if key not in free:
+        return 0.0
+    j = free.index(key)
+    v = covariance[j, j]
+    return float(math.sqrt(v)) if np.isfinite(v) and v >= 0 else float("nan")
 
 
 @dataclass(repr=False)
@@ -320,8 +323,11 @@ class BackgroundAnalysis:
     # -- construction -----------------------------------------------------------------------
 
     @classmethod
-    def from_bgdinfo(cls, bgdinfo, **kw):
-        """From a ``bgdinfo.json`` (path or :class:`~.bgdinfo.BgdInfo`)."""
+    def from_bgdinfo(cls, bgdinfo, *, negative_norms=None, **kw):
+        """From a ``bgdinfo.json`` (path or :class:`~.bgdinfo.BgdInfo`).
+
+        ``negative_norms`` (bool) overrides the file's ``negative_norms`` (e.g. a saved fit's choice).
+        """
         from .bgdinfo import BgdInfo, read_bgdinfo
         from .io.regions import RegionSet, SkyGrid
 
@@ -332,15 +338,17 @@ class BackgroundAnalysis:
         rmf_cache = {}
         from .io.ogip import read_pha
 
-        for spec_path, reg_path in zip(info.bgfiles, info.regfiles):
-            m = read_pha(spec_path).module
+        for i, (spec_path, reg_path) in enumerate(zip(info.bgfiles, info.regfiles)):
+            m = info.modules[i] if info.modules is not None else read_pha(spec_path).module
             if m not in maps:
                 raise BadConfigError(f"{spec_path.name} is FPM{m} but bgdapfiles has no {m} entry", path=info.path,
                                      field=f"bgdapfiles.{m}")
             groups.append(group_from_spectrum_file(spec_path, RegionSet.read_ds9(reg_path), grid, maps[m],
                                                    name=spec_path.name, rmf_cache=rmf_cache))
+        if negative_norms is None:
+            negative_norms = info.negative_norms
         options = BackgroundOptions(fcxb_links=list(info.fcxb_links), fix_line_ratios=info.fix_line_ratios,
-                                    no_solar=info.no_solar, negative_norms=info.negative_norms)
+                                    no_solar=info.no_solar, negative_norms=bool(negative_norms))
         obj = cls(groups, options=options, **kw)
         obj.bgdinfo = info
         obj.grid = grid
@@ -373,36 +381,33 @@ class BackgroundAnalysis:
         free = self.model.free()
         if not free:
             raise FitError("no free parameters", field="model")
+        theta0 = np.array([self.state[s][k].value for s, k in free])
+        lower = np.array([self.state[s][k].hard_min for s, k in free])
+        upper = np.array([self.state[s][k].hard_max for s, k in free])
+        names = [f"{s}:p{k}" for s, k in free]
+        design = None
         if self.model.is_linear:
-            data, design, offset, free = self.model.linear_problem()
-            lower = np.array([self.state[s][k].hard_min for s, k in free])
-            upper = np.array([self.state[s][k].hard_max for s, k in free])
-            problem = LinearProblem(data, design, offset, lower, upper,
-                                    names=[f"{s}:p{k}" for s, k in free])
-            theta0 = np.array([self.state[s][k].value for s, k in free])
-            out = engine.fit(problem, statistic, theta0, max_iter=max_iter, tol=tol)
+            data, design, offset, _free = self.model.linear_problem()  # same free parameters, same order
+            problem = LinearProblem(data, design, offset, lower, upper, names=names)
+            design = problem.design
         else:
-            theta0 = np.array([self.state[s][k].value for s, k in free])
-            lower = np.array([self.state[s][k].hard_min for s, k in free])
-            upper = np.array([self.state[s][k].hard_max for s, k in free])
             data = [self.model.binned_data(g) for g in range(1, len(self.groups) + 1)]
 
             def model_fn(theta):
                 self.model.set_free_values(free, theta)
                 return [self.model.binned_model(g) for g in range(1, len(self.groups) + 1)]
 
-            problem = GeneralProblem(model_fn, data, lower, upper, theta0, names=[f"{s}:p{k}" for s, k in free])
-            out = engine.fit(problem, statistic, theta0, max_iter=max_iter, tol=tol)
+            problem = GeneralProblem(model_fn, data, lower, upper, theta0, names=names)
+        out = engine.fit(problem, statistic, theta0, max_iter=max_iter, tol=tol)
         self.model.set_free_values(free, out.theta)
-        self._problem = problem
-        self._output = out
-        result = self._result(out, free, statistic, backend)
+        result = self._result(out, free, statistic, backend, design=design)
         self.result = result
         if not out.converged:
             raise FitError(f"fit did not converge: {out.message}", field="fit")
         return result
 
-    def _result(self, out, free, statistic, backend):
+    def _result(self, out, free, statistic, backend, design=None):
+        """The FitResult of fit output ``out``; ``design``: the linear fit's design matrices, if at hand."""
         warnings = []
         if self.apec.evaluated_by != "pyxspec":
             warnings.append("apec evaluated with the bremss stand-in (no AtomDB); exported as bremss")
@@ -411,10 +416,7 @@ class BackgroundAnalysis:
         for s in self.state:
             for k, p in enumerate(s.params, start=1):
                 group = (k - 1) // s.n_par + 1
-                err = 0.0
-                if (s.name, k) in free:
-                    j = free.index((s.name, k))
-                    err = float(np.sqrt(cov[j, j])) if np.isfinite(cov[j, j]) and cov[j, j] >= 0 else float("nan")
+                err = _std_error(cov, free, (s.name, k))
                 params.append({"source": s.name, "index": k, "group": group, "local": (k - 1) % s.n_par + 1,
                                "component": p.component, "name": p.name, "value": self.state.value(s.name, k),
                                "error": err, "frozen": p.frozen, "state": p.state,
@@ -428,9 +430,10 @@ class BackgroundAnalysis:
         if statistic == "cstat":
             models = [self.model.binned_model(g) for g in range(1, len(self.groups) + 1)]
             if self.model.is_linear:
+                if design is None:  # fitted elsewhere (pyxspec): the design does not depend on the values
+                    design = self.model.linear_problem()[1]
                 # Norms inside their limits satisfy the likelihood equations the variance correction uses.
-                _d, design, _o, lin_free = self.model.linear_problem()
-                inside = [j for j, (s, k) in enumerate(lin_free)
+                inside = [j for j, (s, k) in enumerate(free)
                           if self.state[s][k].hard_min < self.state[s][k].value < self.state[s][k].hard_max]
                 res.expected, res.expected_sigma = cstat_expectation(models, [x[:, inside] for x in design])
             else:  # shape parameters free: Kaastra's fixed-model spread (larger), mean lowered by p
@@ -513,7 +516,7 @@ class BackgroundAnalysis:
                             weights=weights)
         model = FoldedModel(state, self.groups + [virtual], apec=self.apec, ignore=self.model.ignore)
         # The virtual group uses the reference's responses: share the folded templates.
-        model._matrices, model._templates = self.model._matrices, self.model._templates
+        model.share_cache(self.model)
         free = self.result.free
         column = {key: j for j, key in enumerate(free)}
         comps, grads = {}, {}
@@ -564,13 +567,9 @@ def replace_group(analysis, g, group):
             q.hard_min, q.soft_min, q.soft_max, q.hard_max = p.hard_min, p.soft_min, p.soft_max, p.hard_max
             if p.link is None and q.link is None:
                 q.value = p.value
-    for s in state:
-        for k, p in enumerate(s.params, start=1):
-            if p.link is not None:
-                p.value = state.value(s.name, k)
+    state.refresh_links()
     folded = FoldedModel(state, groups, apec=analysis.apec, ignore=analysis.model.ignore)
-    folded._matrices = analysis.model._matrices  # same responses: keep the folded templates
-    folded._templates = analysis.model._templates
+    folded.share_cache(analysis.model)  # same responses: keep the folded templates
     analysis.groups, analysis.state, analysis.model = groups, state, folded
     analysis.result = None
     return analysis
@@ -785,15 +784,10 @@ def save_fit_json(analysis, path, *, overwrite=False):
 
 def load_fit_json(path):
     """Restore a fit saved by :func:`save_fit_json`: the analysis (from its bgdinfo) at the fitted values."""
-    import json
+    from .io.jsonfile import read_json
 
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadConfigError("fit file not found", path=path) from None
-    except (OSError, ValueError) as exc:
-        raise BadConfigError(f"not a valid fit JSON ({exc})", path=path) from None
+    data = read_json(path, not_found="fit file not found", invalid="not a valid fit JSON ({exc})")
     for key in ("bgdinfo", "parameters", "free", "covariance", "statistic", "value", "dof"):
         if key not in data:
             raise BadConfigError("required key missing (not a `nuskybgd fit --run` result?)", path=path, field=key)
@@ -801,13 +795,13 @@ def load_fit_json(path):
         raise BadConfigError("the fit was not made from a bgdinfo.json; cannot restore its spectra", path=path,
                              field="bgdinfo")
     opts = data.get("options", {})
-    analysis = BackgroundAnalysis.from_bgdinfo(data["bgdinfo"])
+    negative_norms = bool(opts.get("negative_norms", False))
+    analysis = BackgroundAnalysis.from_bgdinfo(data["bgdinfo"], negative_norms=negative_norms)
+    # Record the options of the fit (the check of the free parameters below catches a bgdinfo.json
+    # whose other options no longer give the fitted model).
     analysis.options = BackgroundOptions(fcxb_links=[tuple(p) for p in opts.get("fcxb_links", [])],
                                          fix_line_ratios=opts.get("fix_line_ratios", False),
-                                         no_solar=opts.get("no_solar", False),
-                                         negative_norms=bool(opts.get("negative_norms", False)))
-    if analysis.options.negative_norms:
-        open_norm_limits(analysis.state)
+                                         no_solar=opts.get("no_solar", False), negative_norms=negative_norms)
     if [g.name for g in analysis.groups] != data.get("spectra", [g.name for g in analysis.groups]):
         raise BadConfigError("the spectra of the bgdinfo.json differ from the fitted ones", path=path,
                              field="spectra")
@@ -825,7 +819,7 @@ def load_fit_json(path):
         cov = np.array([[np.nan if v is None else v for v in row] for row in data["covariance"]], dtype=float)
     except (KeyError, ValueError, TypeError) as exc:
         raise BadConfigError(f"malformed parameter table ({exc})", path=path, field="parameters") from None
-    analysis.model._refresh_links()
+    analysis.model.refresh_links()
     if cov.shape != (len(free), len(free)):
         raise BadConfigError("covariance does not match the free parameters", path=path, field="covariance")
     # The model is rebuilt from the bgdinfo.json: if that file changed since the fit (links, fixed
@@ -905,9 +899,11 @@ def simplify_session(session, n_drop):
     return out
 
 
-def background_images(analysis, band):
+def background_images(analysis, band, modules=None):
     """Model background images (counts per sky pixel in ``band`` for each module's reference
     spectrum exposure), nuskybgd's ``image`` (§2.12) with the fcxb image per module.
+
+    ``modules``: the modules ('A', 'B') to compute (those fitted among them); default all fitted.
 
     Returns
     -------
@@ -920,7 +916,11 @@ def background_images(analysis, band):
                              field="maps")
     lo, hi = band_to_channels(*band)
     out = {}
-    for m in sorted(set(analysis.state.modules)):
+    todo = sorted(set(analysis.state.modules))
+    if modules is not None:
+        wanted = set(modules)
+        todo = [m for m in todo if m in wanted]
+    for m in todo:
         r = analysis.state.modules.index(m) + 1
         w_r = analysis.state.weights[r - 1]
         mp = maps[m]

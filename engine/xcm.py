@@ -546,6 +546,9 @@ class _Reader:
             if command == "model":
                 i = self.read_model(lineno, rest, i)
                 continue
+            if command in _SETTINGS:
+                self._setting(command, lineno, rest)
+                continue
             getattr(self, f"cmd_{command}")(lineno, args, rest)
         self.check_groups()
         # Order carries no meaning in XSPEC; sorted, so that read(write(x)) == x.
@@ -588,24 +591,6 @@ class _Reader:
     def _setting(self, key, lineno, rest):
         self._need(lineno, rest, key)
         self.s.settings[key] = " ".join(rest.split())
-
-    def cmd_statistic(self, lineno, args, rest):
-        self._setting("statistic", lineno, rest)
-
-    def cmd_method(self, lineno, args, rest):
-        self._setting("method", lineno, rest)
-
-    def cmd_abund(self, lineno, args, rest):
-        self._setting("abund", lineno, rest)
-
-    def cmd_xsect(self, lineno, args, rest):
-        self._setting("xsect", lineno, rest)
-
-    def cmd_cosmo(self, lineno, args, rest):
-        self._setting("cosmo", lineno, rest)
-
-    def cmd_systematic(self, lineno, args, rest):
-        self._setting("systematic", lineno, rest)
 
     def cmd_xset(self, lineno, args, rest):
         if len(args) < 2:

@@ -136,9 +136,6 @@ class Session(HasTraits):
         """Append a message shown in the panels (keeps the last 20)."""
         self.messages = (list(self.messages) + [(level, str(text))])[-20:]
 
-    def _fail(self, exc):
-        self.say(str(exc), "error")
-
     @staticmethod
     def _check_statistic(statistic):
         if statistic not in ("cstat", "chi"):
@@ -428,8 +425,8 @@ class Session(HasTraits):
         for item in self._bgd_items(items):
             for m in self.modules:
                 old = self._groups.get((item.name, m))
-                groups[(item.name, m)] = old if old is not None and old.name == f"{item.name}{m}" and \
-                    self._same_regions(item) else self._make_group(item, m)
+                groups[(item.name, m)] = old if old is not None and self._same_regions(item) \
+                    else self._make_group(item, m)
         old_state = (self.regions, self._groups, self.analysis)
         self.regions, self._groups = list(items), groups
         try:
@@ -507,8 +504,7 @@ class Session(HasTraits):
         an = BackgroundAnalysis(groups, options=self._options())
         if old is not None:
             # Same response objects: reuse the folded templates (what replace_group does too).
-            an.model._matrices = old.model._matrices
-            an.model._templates = old.model._templates
+            an.model.share_cache(old.model)
             if keep_values:
                 self._carry_values(old, an)
         self.analysis = an
@@ -531,7 +527,7 @@ class Session(HasTraits):
                 if q.free:
                     # Clipped: a norm fitted below 0 stays at 0 once the limits close again.
                     p.value = min(max(q.value, p.hard_min), p.hard_max)
-        new.model._refresh_links()
+        new.model.refresh_links()
 
     def _apply_frozen(self):
         an = self.analysis
@@ -647,7 +643,7 @@ class Session(HasTraits):
             raise BadConfigError(f"{source}:p{index} is linked ({p.link}); unlink it first",
                                  field=f"{source}:p{index}")
         an.state.set_value(source, index, value)
-        an.model._refresh_links()
+        an.model.refresh_links()
         self._fit_stale = self.result is not None
         self._bump_model(None)
 
@@ -792,17 +788,22 @@ class Session(HasTraits):
                 out[m] = an.predict(w, band=band)
         return out
 
-    def background_images(self, band=None):
-        """Model background images per module and component (engine ``background_images``), cached."""
+    def background_images(self, band=None, modules=None):
+        """Model background images per module and component (engine ``background_images``), cached.
+
+        ``modules``: compute only these (e.g. the one the image panel shows); default all fitted.
+        """
         from nuskybgd_engine.workflow import background_images
 
         band = self._check_band(band if band is not None else self.band)
-        if self._bgd_images is not None and self._bgd_images[0] == band:
+        modules = tuple(modules) if modules is not None else None
+        key = (band, modules)
+        if self._bgd_images is not None and self._bgd_images[0] == key:
             return self._bgd_images[1]
         an = self._need_analysis()
         an.maps = {m: self.observation[m].maps for m in self.modules}
-        images = background_images(an, band)
-        self._bgd_images = (band, images)
+        images = background_images(an, band, modules=modules)
+        self._bgd_images = (key, images)
         return images
 
     # ------------------------------------------------------------------------------------------
@@ -869,6 +870,7 @@ class Session(HasTraits):
         from nuskybgd_engine.bgdspec import background_spectrum, set_backfile, write_background_spectrum
         from nuskybgd_engine.io.ogip import write_pha
         from nuskybgd_engine.spectra.extract import extract_spectrum
+        from nuskybgd_engine.spectra.responses import region_rmf
         from nuskybgd_engine.workflow import ExportWriter
 
         self._fitted()
@@ -877,10 +879,12 @@ class Session(HasTraits):
         writer = ExportWriter(self._outdir())
         out = []
         for m in self.modules:
-            group = self._make_group(item, m)
-            rmf = writer.response(group.rmf, f"nominal{m}.rmf" if group.rmf.header.get("NOMINAL")
+            # What group_from_events does, without extracting twice: the spectrum and its region RMF.
+            rs = extract_spectrum(obs[m].events, item.regions, grid=obs.grid)
+            region_response, _ = region_rmf(obs[m].events, rs.det_counts)
+            rmf = writer.response(region_response, f"nominal{m}.rmf" if region_response.header.get("NOMINAL")
                                   else f"{source_name}{m}_sr.rmf")
-            spec = extract_spectrum(obs[m].events, item.regions, grid=obs.grid).spectrum
+            spec = rs.spectrum
             spec.header["RESPFILE"] = rmf
             src = self._out(None if path is None else f"{Path(path).stem}{m}.pha", f"{source_name}{m}_sr.pha")
             write_pha(spec, src)

@@ -88,11 +88,11 @@ def test_jacobian_matches_finite_differences(fitted, bspec):
         old = state[key[0]][key[1]].value
         try:
             state[key[0]][key[1]].value = old * 1.01
-            an.model._refresh_links()
+            an.model.refresh_links()
             moved = background_spectrum(an, fitted["src_rs"], fitted["dir"] / "srcA.pha")
         finally:
             state[key[0]][key[1]].value = old
-            an.model._refresh_links()
+            an.model.refresh_links()
         numeric = (moved.counts - bspec.counts) / (old * 0.01)
         assert np.allclose(numeric, bspec.jacobian[:, j], rtol=1e-6, atol=1e-12 * np.abs(numeric).max())
     # STAT_ERR per channel = sqrt(diag(J C J^T)), checked with a direct loop on a few channels.

@@ -215,7 +215,7 @@ def test_linear_problem_reproduces_the_model(model):
     # A frozen non-zero norm goes to the offset; a link to it too.
     st.freeze("intbgd", 7)
     st["intbgd"][7].value = 3e-3
-    model._refresh_links()
+    model.refresh_links()
     data, design, offset, free = model.linear_problem()
     assert free == st.free_parameters() and ("intbgd", 7) not in free
     theta = np.array([st[s][k].value for s, k in free])

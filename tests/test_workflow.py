@@ -704,7 +704,7 @@ def test_a_model_missing_a_component_is_flagged(groups):
         p = an.state["intn"][(g - 1) * r + r]
         if p.link is None:
             p.value, p.frozen = 0.0, True
-    an.model._refresh_links()
+    an.model.refresh_links()
     res = an.fit("cstat")
     assert res.goodness > 4
     assert any("misses something" in w and f"{res.expected:.1f}" in w for w in res.warnings)

@@ -52,7 +52,7 @@ from scipy import sparse
 from scipy.interpolate import PchipInterpolator
 from scipy.special import erf
 
-from ..constants import CHANNEL_DE, CHANNEL_E0, N_CHANNELS
+from ..constants import CHANNEL_DE, N_CHANNELS, channel_edges
 from ..errors import BadConfigError, BadFileError
 
 __all__ = [
@@ -105,7 +105,7 @@ def _module(module):
 
 def energy_grid():
     """ENERG_LO, ENERG_HI (keV) of the standard 4096-row NuSTAR grid."""
-    edges = CHANNEL_E0 + CHANNEL_DE * np.arange(N_CHANNELS + 1)
+    edges = channel_edges()
     return edges[:-1].copy(), edges[1:].copy()
 
 

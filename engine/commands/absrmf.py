@@ -12,12 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..calibration.resolver import resolve
-from ..io.events import read_events
-from ..io.fitsutil import check_writable
-from ..io.ogip import read_rmf, write_rmf
-from ..spectra.responses import apply_detabs, detector_rmfs, read_detabs
-
 __all__ = ["register", "run", "absrmf_outputs", "make_absrmfs"]
 
 
@@ -28,6 +22,12 @@ def absrmf_outputs(outprefix, module):
 
 def make_absrmfs(evtfile, outprefix, *, rmffile=None, detabsfile=None, overwrite=False):
     """Compute the four RMFs in memory after checking inputs and outputs; return ``[(path, Response)]``."""
+    from ..calibration.resolver import resolve
+    from ..io.events import read_events
+    from ..io.fitsutil import check_writable
+    from ..io.ogip import read_rmf
+    from ..spectra.responses import apply_detabs, detector_rmfs, read_detabs
+
     events = read_events(evtfile, columns=())
     module = events.module
     date = events.header.get("DATE-OBS")
@@ -71,6 +71,8 @@ def _caldb_word(value):
 
 
 def run(args):
+    from ..io.ogip import write_rmf
+
     jobs, source = make_absrmfs(args.evtfile, args.outprefix, rmffile=_caldb_word(args.rmffile),
                                 detabsfile=_caldb_word(args.detabsfile), overwrite=args.overwrite)
     for path, r in jobs:

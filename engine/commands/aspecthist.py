@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from ..io.aspect import read_aspect
-from ..io.fitsutil import check_writable
-from ..io.gti import read_gti
-from ..maps.aspecthist import aspect_histogram, write_aspect_histogram
-
 __all__ = ["register", "run"]
 
 
@@ -24,6 +19,11 @@ def register(subparsers):
 
 
 def run(args):
+    from ..io.aspect import read_aspect
+    from ..io.fitsutil import check_writable
+    from ..io.gti import read_gti
+    from ..maps.aspecthist import aspect_histogram, write_aspect_histogram
+
     track = read_aspect(args.det1file)
     gti = read_gti(args.gtifile)
     out = args.out or f"aspecthist{track.module}.fits"

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 
-from ..calibration.fetch import URL_ENV, fetch_auxil, load_manifest, verify_file
-from ..calibration.caldb import caldb_index_path
-from ..calibration.resolver import AUXIL_ENV, AUXIL_FILES, CALDB_ENV, auxil_env_dir, cache_dir, caldb_env_dir, survey
 
 
 def register(subparsers):
@@ -48,6 +45,12 @@ def _table(rows):
 
 
 def run_info(args):
+    from ..calibration.caldb import caldb_index_path
+    from ..calibration.fetch import load_manifest, verify_file
+    from ..calibration.resolver import (
+        AUXIL_ENV, AUXIL_FILES, CALDB_ENV, auxil_env_dir, cache_dir, caldb_env_dir, survey,
+    )
+
     auxil = auxil_env_dir()
     cdir = cache_dir(getattr(args, "cache", None))
     caldb = caldb_env_dir()
@@ -93,6 +96,9 @@ def run_info(args):
 
 
 def run_fetch(args):
+    from ..calibration.fetch import URL_ENV, fetch_auxil
+    from ..calibration.resolver import cache_dir
+
     names = list(args.files) or None
     target = cache_dir(args.cache)
     source = args.base_url or os.environ.get(URL_ENV, "").strip() or "the public nuskybgd repositories"

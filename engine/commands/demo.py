@@ -24,7 +24,8 @@ def run(args):
     from ..model.background import BackgroundOptions, region_weights
     from ..observation import prepare_observation
     from ..startvalues import apply_start_values
-    from ..workflow import BackgroundAnalysis, _numbered, export_fit_xcm, group_from_events, save_fit_json
+    from ..workflow import BackgroundAnalysis, export_fit_xcm, group_from_events, save_fit_json
+    from .fit import output_names
 
     t0 = time.perf_counter()
     obsdir = ensure_demo_observation(args.outdir, progress=lambda m: print(f"  simulate: {m}"))
@@ -50,9 +51,9 @@ def run(args):
         print(f"  warning: {w}")
     outdir = obsdir / "bgd"
     outdir.mkdir(exist_ok=True)
-    xcm = _numbered(outdir / "demo_fit.xcm")
+    xcm, js = output_names(outdir / "demo_fit.xcm")  # one number for both files
     written = export_fit_xcm(analysis, xcm, statistic="cstat")
-    written.append(save_fit_json(analysis, _numbered(xcm.with_suffix(".json"))))
+    written.append(save_fit_json(analysis, js))
     for path in written:
         print(f"wrote {path}")
     src = RegionSet.read_ds9(regdir / "src_point.reg")

@@ -20,13 +20,6 @@ from pathlib import Path
 
 from ..cli import yes_no
 from ..errors import BadConfigError
-from ..io.events import read_events
-from ..io.fitsutil import check_writable
-from ..io.ogip import Spectrum, write_arf, write_pha, write_rmf
-from ..io.regions import RegionSet
-from ..spectra.extract import SPECTRUM_COLUMNS, EmptyRegionWarning, extract_spectrum
-from ..spectra.grouping import group_min_counts
-from ..spectra.responses import region_arf, region_rmf
 
 __all__ = ["register", "run", "output_paths", "make_products"]
 
@@ -54,6 +47,14 @@ def _group_value(value):
 def make_products(evtfile, regfile, *, outdir=".", stem=None, group=30, rmffile=None, arf=False,
                   detabsfile=None, allow_empty=False, overwrite=False):
     """Compute every product in memory and check the outputs; return ``[(path, writer, obj)]``."""
+    from ..io.events import read_events
+    from ..io.fitsutil import check_writable
+    from ..io.ogip import Spectrum, write_arf, write_pha, write_rmf
+    from ..io.regions import RegionSet
+    from ..spectra.extract import SPECTRUM_COLUMNS, EmptyRegionWarning, extract_spectrum
+    from ..spectra.grouping import group_min_counts
+    from ..spectra.responses import region_arf, region_rmf
+
     group = _group_value(group)
     events = read_events(evtfile, columns=SPECTRUM_COLUMNS)
     regions = RegionSet.read_ds9(regfile)

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..calibration.products import load_arf
 from ..errors import BadConfigError, BadFileError
-from ..io.fitsutil import check_writable
-from ..io.ogip import read_rmf, write_pha
-from ..spectra.refspec import REFERENCE_EXPOSURE, output_names, reference_spectra
 
 __all__ = ["register", "run", "parse_selection", "make_reference_spectra"]
 
@@ -31,9 +27,19 @@ def parse_selection(modules, detectors):
     return mods, [int(d) for d in dets]
 
 
-def make_reference_spectra(modules, detectors, *, rmfdir=".", prefix="det", outdir=".", exposure=REFERENCE_EXPOSURE,
+def make_reference_spectra(modules, detectors, *, rmfdir=".", prefix="det", outdir=".", exposure=None,
                            overwrite=False):
-    """Compute the spectra of every available RMF; return ``(jobs, skipped)``, jobs = [(path, Spectrum)]."""
+    """Compute the spectra of every available RMF; return ``(jobs, skipped)``, jobs = [(path, Spectrum)].
+
+    ``exposure`` defaults to :data:`~nuskybgd_engine.spectra.refspec.REFERENCE_EXPOSURE` (10⁹ s).
+    """
+    from ..calibration.products import load_arf
+    from ..io.fitsutil import check_writable
+    from ..io.ogip import read_rmf
+    from ..spectra.refspec import REFERENCE_EXPOSURE, output_names, reference_spectra
+
+    if exposure is None:
+        exposure = REFERENCE_EXPOSURE
     mods, dets = parse_selection(modules, detectors)
     rmfdir, outdir = Path(rmfdir), Path(outdir)
     queue, skipped = [], []
@@ -75,6 +81,8 @@ def register(subparsers):
 
 
 def run(args):
+    from ..io.ogip import write_pha
+
     jobs, skipped = make_reference_spectra(args.modules, args.detectors, rmfdir=args.rmfdir, prefix=args.prefix,
                                            outdir=args.outdir, overwrite=args.overwrite)
     for m, n, path in skipped:

@@ -14,9 +14,6 @@ from pathlib import Path
 
 from ..cli import yes_no
 from ..errors import BadConfigError, BadFileError
-from ..io.events import read_events
-from ..io.fitsutil import check_writable
-from ..maps.images import band_label, make_counts_image, make_det1_image, write_counts_image
 
 __all__ = ["register", "run", "find_event_files"]
 
@@ -69,6 +66,10 @@ def _parse(inputs):
 
 
 def run(args):
+    from ..io.events import read_events
+    from ..io.fitsutil import check_writable
+    from ..maps.images import band_label, make_counts_image, make_det1_image, write_counts_image
+
     files, emin, emax = _parse(args.inputs)
     outdir = Path(args.outdir)
     label = band_label(emin, emax)

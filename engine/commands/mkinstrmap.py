@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..cli import yes_no
-from ..maps.instrmap import DEFAULT_BAD_BITS, make_instrument_map, write_instrument_map
-from ..io.fitsutil import check_writable
 
 __all__ = ["register", "run"]
 
@@ -38,6 +36,9 @@ def register(subparsers):
 
 
 def run(args):
+    from ..io.fitsutil import check_writable
+    from ..maps.instrmap import DEFAULT_BAD_BITS, make_instrument_map, write_instrument_map
+
     usr = [f.strip() for f in str(args.usrbpix).split(",") if f.strip()]
     imap = make_instrument_map(args.evt, usrbpix=usr, instrmap=args.instrmap, pixpos=args.pixpos,
                                caldb_badpix=args.caldb_badpix, auxil_dir=args.auxil_dir,

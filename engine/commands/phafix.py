@@ -11,25 +11,7 @@ from __future__ import annotations
 
 import posixpath
 
-from astropy.io import fits
-
-from ..errors import BadFileError
-from ..io.fitsutil import read_fits, write_fits
-from ..io.ogip import FILE_KEYWORDS
-
-__all__ = ["phafix", "spectrum_hdus", "register", "run"]
-
-
-def spectrum_hdus(hdul):
-    """The SPECTRUM extensions of an HDUList (HDUCLAS1 or EXTNAME = SPECTRUM)."""
-    out = []
-    for hdu in hdul:
-        if not isinstance(hdu, fits.BinTableHDU):
-            continue
-        if (str(hdu.header.get("HDUCLAS1", "")).strip().upper() == "SPECTRUM"
-                or str(hdu.header.get("EXTNAME", "")).strip().upper() == "SPECTRUM"):
-            out.append(hdu)
-    return out
+__all__ = ["phafix", "register", "run"]
 
 
 def _basename(value):
@@ -52,10 +34,11 @@ def phafix(path, *, dry_run=False):
     list of (extension, keyword, old, new)
         The changes made (empty if the file was already clean; then it is not rewritten).
     """
+    from ..io.fitsutil import read_fits, write_fits
+    from ..io.ogip import FILE_KEYWORDS, spectrum_hdus
+
     hdul = read_fits(path, what="PHA spectrum")
-    hdus = spectrum_hdus(hdul)
-    if not hdus:
-        raise BadFileError("no SPECTRUM extension found (EXTNAME or HDUCLAS1 = SPECTRUM); not a PHA file?", path=path)
+    hdus = spectrum_hdus(hdul, path)
     changes = []
     for index, hdu in enumerate(hdul):
         if not any(hdu is h for h in hdus):
@@ -88,11 +71,12 @@ def register(subparsers):
 
 
 def run(args):
+    from ..io.fitsutil import read_fits
+    from ..io.ogip import spectrum_hdus
+
     # Validate every file before changing any, so a bad name in the list changes nothing.
     for path in args.files:
-        if not spectrum_hdus(read_fits(path, what="PHA spectrum")):
-            raise BadFileError("no SPECTRUM extension found (EXTNAME or HDUCLAS1 = SPECTRUM); not a PHA file?",
-                               path=path)
+        spectrum_hdus(read_fits(path, what="PHA spectrum"), path)
     for path in args.files:
         changes = phafix(path, dry_run=args.dry_run)
         if not changes:

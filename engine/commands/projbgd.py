@@ -6,16 +6,6 @@ directory of out** (nuskybgd-py writes the det images to the current directory).
 
 from __future__ import annotations
 
-from ..maps.aspecthist import read_aspect_histogram
-from ..maps.instrmap import read_instrument_map
-from ..maps.projection import (
-    parse_detectors,
-    project_maps,
-    projected_paths,
-    read_reference_image,
-    write_projected_maps,
-)
-from ..io.fitsutil import check_writable
 from ..errors import BadConfigError
 
 __all__ = ["register", "run"]
@@ -42,6 +32,17 @@ def register(subparsers):
 
 
 def run(args):
+    from ..io.fitsutil import check_writable
+    from ..maps.aspecthist import read_aspect_histogram
+    from ..maps.instrmap import read_instrument_map
+    from ..maps.projection import (
+        parse_detectors,
+        project_maps,
+        projected_paths,
+        read_reference_image,
+        write_projected_maps,
+    )
+
     mod = str(args.mod).strip().upper()
     if mod not in ("A", "B"):
         raise BadConfigError(f"mod must be A or B, got {args.mod!r}", field="mod")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from ..errors import BadConfigError
+from ..io.jsonfile import read_json
 
 
 def register(subparsers):
@@ -30,13 +27,7 @@ def register(subparsers):
 
 
 def read_norms(path):
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadConfigError("norms file not found", path=path) from None
-    except (OSError, ValueError) as exc:
-        raise BadConfigError(f"cannot read norms JSON: {exc}", path=path) from None
+    return read_json(path, not_found="norms file not found", invalid="cannot read norms JSON: {exc}")
 
 
 def run(args):

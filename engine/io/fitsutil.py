@@ -2,8 +2,8 @@
 
 All readers of the engine open files through :func:`read_fits`, which loads every HDU
 (so a truncated file fails here, with a one-line :class:`BadFileError`, rather than later
-inside numpy), and look things up with :func:`find_hdu`, :func:`require_columns` and
-:func:`require_keywords`, which name the file, extension and field in their errors.
+inside numpy), and look things up with :func:`find_hdu` and :func:`require_columns`,
+which name the file, extension and field in their errors.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ __all__ = [
     "find_hdu",
     "hdu_name",
     "require_columns",
-    "require_keywords",
     "module_from_header",
     "atomic_output",
     "write_fits",
@@ -157,17 +156,6 @@ def require_columns(hdu, path, columns, *, extension=None):
         if col.upper() not in have:
             raise BadFileError("required column missing", path=path, extension=ext, field=col)
         out[col] = np.asarray(hdu.data[have[col.upper()]])
-    return out
-
-
-def require_keywords(header, path, keywords, *, extension=None):
-    """Check that ``header`` has all ``keywords``; return a dict keyword -> value."""
-    ext = extension if extension is not None else header.get("EXTNAME", "PRIMARY")
-    out = {}
-    for key in keywords:
-        if key not in header:
-            raise BadFileError("required keyword missing", path=path, extension=ext, field=key)
-        out[key] = header[key]
     return out
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "Response",
     "Arf",
     "ArfPairing",
+    "spectrum_hdus",
     "read_pha",
     "write_pha",
     "read_rmf",
@@ -171,11 +172,6 @@ def _col_tlmin(hdu, name):
     return None
 
 
-def _write_hdul(hdul, path, overwrite):
-    """Write atomically (gzip when the name ends in .gz)."""
-    return write_fits(hdul, path, overwrite=overwrite)
-
-
 def _find_table(hdul, path, *, names, clas2, what):
     """First binary table with EXTNAME in ``names`` or HDUCLAS2 in ``clas2``."""
     for hdu in hdul:
@@ -279,6 +275,23 @@ class Spectrum:
                 f"{self.total_counts:g} counts, exposure {self.exposure:.6g} s{grp})")
 
 
+def spectrum_hdus(hdul, path=None):
+    """The SPECTRUM extensions of an HDUList (binary tables with HDUCLAS1 or EXTNAME = SPECTRUM).
+
+    If ``path`` is given, a file with none raises :class:`BadFileError` naming ``path``.
+    """
+    out = []
+    for hdu in hdul:
+        if not isinstance(hdu, fits.BinTableHDU):
+            continue
+        if (str(hdu.header.get("HDUCLAS1", "")).strip().upper() == "SPECTRUM"
+                or str(hdu.header.get("EXTNAME", "")).strip().upper() == "SPECTRUM"):
+            out.append(hdu)
+    if not out and path is not None:
+        raise BadFileError("no SPECTRUM extension found (EXTNAME or HDUCLAS1 = SPECTRUM); not a PHA file?", path=path)
+    return out
+
+
 def read_pha(path, module=None):
     """Read a type-I OGIP PHA spectrum.
 
@@ -294,16 +307,7 @@ def read_pha(path, module=None):
     Spectrum
     """
     hdul = read_fits(path, what="PHA spectrum")
-    spec = None
-    for hdu in hdul:
-        if not isinstance(hdu, fits.BinTableHDU):
-            continue
-        if (str(hdu.header.get("HDUCLAS1", "")).strip().upper() == "SPECTRUM"
-                or str(hdu.header.get("EXTNAME", "")).strip().upper() == "SPECTRUM"):
-            spec = hdu
-            break
-    if spec is None:
-        raise BadFileError("no SPECTRUM extension found (EXTNAME or HDUCLAS1 = SPECTRUM); not a PHA file?", path=path)
+    spec = spectrum_hdus(hdul, path)[0]
     hdr = spec.header
     ext = hdu_name(hdul, spec)
     names = {n.upper() for n in spec.columns.names}
@@ -468,7 +472,7 @@ def write_pha(spectrum, path, overwrite=False):
              fits.Column(name="STOP", format="D", unit="s", array=spectrum.gti.stop)], name="GTI")
         _set_keys(gti.header, [("HDUCLASS", "OGIP"), ("HDUCLAS1", "GTI"), ("HDUCLAS2", "STANDARD")])
         hdus.append(gti)
-    return _write_hdul(fits.HDUList(hdus), path, overwrite)
+    return write_fits(fits.HDUList(hdus), path, overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------------------
@@ -784,7 +788,7 @@ def write_rmf(response, path, overwrite=False):
                            ("HDUVERS", "1.2.0"), *common])
     primary = fits.PrimaryHDU()
     _set_keys(primary.header, [(k, mat.header[k]) for k in ("TELESCOP", "INSTRUME") if k in mat.header])
-    return _write_hdul(fits.HDUList([primary, mat, ebo]), path, overwrite)
+    return write_fits(fits.HDUList([primary, mat, ebo]), path, overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------------------
@@ -868,7 +872,7 @@ def write_arf(arf, path, overwrite=False):
     _set_keys(hdu.header, [(k, v) for k, v in src.items() if k not in hdu.header])
     primary = fits.PrimaryHDU()
     _set_keys(primary.header, [(k, hdu.header[k]) for k in ("TELESCOP", "INSTRUME") if k in hdu.header])
-    return _write_hdul(fits.HDUList([primary, hdu]), path, overwrite)
+    return write_fits(fits.HDUList([primary, hdu]), path, overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------------------

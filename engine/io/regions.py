@@ -55,6 +55,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from ..errors import BadConfigError, BadFileError, BadRegionError
+from .events import column_index
 from .fitsutil import atomic_output, find_hdu, hdu_name, read_fits
 
 try:  # regions is a hard dependency; import the shape classes once.
@@ -286,11 +287,9 @@ class SkyGrid:
         cols = {}
         for axis, given in (("X", x_column), ("Y", y_column)):
             if given is None:
-                nfields = int(header.get("TFIELDS", 0) or 0)
-                found = [n for n in range(1, nfields + 1) if str(header.get(f"TTYPE{n}", "")).strip().upper() == axis]
-                if not found:
+                given = column_index(header, axis)
+                if given is None:
                     raise BadFileError("required column missing", path=path, extension=ext, field=axis)
-                given = found[0]
             cols[axis] = int(given)
         out = {}
         for axis, n in cols.items():

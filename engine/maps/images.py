@@ -9,6 +9,7 @@ PILOW/PIHIGH (inclusive) and EMIN/EMAX (keV, the exact channel edges).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from astropy.io import fits
@@ -31,9 +32,12 @@ class CountsImage:
     channels: tuple
     band: tuple
 
-    @property
+    @cached_property
     def grid(self):
-        """The sky grid (:class:`~nuskybgd_engine.io.regions.SkyGrid`) of the image."""
+        """The sky grid (:class:`~nuskybgd_engine.io.regions.SkyGrid`) of the image.
+
+        Built once from the header on first access: the header is not modified after the image is made.
+        """
         from ..io.regions import SkyGrid
 
         return SkyGrid.from_header(self.header, shape=self.image.shape)

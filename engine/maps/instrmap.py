@@ -33,6 +33,7 @@ from ..errors import BadConfigError, BadFileError
 from ..io.events import EventList, read_badpix, read_events
 from ..io.fitsutil import module_from_header, read_fits, require_columns, write_fits
 from ._auxil import _auxil_data, _caldb_path
+from .aperture import _check_module
 
 __all__ = [
     "GRADE_WEIGHTS",
@@ -377,9 +378,7 @@ def make_instrument_map(events=None, *, module=None, usrbpix=(), badpix=(), inst
         events = read_events(events, columns=())
     mod = None
     if module is not None:
-        mod = str(module).strip().upper().removeprefix("FPM")
-        if mod not in ("A", "B"):
-            raise BadConfigError(f"module must be A or B, got {module!r}", field="mod")
+        mod = _check_module(module)
     if events is not None:
         if mod is not None and events.module != mod:
             raise BadFileError(f"event file is for FPM{events.module}, expected FPM{mod}", path=events.path,

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..constants import PIXEL_ARCSEC
 from ..errors import BadConfigError, BadRegionError
-from .components import APEC_PARAMETERS, COMPONENTS
+from .components import COMPONENTS, param_specs
 from .parameters import Link, ModelState, Parameter, SourceModel
 
 __all__ = [
@@ -174,6 +174,7 @@ def build_background_model(modules, weights, presets, options=None):
     _intn(state, modules, weights, presets, refs)
     if options.negative_norms:
         open_norm_limits(state)
+    state.refresh_links()  # the resolved value in every linked parameter (what XSPEC shows)
     state.modules = list(modules)
     state.weights = list(weights)
     return state
@@ -225,13 +226,12 @@ def _area_factor(w_s, w_r, factors, what):
 def _intbgd(state, modules, weights, presets, refs, options):
     comps = presets.intbgd
     components = [(c.name, c.kind) for c in comps]
-    n_par = sum(4 if c.kind == "apec" else 3 for c in comps)
+    n_par = sum(len(param_specs(c.kind)) for c in comps)
     src = state.add(SourceModel(SOURCE_NUMBERS["intbgd"], "intbgd", components, n_par))
-    lor = COMPONENTS["lorentz"].parameters
     # Local parameter number of each component's norm.
     norm_local, k = {}, 0
     for c in comps:
-        k += 4 if c.kind == "apec" else 3
+        k += len(param_specs(c.kind))
         norm_local[c.name] = k
     if options.fix_line_ratios and RATIO_ANCHOR not in norm_local:
         raise BadConfigError(f"fixed line ratios need the {RATIO_ANCHOR} (19.6 keV) line", field="ratios.json")
@@ -244,9 +244,8 @@ def _intbgd(state, modules, weights, presets, refs, options):
         nominal = {c.name: float(np.dot(f, c.ifactors[m])) for c in comps}
         local = 0
         for c in comps:
-            shape = (list(zip(APEC_PARAMETERS[:3], ("kT", "Abundanc", "Redshift"))) if c.kind == "apec"
-                     else list(zip(lor[:2], ("LineE", "Width"))))
-            norm_spec = APEC_PARAMETERS[3] if c.kind == "apec" else lor[2]
+            *shape_specs, norm_spec = param_specs(c.kind)
+            shape = list(zip(shape_specs, ("kT", "Abundanc", "Redshift") if c.kind == "apec" else ("LineE", "Width")))
             for spec, key in shape:
                 local += 1
                 if g == r:
@@ -271,7 +270,6 @@ def _intbgd(state, modules, weights, presets, refs, options):
             else:
                 factor = _area_factor(w, weights[r - 1], c.ifactors[m], f"intbgd {c.name}")
                 src.params.append(_linked(norm_spec, c.name, "intbgd", src.index(r, local), factor, state))
-    _fill_linked_values(state, "intbgd")
 
 
 def _fcxb(state, modules, weights, refs, links):
@@ -293,7 +291,6 @@ def _fcxb(state, modules, weights, refs, links):
             raise BadConfigError(f"fcxb link [{i}, {j}] must name two different spectra among 1..{n}",
                                  field="fcxb_config.links")
         state.link("fcxb", src.index(j, 3), "fcxb", src.index(i, 3), 1.0)
-    _fill_linked_values(state, "fcxb")
 
 
 def _intn(state, modules, weights, presets, refs):
@@ -310,16 +307,6 @@ def _intn(state, modules, weights, presets, refs):
         else:
             factor = _area_factor(w, weights[r - 1], J, "intn")
             src.params.append(_linked(spec[3], "bknpower", "intn", src.index(r, 4), factor, state))
-    _fill_linked_values(state, "intn")
-    _fill_linked_values(state, "apbgd")
-
-
-def _fill_linked_values(state, name):
-    """Store the resolved value in linked parameters too (what XSPEC shows for them)."""
-    src = state[name]
-    for k, p in enumerate(src.params, start=1):
-        if p.link is not None:
-            p.value = state.value(name, k)
 
 
 def add_linked_groups(state, modules, weights, presets, *, fcxb="linked"):
@@ -372,8 +359,7 @@ def add_linked_groups(state, modules, weights, presets, *, fcxb="linked"):
         new.append(g)
     state.modules = list(state.modules) + [str(m).upper().removeprefix("FPM") for m in modules]
     state.weights = list(state.weights) + list(weights)
-    for s in state:
-        _fill_linked_values(state, s.name)
+    state.refresh_links()
     return new
 
 

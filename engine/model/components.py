@@ -73,6 +73,7 @@ __all__ = [
     "validate_edges",
     "APEC_STANDIN",
     "APEC_DEFAULTS",
+    "param_specs",
     "ApecShape",
     "XSPEC_REFERENCE_VERSION",
 ]
@@ -158,15 +159,6 @@ class ComponentSpec:
     @property
     def n_params(self):
         return len(self.parameters)
-
-    @property
-    def shape_parameters(self):
-        """Parameters other than the norm."""
-        return self.parameters[:-1] if self.kind == "add" else self.parameters
-
-    def defaults(self):
-        """Default parameter values, in order."""
-        return tuple(p.default for p in self.parameters)
 
     def evaluate(self, energy_edges, *params):
         """Bin-integrated spectrum (additive, times ``norm``) or per-bin factor (mul).
@@ -654,6 +646,19 @@ APEC_PARAMETERS = (
     _p("Redshift", 0.0, -0.999, -0.999, 10.0, 10.0, -0.01),
     NORM,
 )
+
+
+def param_specs(ctype):
+    """The ParamSpecs of a model component type, in XSPEC order (:data:`APEC_PARAMETERS` for apec).
+
+    Raises ``BadConfigError`` for an unknown type.
+    """
+    if ctype == "apec":
+        return APEC_PARAMETERS
+    try:
+        return COMPONENTS[ctype].parameters
+    except KeyError:
+        raise BadConfigError(f"unknown component type {ctype!r}", field="model") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import BadConfigError, BadFileError
-from .components import ApecShape, unit_shape
+from .components import ApecShape, param_specs, unit_shape
 
 __all__ = ["GroupData", "Binning", "FoldedModel", "RESPONSE_OF_SOURCE", "DEFAULT_IGNORE"]
 
@@ -182,7 +182,7 @@ class FoldedModel:
         src = self.state[source]
         out, k = [], 0
         for cname, ctype in src.components:
-            n = 4 if ctype == "apec" else len(_spec_params(ctype))
+            n = len(param_specs(ctype))
             idx = [src.index(g, k + j + 1) for j in range(n)]
             shape = tuple(self.state.value(source, i) for i in idx[:-1])
             out.append((cname, ctype, shape, idx[-1]))
@@ -212,10 +212,6 @@ class FoldedModel:
                 col.setflags(write=False)
                 self._templates[(rkey, w)] = col
         return [self._templates[(rkey, w)] for w in wanted]
-
-    def template(self, g, source, cname, ctype, shape):
-        """Folded counts per channel of one component with norm 1 for data group ``g``."""
-        return self._fold(g, source, [(ctype, shape)])[0] * self.groups[g - 1].exposure
 
     def components(self, g):
         """List of (source, component, template (counts per channel, norm 1), norm global index) of group ``g``."""
@@ -293,24 +289,20 @@ class FoldedModel:
     def set_free_values(self, free, theta):
         for (source, index), value in zip(free, theta):
             self.state[source][index].value = float(value)
-        self._refresh_links()
+        self.refresh_links()
 
-    def _refresh_links(self):
-        for s in self.state:
-            for k, p in enumerate(s.params, start=1):
-                if p.link is not None:
-                    p.value = self.state.value(s.name, k)
+    def refresh_links(self):
+        """Store the resolved value in every linked parameter of the state."""
+        self.state.refresh_links()
+
+    def share_cache(self, other):
+        """Reuse the folded responses and templates of ``other`` (a FoldedModel on the same
+        response objects): both then fill and read one cache."""
+        self._matrices = other._matrices
+        self._templates = other._templates
 
     def invalidate(self):
         """Drop cached responses and templates (after a response or ARF changed in place)."""
         self._templates.clear()
         self._matrices.clear()
 
-
-def _spec_params(ctype):
-    from .components import COMPONENTS
-
-    try:
-        return COMPONENTS[ctype].parameters
-    except KeyError:
-        raise BadConfigError(f"unknown component type {ctype!r}", field="model") from None

@@ -120,9 +120,6 @@ class ModelState:
     def __iter__(self):
         return iter(sorted(self.sources.values(), key=lambda s: s.number))
 
-    def parameter(self, source, index):
-        return self[source][index]
-
     def value(self, source, index, _seen=None):
         """Numerical value of ``source:p<index>``, following links."""
         p = self[source][index]
@@ -147,6 +144,13 @@ class ModelState:
             seen.add((source, index))
             factor *= p.link.factor
             source, index = p.link.source, p.link.index
+
+    def refresh_links(self):
+        """Store the resolved value in every linked parameter (what XSPEC shows for them)."""
+        for s in self:
+            for k, p in enumerate(s.params, start=1):
+                if p.link is not None:
+                    p.value = self.value(s.name, k)
 
     def free_parameters(self):
         """List of (source, global index) of the free parameters, in XSPEC order."""

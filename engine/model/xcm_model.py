@@ -9,21 +9,16 @@ Reading such a file back restores the apec parameters.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..errors import BadConfigError
 from ..xcm import Link as XLink
 from ..xcm import ParamLine, ResponseEntry, XcmSession, make_block
 from ..xcm import DataEntry
 from .background import SOURCE_NUMBERS
-from .components import APEC_DEFAULTS, APEC_PARAMETERS, APEC_STANDIN, COMPONENTS
+from .components import APEC_DEFAULTS, APEC_STANDIN, COMPONENTS, param_specs
+from .folding import RESPONSE_OF_SOURCE
 from .parameters import Link, ModelState, Parameter, SourceModel
 
-__all__ = ["state_to_session", "session_to_state", "GroupFiles", "ignore_string"]
-
-
-class GroupFiles(dict):
-    """File names of one data group for the export: ``spectrum``, ``rmf``, ``ap_arf``, ``fcxb_arf``, ``diag``."""
+__all__ = ["state_to_session", "session_to_state", "ignore_string"]
 
 
 def ignore_string(ignore):
@@ -37,8 +32,7 @@ def _local_map(source, standin):
     mapping, new = {}, 0
     k = 0
     for _cname, ctype in source.components:
-        n = 4 if ctype == "apec" else len(COMPONENTS[ctype].parameters)
-        for j in range(n):
+        for j in range(len(param_specs(ctype))):
             k += 1
             if ctype == "apec" and standin and j in (1, 2):  # Abundanc, Redshift: not in bremss
                 mapping[k] = None
@@ -69,9 +63,8 @@ def state_to_session(state, files, *, statistic="cstat", apec=None, ignore=(3.0,
                         "xset delta": "0.01", "systematic": "0"}
     session.data = [DataEntry(g, g, f["spectrum"]) for g, f in enumerate(files, start=1)]
     session.backgrounds = {g: "none" for g in range(1, n_groups + 1)}
-    which = {"apbgd": ("rmf", "ap_arf"), "intbgd": ("rmf", None), "fcxb": ("rmf", "fcxb_arf"), "intn": ("diag", None)}
     for src in state:
-        resp, arf = which[src.name]
+        resp, arf = RESPONSE_OF_SOURCE[src.name]
         for g, f in enumerate(files, start=1):
             session.responses.append(ResponseEntry(src.number, g, f[resp]))
             if arf and f.get(arf):
@@ -114,8 +107,7 @@ def state_to_session(state, files, *, statistic="cstat", apec=None, ignore=(3.0,
                 params.append(ParamLine(float(value), -delta if p.frozen else delta, *map(float, limits)))
             else:
                 params.append(ParamLine(float(value), -delta if p.frozen else delta))
-        sizes = [2 if (t == "apec" and standin) else (4 if t == "apec" else len(COMPONENTS[t].parameters))
-                 for _c, t in src.components]
+        sizes = [2 if (t == "apec" and standin) else len(param_specs(t)) for _c, t in src.components]
         session.models.append(make_block(src.number, src.name, " + ".join(types), params, component_sizes=sizes))
     notes = list(comments)
     if standin:
@@ -127,14 +119,12 @@ def state_to_session(state, files, *, statistic="cstat", apec=None, ignore=(3.0,
 
 def _default_limits(ctype, name):
     """XSPEC's (hard_min, soft_min, soft_max, hard_max) of parameter ``name`` of a ``ctype`` component."""
-    specs = APEC_PARAMETERS if ctype == "apec" else COMPONENTS[ctype].parameters
-    spec = next((sp for sp in specs if sp.name == name), None)
+    spec = next((sp for sp in param_specs(ctype) if sp.name == name), None)
     return None if spec is None else (spec.hard_min, spec.soft_min, spec.soft_max, spec.hard_max)
 
 
 def _parameter_from_line(line, ctype, local_in_comp, cname):
-    specs = APEC_PARAMETERS if ctype == "apec" else COMPONENTS[ctype].parameters
-    spec = specs[local_in_comp]
+    spec = param_specs(ctype)[local_in_comp]
     p = Parameter(name=spec.name, component=cname, value=float(spec.default), delta=abs(spec.delta) or 0.01,
                   hard_min=spec.hard_min, soft_min=spec.soft_min, soft_max=spec.soft_max, hard_max=spec.hard_max,
                   unit=spec.unit)
@@ -176,7 +166,7 @@ def session_to_state(session):
         comps = [(c, t) for c, t in block.components]
         if standin:
             comps[0] = ("apec", "apec")
-        sizes = [4 if t == "apec" else len(COMPONENTS[t].parameters) for _c, t in comps]
+        sizes = [len(param_specs(t)) for _c, t in comps]
         n_par = sum(sizes)
         src = SourceModel(block.source, name, comps, n_par)
         seq, old = [], 0  # new local index -> old local index in the file (None = restored)
@@ -224,17 +214,6 @@ def session_to_state(session):
             g, old_k = divmod(p.link.index - 1, old_n)
             new_k = seq.index(old_k + 1) + 1
             p.link = Link(p.link.factor, tname, g * new_n + new_k)
-    for src in state:
-        for k, p in enumerate(src.params, start=1):
-            if p.link is not None:
-                p.value = state.value(src.name, k)
+    state.refresh_links()
     return state
 
-
-def parameter_arrays(state):
-    """(values, frozen, linked) arrays of every source, for tests and comparisons."""
-    out = {}
-    for s in state:
-        out[s.name] = (np.array([state.value(s.name, k) for k in range(1, len(s.params) + 1)]),
-                       np.array([p.frozen for p in s.params]), [str(p.link) if p.link else None for p in s.params])
-    return out

@@ -35,7 +35,7 @@ import numpy as np
 from ..constants import N_CHANNELS, channel_edges
 from ..errors import BadConfigError, BadFileError, CalibrationNotFoundError
 from ..io.fitsutil import hdu_name, read_fits, require_columns
-from ..io.ogip import Arf, Response, pair_arf, read_arf, read_rmf
+from ..io.ogip import Arf, Response, read_rmf
 
 __all__ = [
     "DetAbs",
@@ -401,14 +401,12 @@ def be_transmission(module=None, *, date=None, path=None, be_arf=None):
             found = None
         if found is not None:
             return read_beabs(found.path, found.extension), "caldb"
+    from ..calibration.products import load_arf
+
     lo, hi = _standard_grid()
     grid = SimpleNamespace(n_energies=N_CHANNELS, energ_lo=lo, energ_hi=hi, path=None)
-    found = resolve("be.arf", path=be_arf)
-    if found.source == "nominal":
-        from ..calibration import nominal
-
-        return np.asarray(nominal.arf("be.arf")[2], dtype=np.float64), "nominal be.arf"
-    return np.asarray(pair_arf(grid, read_arf(found.path), path=found.path).specresp), f"{found.source} be.arf"
+    values, src = load_arf("be.arf", grid, path=be_arf)
+    return values, f"{src} be.arf"
 
 
 def region_arf(module, weights, *, detabs=None, be=None, date=None):
@@ -454,7 +452,7 @@ def region_arf(module, weights, *, detabs=None, be=None, date=None):
     else:
         trans, sources["be"] = np.asarray(be, dtype=np.float64), "given"
     lo, hi = _standard_grid()
-    curve = w @ detabs.detabs
+    curve = detabs_curve(detabs, weights)
     for name, arr in (("DETABS", curve), ("ATT", trans)):
         if arr.shape != (N_CHANNELS,):
             raise BadFileError(f"{name} has {arr.size} rows, expected {N_CHANNELS} (standard grid)",

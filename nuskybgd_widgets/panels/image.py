@@ -240,6 +240,7 @@ class ImagePanel(Panel):
         self.selected = None
         self._syncing = False
         self._drag = None
+        self._drag_last = None  # pointer position of the last applied select-mode drag step
         self._poly = []
         self._crop = (0, 1000, 0, 1000)
         self._counts = None
@@ -283,7 +284,7 @@ class ImagePanel(Panel):
         else:
             y0, x0, (y1, x1) = 0, 0, mp.image.image.shape
         self._crop = (x0, x1, y0, y1)
-        self._counts = sum(np.asarray(obs[m].image.image, float) for m in (self.module.value,))
+        self._counts = np.array(mp.image.image, dtype=float)
         with self.figure.hold_sync():
             self.xs.min, self.xs.max = x0 - 0.5, x1 - 0.5
             self.ys.min, self.ys.max = y0 - 0.5, y1 - 0.5
@@ -298,7 +299,7 @@ class ImagePanel(Panel):
             self._draw_overlays()
 
     def _model_image(self):
-        images = self.session.background_images()
+        images = self.session.background_images(modules=(self.module.value,))
         return np.asarray(images[self.module.value]["total"], float)
 
     def _draw_image(self):
@@ -339,13 +340,15 @@ class ImagePanel(Panel):
         lx, ly, lt = [], [], []
         if visible and s.observation is not None:
             for item in s.regions:
-                for e in self._pixel_entries(item):
+                entries = self._pixel_entries(item)
+                for e in entries:
                     xy = shape_outline(e.shape)
                     groups[item.role if e.include else "exclude"].append(xy)
                     if item.name == self.selected:
                         groups["selected"].append(xy)
-                cx, cy = _centre(self._pixel_entries(item)[0].shape)
-                lx.append(cx), ly.append(cy + _size(self._pixel_entries(item)[0].shape) + 6), lt.append(item.name)
+                first = entries[0].shape
+                cx, cy = _centre(first)
+                lx.append(cx), ly.append(cy + _size(first) + 6), lt.append(item.name)
         with self.figure.hold_sync():
             for key, mark in (("background", self.bgd_lines), ("source", self.src_lines),
                               ("exclude", self.exc_lines), ("selected", self.sel_lines)):
@@ -500,12 +503,16 @@ class ImagePanel(Panel):
                 d, r = math.hypot(x - cx, y - cy), _size(shape)
                 kind = "resize" if d > 0.75 * r else "move"
                 self._drag = (name, kind, shape, (x, y), max(d, 1.0))
+                self._drag_last = None
             return name
         if self._drag is None or event not in ("dragmove", "dragend"):
             return None
         name, kind, shape, (sx, sy), d0 = self._drag
         if event == "dragend":
             self._drag = None
+            if self._drag_last == (x, y):  # the last dragmove already put the region there
+                return self.session.region(name)
+        self._drag_last = (x, y)
         if kind == "move":
             new = _translated(shape, x - sx, y - sy)
         else:

@@ -132,12 +132,16 @@ class LinksPanel(Panel):
     @guarded
     def set_link(self, i, j, linked=True):
         """Link (or unlink) the fcxb norm of spectrum j to spectrum i (1-based)."""
+        version = self.session.model_version
         try:
             if linked:
                 self.session.link_fcxb(i, j)
             else:
                 self.session.unlink_fcxb(i, j)
-        finally:
+        except Exception:
+            self._sync()
+            raise
+        if self.session.model_version == version:  # link already there: no model change, no _on_model
             self._sync()
 
     def toggle_link(self, i, j):
@@ -148,9 +152,10 @@ class LinksPanel(Panel):
     def set_frozen(self, src, g, frozen):
         """Freeze or thaw the unlinked norms of ``src`` in spectrum ``g``."""
         try:
-            self.session.freeze_component(src, frozen, spectra=[g])
-        finally:
+            self.session.freeze_component(src, frozen, spectra=[g])  # success: model_version -> _on_model syncs
+        except Exception:
             self._sync()
+            raise
 
     def toggle_frozen(self, src, g):
         """What clicking the grid button of (component, spectrum) does."""
@@ -161,9 +166,10 @@ class LinksPanel(Panel):
     def freeze_all(self, src, frozen=True):
         """Freeze or thaw the unlinked norms of ``src`` in every spectrum."""
         try:
-            self.session.freeze_component(src, frozen)
-        finally:
+            self.session.freeze_component(src, frozen)  # success: model_version -> _on_model syncs
+        except Exception:
             self._sync()
+            raise
 
     @guarded
     def set_line_ratios(self, value):

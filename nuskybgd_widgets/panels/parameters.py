@@ -134,9 +134,11 @@ class ParametersPanel(Panel):
         row = self.rows.get((source, index))
         centre = row.centre if row is not None else None
         try:
-            self.session.set_parameter(source, index, value)
-        finally:
+            self.session.set_parameter(source, index, value)  # success: model_version -> _on_model syncs
+        except Exception:
             self._sync()
+            raise
+        finally:
             if keep_centre and row is not None and centre:
                 # the slider moves relative to where the drag started
                 self._syncing = True
@@ -147,9 +149,10 @@ class ParametersPanel(Panel):
     @guarded
     def set_frozen(self, source, index, frozen):
         try:
-            self.session.freeze(source, index, frozen)
-        finally:
+            self.session.freeze(source, index, frozen)  # success: model_version -> _on_model syncs
+        except Exception:
             self._sync()
+            raise
 
     @guarded
     def reset(self):

@@ -23,7 +23,7 @@ SOURCE_COLOURS = {"apbgd": "#e66100", "intbgd": "#c01c28", "fcxb": "#1a5fb4", "i
 N_DISPLAY_BINS = 60
 
 
-def display_bins(e_lo, e_hi, n=N_DISPLAY_BINS, min_counts=0):
+def display_bins(e_lo, e_hi, n=N_DISPLAY_BINS):
     """Index of the display bin of each fit bin: ``n`` log-spaced bins over the noticed range."""
     edges = np.geomspace(float(e_lo.min()), float(e_hi.max()), n + 1)
     centre = 0.5 * (e_lo + e_hi)
