@@ -463,6 +463,8 @@ class Session(HasTraits):
             an.groups, an.state, an.model, an.result = saved
             raise
         self._apply_frozen()
+        # A moved reference region changes the link factors of its module's other spectra too.
+        changed = sorted({h for g in changed for h in an.state.dependent_groups(g)})
         self.regions[idx] = new
         for m in self.modules:
             self._groups[(item.name, m)] = groups[m]

@@ -259,6 +259,16 @@ def test_negative_norms_open_only_the_norm_limits(presets):
     assert n_norms == 4 * (1 + 30 + 1 + 1)
 
 
+def test_dependent_groups_of_a_reference(presets):
+    st = build_background_model(MODULES, WEIGHTS, presets, BackgroundOptions(fcxb_links=[(1, 2), (3, 4)]))
+    # groups 1 (A) and 2 (B) are the references: groups 3 and 4 link their norms and shapes to them,
+    # and group 2's fcxb norm equals group 1's
+    assert st.dependent_groups(1) == [1, 2, 3]
+    assert st.dependent_groups(2) == [2, 4]
+    assert st.dependent_groups(3) == [3, 4]  # group 4's fcxb norm is linked to group 3's
+    assert build_background_model(MODULES, WEIGHTS, presets).dependent_groups(3) == [3]
+
+
 # -- fcxb links, cycles, parameter operations ------------------------------------------------------
 
 

@@ -304,3 +304,28 @@ def test_negative_norms_checkbox(app, bgd_centres):
     assert p.hard_min == 0.0 and p.value == 0.0  # clipped back into the limits
     with pytest.raises(NuSkyBgdError):
         s.set_parameter("intbgd", 7, -1e-5)
+
+
+def test_dragging_a_reference_region_redraws_its_module(app, bgd_centres):
+    """bgd1 holds each module's reference spectrum: the other spectra's link factors are area ratios
+    to it, so moving it changes their models too, and the panel must redraw them."""
+    s = app.session
+    for c in bgd_centres[:3]:
+        draw_circle(app, *c)
+    spectra = app.panels["spectra"]
+    im = app.panels["image"]
+    im.set_mode("select")
+    x, y, _r = bgd_centres[0]
+    im.handle_mouse("dragstart", x, y)
+    im.handle_mouse("dragmove", x + 15, y)
+    im.handle_mouse("dragend", x + 15, y)
+    assert spectra.last_redraw == list(range(1, len(s.spectrum_names()) + 1))
+    for g, name in enumerate(s.spectrum_names(), start=1):
+        shown = spectra.views[name].total.y.copy()
+        spectra.views[name].update(s.analysis.spectra_for_plot(g))
+        np.testing.assert_array_equal(spectra.views[name].total.y, shown, err_msg=name)
+    # A non-reference region still redraws only its own two spectra.
+    x, y, _r = bgd_centres[1]
+    im.handle_mouse("dragstart", x, y)
+    im.handle_mouse("dragmove", x + 15, y)
+    assert spectra.last_redraw == [s.group_index("bgd2", "A"), s.group_index("bgd2", "B")]

@@ -152,6 +152,24 @@ class ModelState:
                 if p.link is not None:
                     p.value = self.value(s.name, k)
 
+    def dependent_groups(self, group):
+        """Data groups (1-based, sorted) whose model may change with data group ``group``'s weights.
+
+        ``group`` itself and every group with a parameter linked, directly or through a chain, to a
+        parameter of ``group``: link factors are area ratios to the linked group's region, so moving
+        a module's reference region changes the model of every spectrum of that module.
+        """
+        out = {int(group)}
+        for s in self:
+            for k, p in enumerate(s.params, start=1):
+                if p.link is None:
+                    continue
+                _f, rs, ri = self.root(s.name, k)
+                targets = ((p.link.source, p.link.index), (rs, ri))
+                if any((i - 1) // self[src].n_par + 1 == group for src, i in targets):
+                    out.add((k - 1) // s.n_par + 1)
+        return sorted(out)
+
     def free_parameters(self):
         """List of (source, global index) of the free parameters, in XSPEC order."""
         return [(s.name, k + 1) for s in self for k, p in enumerate(s.params) if p.free]
