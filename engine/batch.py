@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadConfigError, BadFileError, BadRegionError, NuSkyBgdError
+from .io.files import atomic_output, write_json
 
 __all__ = [
     "JOINT_SHARES",
@@ -72,6 +73,8 @@ SUMMARY_COLUMNS = [
     "converged", "n_warnings", "apec",
 ]
 _SOURCES = ("apbgd", "intbgd", "fcxb", "intn")
+_TEXT_COLUMNS = ("obsid", "module", "region", "kind", "statistic", "apec")
+_FLOAT_COLUMNS = frozenset(SUMMARY_COLUMNS) - set(_TEXT_COLUMNS) - {"dof", "n_warnings", "converged"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,28 +202,10 @@ def _inputs_unchanged(recorded, entry, regions):
 
 
 def _write_json(path, data):
-    """Atomic JSON write (temporary file in the same directory, then ``os.replace``)."""
+    """Atomic JSON (re)write of a manifest or summary, its directory made first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, allow_nan=True, default=_json_default)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _json_default(obj):
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    write_json(path, data, overwrite=True)
 
 
 def read_manifest(workdir, obsid):
@@ -554,7 +539,8 @@ def _is_complete(entry, workdir, options):
 
 def _stored_rows(workdir, obsid):
     data = json.loads((Path(workdir) / obsid / PRODUCTS / "summary.json").read_text(encoding="utf-8"))
-    return data["rows"]
+    # JSON has no NaN (written as null): the numeric columns get their NaN back.
+    return [{c: (math.nan if v is None and c in _FLOAT_COLUMNS else v) for c, v in r.items()} for r in data["rows"]]
 
 
 def _record_failure(workdir, entry, options, error):
@@ -728,19 +714,12 @@ def _write_status(entries, workdir):
 
 
 def _write_csv(rows, path, columns):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
-            w.writeheader()
-            for r in rows:
-                w.writerow({c: ("" if r.get(c) is None else (repr(r[c]) if isinstance(r[c], float) else r[c]))
-                            for c in columns})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, overwrite=True) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: ("" if r.get(c) is None else (repr(r[c]) if isinstance(r[c], float) else r[c]))
+                        for c in columns})
 
 
 def write_summary(rows, stem):
@@ -762,19 +741,13 @@ def write_summary(rows, stem):
         stem.with_suffix(".parquet").unlink(missing_ok=True)  # never leave a stale table next to the CSV
         return csv_path, None
     types = {c: pa.float64() for c in SUMMARY_COLUMNS}
-    types.update({c: pa.string() for c in ("obsid", "module", "region", "kind", "statistic", "apec")})
+    types.update({c: pa.string() for c in _TEXT_COLUMNS})
     types.update(dof=pa.int64(), n_warnings=pa.int64(), converged=pa.bool_())
     schema = pa.schema([(c, types[c]) for c in SUMMARY_COLUMNS])
     table = pa.Table.from_pylist([{c: r.get(c) for c in SUMMARY_COLUMNS} for r in rows], schema=schema)
     pq_path = stem.with_suffix(".parquet")
-    fd, tmp = tempfile.mkstemp(prefix=f".{pq_path.name}.", suffix=".tmp", dir=pq_path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(pq_path, overwrite=True) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, pq_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return csv_path, pq_path
 
 
@@ -805,7 +778,7 @@ def read_joint_config(config, obsids=None):
     """
     source = None
     if isinstance(config, (str, os.PathLike)):
-        from .io.jsonfile import read_json
+        from .io.files import read_json
 
         source = Path(config)
         config = read_json(source, not_found="joint-fit configuration not found", invalid="not valid JSON ({exc})")

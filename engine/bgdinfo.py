@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BadConfigError
-from .io.jsonfile import read_json
+from .io.files import read_json
 
 __all__ = ["BgdInfo", "read_bgdinfo", "TEMPLATE"]
 

@@ -38,7 +38,6 @@ Vignetting of the focused components and the PSF's energy dependence are not mod
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -50,6 +49,7 @@ import numpy as np
 
 from .constants import DET1_NPIX, DET1_REFPIX, PIXEL_ARCSEC, band_to_channels
 from .errors import BadConfigError, BadFileError, OutputExistsError
+from .io.files import write_json
 from .maps.instrmap import GRADE_WEIGHTS
 from .model.background import APBGD_NORM_PER_W, FCXB_NORM_PER_PIXEL
 
@@ -917,7 +917,7 @@ def simulate_observation(outdir, spec=None, *, calibration=None, overwrite=False
                 entry["modules"][m] = {"weights": sums, "expected": expected}
             entry["npix"] = int(cut.npix)
             truth["regions"][name] = entry
-        (root / "truth.json").write_text(json.dumps(truth, indent=1, default=_json_default) + "\n")
+        write_json(root / "truth.json", truth)
         if final.exists():
             shutil.rmtree(final)
         os.replace(root, final)
@@ -926,15 +926,3 @@ def simulate_observation(outdir, spec=None, *, calibration=None, overwrite=False
     rel = lambda d: {k: final / Path(v).relative_to(root) for k, v in d.items()}  # noqa: E731
     return SimulatedObservation(final, rel(event_files), rel(aspect_files), rel(gti_files), rel(region_files),
                                 truth)
-
-
-def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -784,7 +784,7 @@ def save_fit_json(analysis, path, *, overwrite=False):
 
 def load_fit_json(path):
     """Restore a fit saved by :func:`save_fit_json`: the analysis (from its bgdinfo) at the fitted values."""
-    from .io.jsonfile import read_json
+    from .io.files import read_json
 
     path = Path(path)
     data = read_json(path, not_found="fit file not found", invalid="not a valid fit JSON ({exc})")

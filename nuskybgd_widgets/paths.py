@@ -13,6 +13,7 @@ import os
 from pathlib import Path, PurePath
 
 from nuskybgd_engine.errors import BadConfigError, BadFileError
+from nuskybgd_engine.io.files import numbered_path as _numbered_path
 
 __all__ = ["UnsafePathError", "resolve_root", "resolve_under", "numbered_path"]
 
@@ -93,16 +94,11 @@ def resolve_under(root, path, *, what="path", must_exist=False):
 
 
 def numbered_path(directory, name):
-    """A free path ``directory/name``, else ``stem2.ext``, ``stem3.ext`` … (never an existing file)."""
-    directory = Path(directory)
+    """A free path ``directory/name``, else ``stem2.ext``, ``stem3.ext`` … (never an existing file).
+
+    The engine's :func:`~nuskybgd_engine.io.files.numbered_path`; a name with a directory part is
+    refused as :class:`UnsafePathError`.
+    """
     if PurePath(name).name != name or name in ("", ".", ".."):
         raise UnsafePathError(f"output name {name!r} must be a plain file name", field="name")
-    path = directory / name
-    if not path.exists() and not path.is_symlink():
-        return path
-    stem, suffix = path.stem, path.suffix
-    for n in range(2, 100000):
-        cand = directory / f"{stem}{n}{suffix}"
-        if not cand.exists() and not cand.is_symlink():
-            return cand
-    raise BadFileError("no free numbered name", path=path)
+    return _numbered_path(directory, name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..io.jsonfile import read_json
+from ..io.files import read_json
 
 
 def register(subparsers):

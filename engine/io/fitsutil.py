@@ -8,16 +8,14 @@ which name the file, extension and field in their errors.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 
-from ..errors import BadFileError, OutputExistsError
+from ..errors import BadFileError
+from .files import atomic_output, check_writable  # noqa: F401  (re-exported: long-standing import names)
 
 __all__ = [
     "read_fits",
@@ -170,55 +168,6 @@ def module_from_header(header, path, *, extension=None):
     if not value:
         raise BadFileError("INSTRUME keyword missing (expected FPMA or FPMB)", path=path, extension=ext, field="INSTRUME")
     raise BadFileError(f"INSTRUME is {value!r}, expected FPMA or FPMB", path=path, extension=ext, field="INSTRUME")
-
-
-def check_writable(path, *, overwrite=False):
-    """Raise a one-line error unless ``path`` can be written (directory exists, no clobbering)."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError("output exists (use overwrite=True / --overwrite)", path=path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise BadFileError("output directory does not exist", path=parent)
-    if not os.access(parent, os.W_OK):
-        raise BadFileError("output directory is not writable", path=parent)
-
-
-@contextlib.contextmanager
-def atomic_output(path, *, overwrite=False):
-    """Context manager yielding a temporary path; on success it becomes ``path`` atomically.
-
-    Without ``overwrite`` an existing ``path`` is never replaced, even if it appears while
-    the output is written (the final step is a hard link, which fails if the name exists).
-    On error the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    check_writable(path, overwrite=overwrite)
-    # Keep a .gz suffix so writers that compress by file name (astropy) still do.
-    suffix = ".tmp.gz" if path.name.endswith(".gz") else ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise BadFileError("writer produced no file", path=path)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise OutputExistsError("output exists (use overwrite=True / --overwrite)", path=path) from None
-            except OSError:
-                # File systems without hard links: fall back to a checked rename.
-                if path.exists():
-                    raise OutputExistsError("output exists (use overwrite=True / --overwrite)", path=path) from None
-                os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_fits(hdul, path, *, overwrite=False, checksum=True):
