@@ -79,7 +79,7 @@ class Setup:
         return sum(expected_counts(self.cal, self.module, spec.norms, self.maps, sums, spec.exposure)[band].values())
 
     def groups(self, events):
-        from nuskybgd_engine.workflow import group_from_events
+        from nuskybgd_engine.groups import group_from_events
 
         return [group_from_events(events, rs, self.grid, self.maps, name=f"bgd{k}{self.module}")
                 for k, rs in enumerate(self.bgd, start=1)]
@@ -92,7 +92,7 @@ def main():
     from nuskybgd_engine.errors import FitError
     from nuskybgd_engine.io.regions import RegionSet
     from nuskybgd_engine.model.background import region_weights
-    from nuskybgd_engine.workflow import BackgroundAnalysis
+    from nuskybgd_engine.analysis import BackgroundAnalysis
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=120)

@@ -11,7 +11,8 @@ import statistics
 import tempfile
 import time
 
-from nuskybgd_engine.workflow import BackgroundAnalysis, group_from_events
+from nuskybgd_engine.analysis import BackgroundAnalysis
+from nuskybgd_engine.groups import group_from_events
 from nuskybgd_widgets.app import build_app
 
 

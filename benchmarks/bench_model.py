@@ -57,7 +57,8 @@ def main():
     from nuskybgd_engine.io.regions import RegionSet
     from nuskybgd_engine.model.folding import FoldedModel
     from nuskybgd_engine.observation import prepare_observation
-    from nuskybgd_engine.workflow import BackgroundAnalysis, group_from_events, replace_group
+    from nuskybgd_engine.analysis import BackgroundAnalysis, replace_group
+    from nuskybgd_engine.groups import group_from_events
 
     tmp = tempfile.TemporaryDirectory(prefix="nsb_bench_model_")
     obsdir = ensure_demo_observation(tmp.name)

@@ -64,7 +64,7 @@ def fit_pulls(groups, fit_regions, truth, negative_norms):
     """Fit the groups; pulls of the free norms and whether each sat at a limit."""
     from nuskybgd_engine.model.background import BackgroundOptions
     from nuskybgd_engine.simulate import true_norms
-    from nuskybgd_engine.workflow import BackgroundAnalysis
+    from nuskybgd_engine.analysis import BackgroundAnalysis
 
     opts = BackgroundOptions(fcxb_links=[(i, i + 1) for i in range(1, len(groups), 2)], fix_line_ratios=True,
                              negative_norms=negative_norms)
@@ -91,7 +91,7 @@ def one_seed(args):
     from nuskybgd_engine.model.background import region_weights
     from nuskybgd_engine.observation import prepare_observation
     from nuskybgd_engine.simulate import SimulationSpec, simulate_observation
-    from nuskybgd_engine.workflow import group_from_events
+    from nuskybgd_engine.groups import group_from_events
 
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="nsb_recovery_"))

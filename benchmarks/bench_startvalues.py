@@ -34,7 +34,7 @@ def main():
     from nuskybgd_engine.maps.images import make_counts_image
     from nuskybgd_engine.observation import ModuleProducts, ObservationProducts
     from nuskybgd_engine.startvalues import apply_start_values
-    from nuskybgd_engine.workflow import BackgroundAnalysis
+    from nuskybgd_engine.analysis import BackgroundAnalysis
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=100)

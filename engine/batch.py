@@ -2,7 +2,7 @@
 
 Each observation of an observation list goes through the same engine functions as the CLI
 and the widgets (:func:`~.observation.prepare_observation` → regions →
-:func:`~.workflow.group_from_events` → :meth:`~.workflow.BackgroundAnalysis.fit` → exports) in
+:func:`~.groups.group_from_events` → :meth:`~.analysis.BackgroundAnalysis.fit` → exports) in
 :func:`process_observation`, a pure function of its inputs that writes its products under
 ``workdir/<obsid>/products``. :func:`run_batch` runs one task per observation, in-process or
 as tasks of ``dask.distributed`` (an existing scheduler or a ``LocalCluster``); nothing here
@@ -26,7 +26,7 @@ Summary
     observation's status and error.
 Joint fits (optional)
     :func:`read_joint_config` / :func:`joint_fit`: several observations' spectra in one
-    :class:`~.workflow.BackgroundAnalysis`, sharing the named background sources.
+    :class:`~.analysis.BackgroundAnalysis`, sharing the named background sources.
 """
 
 from __future__ import annotations
@@ -275,7 +275,7 @@ def observation_groups(obs, *, regions="given", region_files=None, obsdir=None, 
     """
     from .io.regions import RegionSet
     from .model.background import region_weights
-    from .workflow import group_from_events
+    from .groups import group_from_events
 
     obsdir = Path(obsdir if obsdir is not None else obs.root)
     if regions == "given":
@@ -383,7 +383,7 @@ def _source_regions(obsdir):
 
 def _write_products(analysis, rows, target, extra, regions=(), grid=None):
     """Stage the fit exports, rows and (suggested) regions, then move them into ``target`` in one rename."""
-    from .workflow import export_fit_xcm, save_fit_json
+    from .export import export_fit_xcm, save_fit_json
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -410,8 +410,8 @@ def process_observation(obsdir, workdir, *, regions="given", band=(3.0, 20.0), r
 
     Maps (:func:`~.observation.prepare_observation`) → background regions (``given``:
     ``region_files`` or ``<obsdir>/regions/bgd*.reg``; ``suggested``: :mod:`.suggest`) →
-    spectra (:func:`~.workflow.group_from_events`, each region × module) → fit
-    (:meth:`~.workflow.BackgroundAnalysis.fit`) → ``bgd_fit.xcm`` (+ responses), ``bgd_fit.json``
+    spectra (:func:`~.groups.group_from_events`, each region × module) → fit
+    (:meth:`~.analysis.BackgroundAnalysis.fit`) → ``bgd_fit.xcm`` (+ responses), ``bgd_fit.json``
     and ``summary.json`` (the summary rows, also returned).
 
     Returns
@@ -426,7 +426,7 @@ def process_observation(obsdir, workdir, *, regions="given", band=(3.0, 20.0), r
         Bad input, no usable region, or a fit that does not converge (:class:`~.errors.FitError`).
     """
     from .observation import prepare_observation
-    from .workflow import BackgroundAnalysis
+    from .analysis import BackgroundAnalysis
 
     opts = _options(regions, band, statistic)
     band = tuple(opts["band"])
@@ -877,7 +877,7 @@ def joint_fit(entries, workdir, share, *, name="joint", regions="given", band=(3
     norms in ``*_norm`` are those of the joint fit).
     """
     from .observation import prepare_observation
-    from .workflow import BackgroundAnalysis
+    from .analysis import BackgroundAnalysis
 
     opts = _options(regions, band, statistic)
     band = tuple(opts["band"])

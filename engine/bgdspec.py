@@ -15,11 +15,11 @@ spectrum that any fitting package reads through the source spectrum's ``BACKFILE
 * ``STAT_ERR`` (counts): 1σ error per channel from the fit covariance. The counts are linear in
   the free norms, ``C = J θ`` with ``J`` the folded templates times the link factors, so
   ``STAT_ERR_c = √(J C_θ Jᵀ)_cc`` — the same propagation as
-  :meth:`~nuskybgd_engine.workflow.BackgroundAnalysis.predict` (which uses the band sum of ``J``).
+  :meth:`~nuskybgd_engine.analysis.BackgroundAnalysis.predict` (which uses the band sum of ``J``).
   Channels are correlated (the same few norms): the error of a band is :meth:`BackgroundSpectrum.band`,
   not the quadrature sum of STAT_ERR.
 * ``SYS_ERR``: the systematic floor as an OGIP fractional error per channel
-  (``workflow.SYSTEMATIC_FRACTION`` = 4 %/1.645, Wik et al.); XSPEC adds it in quadrature.
+  (``results.SYSTEMATIC_FRACTION`` = 4 %/1.645, Wik et al.); XSPEC adds it in quadrature.
 * ``POISSERR = F``: the errors are Gaussian. In XSPEC use ``statistic pgstat`` (Poisson data,
   Gaussian background) or ``chi``; W-stat (cstat with a background) assumes a Poisson background.
 
@@ -119,7 +119,7 @@ def background_spectrum(analysis, regions, source, *, grid=None, maps=None, syst
     grid, maps : SkyGrid, ProjectedMaps or dict module -> ProjectedMaps, optional
         Default: ``analysis.grid`` and ``analysis.maps`` (set by ``from_bgdinfo``).
     systematic : float, optional
-        Fractional systematic error (default ``workflow.SYSTEMATIC_FRACTION``).
+        Fractional systematic error (default ``results.SYSTEMATIC_FRACTION``).
 
     Returns
     -------
@@ -128,7 +128,8 @@ def background_spectrum(analysis, regions, source, *, grid=None, maps=None, syst
     from .io.ogip import read_pha
     from .model.background import add_linked_groups, region_weights
     from .model.folding import FoldedModel
-    from .workflow import SYSTEMATIC_FRACTION, group_from_spectrum_file
+    from .groups import group_from_spectrum_file
+    from .results import SYSTEMATIC_FRACTION
 
     cov = _check_covariance(analysis.result)
     systematic = SYSTEMATIC_FRACTION if systematic is None else float(systematic)
@@ -154,7 +155,7 @@ def background_spectrum(analysis, regions, source, *, grid=None, maps=None, syst
     if maps.module and maps.module != m:
         raise BadFileError(f"source spectrum is FPM{m} but the maps are FPM{maps.module}", path=source,
                            field="INSTRUME")
-    w = region_weights(regions, grid, maps, name="source")
+    w = region_weights(regions, grid, maps, name=source.name)
     where = getattr(regions, "source", None)
     if not w.total_area > 0:
         raise BadRegionError(f"source region covers no active detector area of FPM{m} (off the detectors?)",
@@ -162,7 +163,7 @@ def background_spectrum(analysis, regions, source, *, grid=None, maps=None, syst
     if not w.W > 0:
         raise BadRegionError(f"source region has no aperture weight on FPM{m} (off the field?)", path=where,
                              field="region")
-    group = group_from_spectrum_file(source, regions, grid, maps, name=source.name)
+    group = group_from_spectrum_file(source, regions, grid, maps, name=source.name, weights=w)
     state = analysis.state.copy()
     (g_new,) = add_linked_groups(state, [m], [group.weights], analysis.presets, fcxb="linked")
     model = FoldedModel(state, list(analysis.groups) + [group], apec=analysis.apec, ignore=analysis.model.ignore)
@@ -226,7 +227,7 @@ def _base_spectrum(bspec, counts, *, poisson):
 
 
 def _provenance(header, bspec, fit_path):
-    from .workflow import SYSTEMATIC_FRACTION
+    from .results import SYSTEMATIC_FRACTION
 
     header["NSBSYS"] = (float(bspec.systematic), "systematic fraction (1 sigma) in SYS_ERR")
     if fit_path is not None:

@@ -338,7 +338,7 @@ def suggest_regions(obs, *, modules=None, n=4, radius=RADIUS_ARCSEC, threshold=T
 def apbgd_fcxb_correlation(analysis):
     """Correlation of the apbgd and fcxb reference norms of each module in the last fit.
 
-    The quantity behind the fit's degeneracy warning (``workflow.DEGENERACY_THRESHOLD``):
+    The quantity behind the fit's degeneracy warning (``analysis.DEGENERACY_THRESHOLD``):
     ``{module: rho}`` (NaN when either norm is not free).
     """
     from .errors import FitError

@@ -411,7 +411,7 @@ class Session(HasTraits):
         return [r for r in (self.regions if items is None else items) if r.role == "background"]
 
     def _make_group(self, item, module):
-        from nuskybgd_engine.workflow import group_from_events
+        from nuskybgd_engine.groups import group_from_events
 
         obs = self._need_observation()
         mp = obs[module]
@@ -444,7 +444,7 @@ class Session(HasTraits):
 
     def _update_region(self, item, rs):
         """Region ``item`` now has shapes ``rs``: swap its spectra in place (fast path)."""
-        from nuskybgd_engine.workflow import replace_group
+        from nuskybgd_engine.analysis import replace_group
 
         new = RegionItem(item.name, item.role, rs)
         idx = self.regions.index(item)
@@ -494,7 +494,7 @@ class Session(HasTraits):
 
     def _rebuild(self, keep_values=True):
         """A new BackgroundAnalysis for the current spectra and options, keeping free values."""
-        from nuskybgd_engine.workflow import BackgroundAnalysis
+        from nuskybgd_engine.analysis import BackgroundAnalysis
 
         names = self.spectrum_names()
         if not names:
@@ -832,7 +832,7 @@ class Session(HasTraits):
 
     def export_xcm(self, path=None):
         """The background model as an XSPEC ``.xcm`` (+ responses it needs) in the workspace."""
-        from nuskybgd_engine.workflow import export_fit_xcm
+        from nuskybgd_engine.export import export_fit_xcm
 
         out = self._out(path, "bgd_fit.xcm")
         an = self._need_analysis()
@@ -873,7 +873,7 @@ class Session(HasTraits):
         from nuskybgd_engine.io.ogip import write_pha
         from nuskybgd_engine.spectra.extract import extract_spectrum
         from nuskybgd_engine.spectra.responses import region_rmf
-        from nuskybgd_engine.workflow import ExportWriter
+        from nuskybgd_engine.export import ExportWriter
 
         self._fitted()
         item = self.region(source_name)

@@ -22,7 +22,10 @@ from nuskybgd_engine.errors import BadFileError, BadRegionError, FitError, Outpu
 from nuskybgd_engine.io.ogip import read_pha, write_pha
 from nuskybgd_engine.io.regions import RegionSet
 from nuskybgd_engine.model.background import region_weights
-from nuskybgd_engine.workflow import SYSTEMATIC_FRACTION, BackgroundAnalysis, load_fit_json, save_fit_json
+from nuskybgd_engine.analysis import BackgroundAnalysis
+from nuskybgd_engine.export import save_fit_json
+from nuskybgd_engine.results import SYSTEMATIC_FRACTION
+from nuskybgd_engine.workflow import load_fit_json
 
 
 @pytest.fixture(scope="module")

@@ -82,7 +82,7 @@ def tiny_analysis(tmp_path):
     """Two synthetic spectra (A and B) on the nominal responses."""
     from nuskybgd_engine.calibration.products import module_calibration
     from nuskybgd_engine.model.folding import GroupData
-    from nuskybgd_engine.workflow import BackgroundAnalysis
+    from nuskybgd_engine.analysis import BackgroundAnalysis
 
     rng = np.random.default_rng(0)
     groups = []

@@ -18,7 +18,8 @@ from nuskybgd_engine.io.regions import RegionSet
 from nuskybgd_engine.model.background import BackgroundOptions, region_weights
 from nuskybgd_engine.observation import prepare_observation
 from nuskybgd_engine.simulate import SimulationSpec, simulate_observation, true_norms
-from nuskybgd_engine.workflow import BackgroundAnalysis, group_from_events
+from nuskybgd_engine.analysis import BackgroundAnalysis
+from nuskybgd_engine.groups import group_from_events
 
 pytestmark = pytest.mark.slow
 

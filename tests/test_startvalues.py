@@ -42,7 +42,7 @@ def demo():
     from nuskybgd_engine.demo import ensure_demo_observation
     from nuskybgd_engine.io.regions import RegionSet
     from nuskybgd_engine.observation import prepare_observation
-    from nuskybgd_engine.workflow import group_from_events
+    from nuskybgd_engine.groups import group_from_events
 
     obsdir = ensure_demo_observation()
     obs = prepare_observation(obsdir, modules=("A",))
@@ -53,7 +53,7 @@ def demo():
 
 def test_start_values_close_to_the_fitted_answer(demo):
     """The image says what the spectral fit finds: factors within 30 % of fitted/preset for apbgd and intn."""
-    from nuskybgd_engine.workflow import BackgroundAnalysis
+    from nuskybgd_engine.analysis import BackgroundAnalysis
 
     obs, groups = demo
     an = BackgroundAnalysis(groups)
@@ -70,7 +70,7 @@ def test_start_values_close_to_the_fitted_answer(demo):
 
 
 def test_apply_start_values_scales_reference_norms_and_fit_converges(demo):
-    from nuskybgd_engine.workflow import BackgroundAnalysis
+    from nuskybgd_engine.analysis import BackgroundAnalysis
 
     obs, groups = demo
     an = BackgroundAnalysis(groups)
@@ -91,7 +91,7 @@ def test_apply_start_values_scales_reference_norms_and_fit_converges(demo):
 
 def test_start_values_need_the_module_maps(demo):
     from nuskybgd_engine.observation import ObservationProducts
-    from nuskybgd_engine.workflow import BackgroundAnalysis
+    from nuskybgd_engine.analysis import BackgroundAnalysis
 
     obs, groups = demo
     an = BackgroundAnalysis(groups)

@@ -77,7 +77,8 @@ def test_degeneracy_is_reported_and_suggested_regions_break_it(demo):
     """One region per module: apbgd and fcxb norms are degenerate and the fit warns. The suggested regions
     with the fcxb surface brightness shared by the regions of a module: no warning."""
     from nuskybgd_engine.model.background import BackgroundOptions
-    from nuskybgd_engine.workflow import DEGENERACY_THRESHOLD, BackgroundAnalysis, group_from_events
+    from nuskybgd_engine.analysis import DEGENERACY_THRESHOLD, BackgroundAnalysis
+    from nuskybgd_engine.groups import group_from_events
 
     _, obs, _, sug = demo
     one = [group_from_events(obs["A"].events, sug.regions[0], obs.grid, obs["A"].maps, name="one")]

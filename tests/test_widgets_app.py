@@ -207,7 +207,7 @@ def test_links_parameters_fit_export(app, bgd_centres, tmp_path):
 
 def test_scripting_api_matches_engine(app, bgd_centres):
     """The session's spectrum equals the engine's group_from_events for the same region."""
-    from nuskybgd_engine.workflow import group_from_events
+    from nuskybgd_engine.groups import group_from_events
 
     s = app.session
     x, y, r = bgd_centres[3]

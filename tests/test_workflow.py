@@ -32,15 +32,10 @@ from nuskybgd_engine.model.background import BackgroundOptions, region_weights
 from nuskybgd_engine.model.xcm_model import session_to_state
 from nuskybgd_engine.observation import prepare_observation
 from nuskybgd_engine.spectra.extract import extract_spectrum
-from nuskybgd_engine.workflow import (
-    BackgroundAnalysis,
-    analysis_from_xcm,
-    export_fit_xcm,
-    group_from_events,
-    load_fit_json,
-    replace_group,
-    save_fit_json,
-)
+from nuskybgd_engine.analysis import BackgroundAnalysis, replace_group
+from nuskybgd_engine.export import export_fit_xcm, save_fit_json
+from nuskybgd_engine.groups import group_from_events
+from nuskybgd_engine.workflow import analysis_from_xcm, load_fit_json
 from nuskybgd_engine.xcm import read_xcm, resolve_values
 
 BGD_SOURCES = ("apbgd", "intbgd", "fcxb", "intn")

@@ -24,7 +24,9 @@ def run(args):
     from ..model.background import BackgroundOptions, region_weights
     from ..observation import prepare_observation
     from ..startvalues import apply_start_values
-    from ..workflow import BackgroundAnalysis, export_fit_xcm, group_from_events, save_fit_json
+    from ..analysis import BackgroundAnalysis
+    from ..export import export_fit_xcm, save_fit_json
+    from ..groups import group_from_events
     from .fit import output_names
 
     t0 = time.perf_counter()

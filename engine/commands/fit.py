@@ -45,7 +45,8 @@ def output_names(savefile, overwrite=False):
 
 def run(args):
     from ..bgdinfo import TEMPLATE, read_bgdinfo
-    from ..workflow import BackgroundAnalysis, export_fit_xcm, save_fit_json
+    from ..analysis import BackgroundAnalysis
+    from ..export import export_fit_xcm, save_fit_json
 
     if args.template:
         print(json.dumps(TEMPLATE, indent=4))

@@ -23,7 +23,8 @@ def run(args):
     from ..bgdinfo import read_bgdinfo
     from ..errors import BadConfigError
     from ..io.fitsutil import atomic_output
-    from ..workflow import _numbered, simplify_session
+    from ..io.files import numbered_path
+    from ..workflow import simplify_session
     from ..xcm import format_xcm, read_xcm
 
     if args.ndrop is None and args.bgdinfo is None:
@@ -34,7 +35,7 @@ def run(args):
     name = src.name.replace("bgd_", "bgd_only_", 1) if src.name.startswith("bgd_") else f"bgd_only_{src.name}"
     out = Path(args.savefile) if args.savefile else src.with_name(name)
     if not args.overwrite:
-        out = _numbered(out)
+        out = numbered_path(out.parent, out.name)
     with atomic_output(out, overwrite=args.overwrite) as tmp:
         tmp.write_text(format_xcm(session))
     print(f"wrote {out}")

@@ -25,7 +25,9 @@ def register(subparsers):
 
 def run(args):
     from ..io.regions import RegionSet
-    from ..workflow import _numbered, group_from_spectrum_file, load_fit, spec_export
+    from ..groups import group_from_spectrum_file
+    from ..io.files import numbered_path
+    from ..workflow import load_fit, spec_export
 
     if len(args.items) == 3:
         bgdinfo, fit, regions, spectra = None, *args.items
@@ -51,7 +53,7 @@ def run(args):
                                                name=s.name))
     out = Path(args.savefile) if args.savefile else specs[0].parent / f"bgd_{regs[0].stem}.xcm"
     if not args.overwrite:
-        out = _numbered(out)
+        out = numbered_path(out.parent, out.name)
     for path in spec_export(analysis, groups, out, overwrite=args.overwrite):
         print(f"wrote {path}")
     return 0

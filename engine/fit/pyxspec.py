@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FitError
+from ..export import export_fit_xcm
+from ..model.xcm_model import _local_map
+from .result import FitOutput
 
 __all__ = ["PyXspecBackend"]
 
@@ -34,7 +37,7 @@ def _cwd(path):
 
 
 class PyXspecBackend:
-    """Fits a :class:`~nuskybgd_engine.workflow.BackgroundAnalysis` with PyXspec.
+    """Fits a :class:`~nuskybgd_engine.analysis.BackgroundAnalysis` with PyXspec.
 
     Parameters
     ----------
@@ -53,8 +56,6 @@ class PyXspecBackend:
 
     def fit_analysis(self, analysis, statistic, *, workdir=None, max_iter=30000, tol=1e-4):
         """Fit ``analysis`` in XSPEC; the analysis state is updated to XSPEC's best fit."""
-        from ..workflow import export_fit_xcm
-
         xs = self.xspec
         with tempfile.TemporaryDirectory(prefix="nuskybgd-xspec-") as tmp:
             work = Path(workdir or tmp)
@@ -87,8 +88,6 @@ class PyXspecBackend:
                 dof = int(xs.Fit.dof)
                 cov = self._covariance(len(free), errors)
         analysis.model.set_free_values(free, np.asarray(theta))
-        from .result import FitOutput
-
         out = FitOutput(theta=np.asarray(theta), stat=stat, covariance=cov, errors=np.asarray(errors), n_iter=0,
                         converged=True, message="fitted by XSPEC (Fit.perform)", dof=dof, statistic=statistic,
                         names=[f"{s}:p{k}" for s, k in free], method="leven (XSPEC)")
@@ -97,8 +96,6 @@ class PyXspecBackend:
 
     def _parameter(self, source, index, analysis):
         """XSPEC parameter object of ``source:p<index>`` (global index → group, local)."""
-        from ..model.xcm_model import _local_map
-
         src = analysis.state[source]
         group, local = divmod(index - 1, src.n_par)
         # With the apec stand-in the exported intbgd is renumbered (bremss has 2 parameters).

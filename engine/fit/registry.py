@@ -92,7 +92,7 @@ def _pyxspec_factory():
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadConfigError(f"PyXspec is not available: {reason}; it comes with HEASoft (see README)",
                              field="backend") from None
-    from .pyxspec import PyXspecBackend
+    from .pyxspec import PyXspecBackend  # lazy: the PyXspec backend (and its .xcm export) only when asked for
 
     return PyXspecBackend(xspec)
 

@@ -1,0 +1,318 @@
+"""The background analysis: spectra + the nuskybgd model, fitted, transferred to any region.
+
+:class:`BackgroundAnalysis` holds the background spectra (:class:`~.model.folding.GroupData`,
+built by :mod:`.groups`), the model (:class:`~.model.parameters.ModelState` built by
+:func:`~.model.background.build_background_model`) and its folded, cached form; it fits
+(:mod:`.fit` backends) and predicts the background of any region (:class:`~.results.Prediction`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .bgdinfo import BgdInfo, read_bgdinfo
+from .constants import band_to_channels
+from .errors import BadConfigError, FitError
+from .fit.goodness import cstat_expectation
+from .fit.native import GeneralProblem, LinearProblem
+from .fit.registry import get_backend
+from .fit.statistics import get_statistic
+from .groups import group_from_spectrum_file, read_projected_maps
+from .io.ogip import read_pha
+from .io.regions import RegionSet, SkyGrid
+from .model.background import BackgroundOptions, RegionWeights, add_linked_groups, build_background_model
+from .model.components import ApecShape
+from .model.folding import DEFAULT_IGNORE, FoldedModel, GroupData
+from .model.presets import load_presets
+from .results import SYSTEMATIC_FRACTION, FitResult, Prediction, std_error
+
+__all__ = ["BackgroundAnalysis", "replace_group", "DEGENERACY_THRESHOLD", "GOODNESS_WARN"]
+
+#: |correlation| between the apbgd and fcxb norms of a module above which the fit warns.
+DEGENERACY_THRESHOLD = 0.9
+#: (C-stat − expected)/σ above which the fit warns that the model misses something.
+GOODNESS_WARN = 4.0
+
+
+def _single_thread_blas():
+    """One BLAS thread during fits: the matrices are small, and on a busy 2-core machine a
+    multi-threaded BLAS made each product ~50× slower (measured in benchmarks/bench_model.py)."""
+    import contextlib
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+class BackgroundAnalysis:
+    """Background spectra + the nuskybgd model, ready to fit, transfer and export.
+
+    Parameters
+    ----------
+    groups : list of GroupData
+        The background spectra in data-group order.
+    presets : Presets, optional
+        Default: :func:`~.model.presets.load_presets` (real ratios.json or the embedded copy).
+    options : BackgroundOptions, optional
+    apec_route : {'auto', 'pyxspec', 'standin'}
+    ignore : (float, float)
+    """
+
+    def __init__(self, groups, presets=None, options=None, *, apec_route="auto", ignore=DEFAULT_IGNORE):
+        if not groups:
+            raise BadConfigError("no background spectra", field="bgfiles")
+        self.presets = presets or load_presets()
+        self.options = options or BackgroundOptions()
+        self.groups = list(groups)
+        self.state = build_background_model([g.module for g in self.groups], [g.weights for g in self.groups],
+                                            self.presets, self.options)
+        self.apec = ApecShape(route=apec_route)
+        self.model = FoldedModel(self.state, self.groups, apec=self.apec, ignore=ignore)
+        self.result = None
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_bgdinfo(cls, bgdinfo, *, negative_norms=None, **kw):
+        """From a ``bgdinfo.json`` (path or :class:`~.bgdinfo.BgdInfo`).
+
+        ``negative_norms`` (bool) overrides the file's ``negative_norms`` (e.g. a saved fit's choice).
+        """
+        info = bgdinfo if isinstance(bgdinfo, BgdInfo) else read_bgdinfo(bgdinfo)
+        grid = SkyGrid.from_fits(info.refimgf)
+        maps = {m: read_projected_maps(info.bgdapfiles[m], info.bgddetfiles[m], m) for m in info.bgdapfiles}
+        groups = []
+        rmf_cache = {}
+        for i, (spec_path, reg_path) in enumerate(zip(info.bgfiles, info.regfiles)):
+            m = info.modules[i] if info.modules is not None else read_pha(spec_path).module
+            if m not in maps:
+                raise BadConfigError(f"{spec_path.name} is FPM{m} but bgdapfiles has no {m} entry", path=info.path,
+                                     field=f"bgdapfiles.{m}")
+            groups.append(group_from_spectrum_file(spec_path, RegionSet.read_ds9(reg_path), grid, maps[m],
+                                                   name=spec_path.name, rmf_cache=rmf_cache))
+        if negative_norms is None:
+            negative_norms = info.negative_norms
+        options = BackgroundOptions(fcxb_links=list(info.fcxb_links), fix_line_ratios=info.fix_line_ratios,
+                                    no_solar=info.no_solar, negative_norms=bool(negative_norms))
+        obj = cls(groups, options=options, **kw)
+        obj.bgdinfo = info
+        obj.grid = grid
+        obj.maps = maps
+        return obj
+
+    # -- fitting --------------------------------------------------------------------------------
+
+    def fit(self, statistic="cstat", backend="native", *, max_iter=200, tol=1e-4):
+        """Fit the free parameters; the model state is updated to the best fit.
+
+        A fit that does not converge raises :class:`FitError` with the reason (and leaves the
+        state at the last iterate, so the user can inspect it); it is never silently accepted.
+        """
+        if statistic not in ("cstat", "chi"):
+            raise BadConfigError(f"statistic must be cstat or chi, got {statistic!r}", field="statistic")
+        engine = get_backend(backend)
+        with _single_thread_blas():
+            return self._fit(engine, statistic, backend, max_iter=max_iter, tol=tol)
+
+    def _fit(self, engine, statistic, backend, *, max_iter, tol):
+        if hasattr(engine, "fit_analysis"):
+            result = engine.fit_analysis(self, statistic)
+            self.result = result
+            return result
+        free = self.model.free()
+        if not free:
+            raise FitError("no free parameters", field="model")
+        theta0 = np.array([self.state[s][k].value for s, k in free])
+        lower = np.array([self.state[s][k].hard_min for s, k in free])
+        upper = np.array([self.state[s][k].hard_max for s, k in free])
+        names = [f"{s}:p{k}" for s, k in free]
+        design = None
+        if self.model.is_linear:
+            data, design, offset, _free = self.model.linear_problem()  # same free parameters, same order
+            problem = LinearProblem(data, design, offset, lower, upper, names=names)
+            design = problem.design
+        else:
+            data = [self.model.binned_data(g) for g in range(1, len(self.groups) + 1)]
+
+            def model_fn(theta):
+                self.model.set_free_values(free, theta)
+                return [self.model.binned_model(g) for g in range(1, len(self.groups) + 1)]
+
+            problem = GeneralProblem(model_fn, data, lower, upper, theta0, names=names)
+        out = engine.fit(problem, statistic, theta0, max_iter=max_iter, tol=tol)
+        self.model.set_free_values(free, out.theta)
+        result = self._result(out, free, statistic, backend, design=design)
+        self.result = result
+        if not out.converged:
+            raise FitError(f"fit did not converge: {out.message}", field="fit")
+        return result
+
+    def _result(self, out, free, statistic, backend, design=None):
+        """The FitResult of fit output ``out``; ``design``: the linear fit's design matrices, if at hand."""
+        warnings = []
+        if self.apec.evaluated_by != "pyxspec":
+            warnings.append("apec evaluated with the bremss stand-in (no AtomDB); exported as bremss")
+        cov = np.asarray(out.covariance, dtype=float)
+        params = []
+        for s in self.state:
+            for k, p in enumerate(s.params, start=1):
+                group = (k - 1) // s.n_par + 1
+                err = std_error(cov, free, (s.name, k))
+                params.append({"source": s.name, "index": k, "group": group, "local": (k - 1) % s.n_par + 1,
+                               "component": p.component, "name": p.name, "value": self.state.value(s.name, k),
+                               "error": err, "frozen": p.frozen, "state": p.state,
+                               "link": str(p.link) if p.link else None})
+        res = FitResult(statistic=statistic, value=float(out.stat), dof=int(out.dof), converged=bool(out.converged),
+                        message=out.message, parameters=params, free=list(free), covariance=cov, backend=backend,
+                        method=out.method, n_iter=int(out.n_iter), warnings=warnings,
+                        apec=self.apec.xspec_component())
+        if out.singular:
+            warnings.append("some parameters are not constrained (singular covariance): freeze or link them")
+        if statistic == "cstat":
+            models = [self.model.binned_model(g) for g in range(1, len(self.groups) + 1)]
+            if self.model.is_linear:
+                if design is None:  # fitted elsewhere (pyxspec): the design does not depend on the values
+                    design = self.model.linear_problem()[1]
+                # Norms inside their limits satisfy the likelihood equations the variance correction uses.
+                inside = [j for j, (s, k) in enumerate(free)
+                          if self.state[s][k].hard_min < self.state[s][k].value < self.state[s][k].hard_max]
+                res.expected, res.expected_sigma = cstat_expectation(models, [x[:, inside] for x in design])
+            else:  # shape parameters free: Kaastra's fixed-model spread (larger), mean lowered by p
+                res.expected, res.expected_sigma = cstat_expectation(models)
+                res.expected -= len(free)
+            if res.goodness is not None and res.goodness > GOODNESS_WARN:
+                warnings.append(f"C-stat {res.value:.1f} is {res.goodness:.1f}σ above the {res.expected:.1f} ± "
+                                f"{res.expected_sigma:.1f} a correct model gives: the model misses something "
+                                "(a source in a background region? see the residuals)")
+        negative = [f"{s}:p{k}" for s, k in free if self.state[s][k].is_norm and self.state.value(s, k) < 0]
+        if negative:
+            warnings.append(f"{len(negative)} norm(s) fitted below 0 (limits opened): {', '.join(negative)}")
+        for m in sorted(set(self.state.modules)):
+            r = self.state.modules.index(m) + 1
+            a, f = ("apbgd", self.state["apbgd"].index(r, 3)), ("fcxb", self.state["fcxb"].index(r, 3))
+            if a in free and f in free:
+                rho = res.correlation(a, f)
+                res.degeneracy[m] = float(rho)
+                if np.isfinite(rho) and abs(rho) > DEGENERACY_THRESHOLD:
+                    warnings.append(f"FPM{m}: apbgd and fcxb norms are degenerate (correlation {rho:+.2f}); "
+                                    "add regions spanning the aperture gradient or link/freeze fcxb")
+            if f in free:
+                e = res.error(*f)
+                v = self.state.value(*f)
+                if v > 0 and np.isfinite(e) and e / v > 0.5:
+                    warnings.append(f"FPM{m}: fcxb norm poorly constrained ({v:.3g} ± {e:.2g})")
+        return res
+
+    # -- evaluation for display ------------------------------------------------------------------
+
+    def spectra_for_plot(self, g):
+        """Binned energies, data, errors, total and per-source model of group ``g`` (noticed bins)."""
+        b = self.model.binning[g - 1]
+        group = self.groups[g - 1]
+        per = {k: b.bin(v) for k, v in self.model.source_counts(g).items()}
+        data = b.bin(group.counts)
+        total = sum(per.values())
+        width = (b.e_hi - b.e_lo)[b.noticed]
+        return {"e_lo": b.e_lo[b.noticed], "e_hi": b.e_hi[b.noticed], "width": width, "data": data,
+                "error": np.sqrt(np.maximum(data, 1.0)), "model": total, "sources": per,
+                "exposure": group.exposure}
+
+    def statistic_value(self, statistic="cstat"):
+        stat = get_statistic(statistic)
+        total = 0.0
+        for g in range(1, len(self.groups) + 1):
+            total += float(stat.value(self.model.binned_data(g), self.model.binned_model(g)))
+        return total
+
+    # -- transfer ------------------------------------------------------------------------------------
+
+    def predict(self, weights, *, band=(3.0, 20.0), exposure=None, systematic=SYSTEMATIC_FRACTION):
+        """Predicted background counts in a region (its :class:`RegionWeights`) and band.
+
+        The region's norms are the fitted reference norms times the geometric factors of
+        :func:`~.model.background.add_linked_groups` (fcxb at the fitted surface brightness); the
+        spectrum is folded through the module reference's responses for ``exposure`` (default:
+        the reference spectrum's). The statistical error propagates the fit covariance (the
+        prediction is linear in the free norms); ``systematic`` × total is added in quadrature.
+        """
+        if not isinstance(weights, RegionWeights):
+            raise BadConfigError("weights must be RegionWeights (see region_weights)", field="region")
+        if self.result is None:
+            raise FitError("fit the background before predicting (no covariance yet)", field="fit")
+        m = weights.module
+        if m not in self.state.modules:
+            raise BadConfigError(f"no FPM{m} spectrum was fitted", field="module")
+        lo, hi = band_to_channels(*band)
+        r = self.state.modules.index(m) + 1
+        ref = self.groups[r - 1]
+        exposure = float(exposure if exposure is not None else ref.exposure)
+        if not exposure > 0:
+            raise BadConfigError("exposure must be > 0", field="exposure")
+        state = self.state.copy()
+        (g_new,) = add_linked_groups(state, [m], [weights], self.presets, fcxb="linked")
+        virtual = GroupData(name="prediction", module=m, counts=np.zeros_like(ref.counts), exposure=exposure,
+                            rmf=ref.rmf, diag=ref.diag, ap_arf=ref.ap_arf, fcxb_arf=ref.fcxb_arf,
+                            weights=weights)
+        model = FoldedModel(state, self.groups + [virtual], apec=self.apec, ignore=self.model.ignore)
+        # The virtual group uses the reference's responses: share the folded templates.
+        model.share_cache(self.model)
+        free = self.result.free
+        column = {key: j for j, key in enumerate(free)}
+        comps, grads = {}, {}
+        for source, _c, tpl, inorm in model.components(g_new):
+            counts = float(tpl[lo:hi + 1].sum())
+            factor, rs, ri = state.root(source, inorm)
+            comps[source] = comps.get(source, 0.0) + counts * state.value(source, inorm)
+            g = grads.setdefault(source, np.zeros(len(free)))
+            if (rs, ri) in column:
+                g[column[(rs, ri)]] += factor * counts
+        cov = np.nan_to_num(self.result.covariance)
+        total_grad = sum(grads.values())
+        stat = float(math.sqrt(max(total_grad @ cov @ total_grad, 0.0)))
+        comp_err = {k: float(math.sqrt(max(v @ cov @ v, 0.0))) for k, v in grads.items()}
+        total = float(sum(comps.values()))
+        return Prediction(module=m, band=(float(band[0]), float(band[1])), channels=(lo, hi), exposure=exposure,
+                          components=comps, total=total, stat_error=stat, sys_error=float(systematic) * total,
+                          component_errors=comp_err)
+
+    def __repr__(self):
+        mods = "".join(g.module for g in self.groups)
+        return f"BackgroundAnalysis({len(self.groups)} spectra [{mods}], {self.state})"
+
+
+def replace_group(analysis, g, group):
+    """Swap data group ``g`` (1-based) for ``group`` (e.g. after its region moved), keeping the fit.
+
+    The model is rebuilt from the new weights (link factors change with the region) and every
+    free parameter keeps its current value; folded templates are reused when the responses are
+    the same objects. Cost: region extraction aside, a few milliseconds.
+    """
+    if not 1 <= g <= len(analysis.groups):
+        raise BadConfigError(f"data group {g} not in 1..{len(analysis.groups)}", field="group")
+    if group.module != analysis.groups[g - 1].module:
+        raise BadConfigError(f"group {g} is FPM{analysis.groups[g - 1].module}; the new one is FPM{group.module}",
+                             field="module")
+    old = analysis.state
+    groups = list(analysis.groups)
+    groups[g - 1] = group
+    state = build_background_model([x.module for x in groups], [x.weights for x in groups], analysis.presets,
+                                   analysis.options)
+    for s in old:
+        new_src = state[s.name]
+        for k, p in enumerate(s.params, start=1):
+            q = new_src[k]
+            q.frozen = p.frozen
+            # Limits the user set (e.g. negative norms from a hand-edited xcm) survive the rebuild.
+            q.hard_min, q.soft_min, q.soft_max, q.hard_max = p.hard_min, p.soft_min, p.soft_max, p.hard_max
+            if p.link is None and q.link is None:
+                q.value = p.value
+    state.refresh_links()
+    folded = FoldedModel(state, groups, apec=analysis.apec, ignore=analysis.model.ignore)
+    folded.share_cache(analysis.model)  # same responses: keep the folded templates
+    analysis.groups, analysis.state, analysis.model = groups, state, folded
+    analysis.result = None
+    return analysis
