@@ -28,7 +28,7 @@ class Setup:
     def __init__(self, exposure=20000.0, module="A", pa=30.0):
         from astropy.io import fits
 
-        from nuskybgd_engine.calibration.products import module_calibration
+        from nuskybgd_engine.maps.module_calibration import module_calibration
         from nuskybgd_engine.io.regions import SkyGrid
         from nuskybgd_engine.maps.aspecthist import aspect_histogram
         from nuskybgd_engine.maps.projection import project_maps

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from nuskybgd_engine.calibration.products import module_calibration
+from nuskybgd_engine.maps.module_calibration import module_calibration
 from nuskybgd_engine.simulate import SimulationSpec, _Detector, simulate_observation
 
 

@@ -16,6 +16,7 @@ import re
 import sys
 
 from . import __version__
+from .commands._argtypes import yes_no  # noqa: F401  (re-exported: argument type of the steps)
 from .errors import NuSkyBgdError
 
 _KEYVAL = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)=(.*)$", re.S)
@@ -47,16 +48,6 @@ def normalise_argv(argv):
     if overwrite and "--overwrite" not in out:
         out.append("--overwrite")
     return out
-
-
-def yes_no(value):
-    """argparse type for the seed's yes/no (also true/false, 1/0) flags."""
-    v = str(value).strip().lower()
-    if v in ("yes", "y", "true", "t", "1", "on"):
-        return True
-    if v in ("no", "n", "false", "f", "0", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected yes or no, got {value!r}")
 
 
 def build_parser():

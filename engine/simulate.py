@@ -804,7 +804,7 @@ def simulate_observation(outdir, spec=None, *, calibration=None, overwrite=False
         Existing, writable directory.
     spec : SimulationSpec, optional
     calibration : callable(module) -> ModuleCalibration, optional
-        Defaults to :func:`nuskybgd_engine.calibration.products.module_calibration`.
+        Defaults to :func:`nuskybgd_engine.maps.module_calibration.module_calibration`.
     overwrite : bool
     progress : callable(str), optional
         Receives short progress messages.
@@ -813,7 +813,7 @@ def simulate_observation(outdir, spec=None, *, calibration=None, overwrite=False
     -------
     SimulatedObservation
     """
-    from .calibration.products import module_calibration
+    from .maps.module_calibration import module_calibration
     from .io.aspect import write_aspect
     from .io.events import write_events
     from .io.gti import write_gti

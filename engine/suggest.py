@@ -7,7 +7,7 @@ they are only told apart when the regions sample different ``W/A`` (the aperture
 the per-detector internal strengths need every detector. The steps:
 
 1. **Local background** of each module: a Poisson fit of the projected aperture map and the four
-   detector maps (:func:`~.startvalues.poisson_template_fit`) to the counts image, sources masked.
+   detector maps (:func:`~.fit.templates.poisson_template_fit`) to the counts image, sources masked.
 2. **Significance map**: counts and background summed in a ``box``×``box`` cell around every
    pixel (all modules added), Poisson significance ``sign(N−B)·√(2(N ln(N/B) − (N−B)))``.
 3. **Sources**: connected pixels above ``threshold`` σ; each gets an exclusion circle of its
@@ -27,6 +27,7 @@ import numpy as np
 
 from .constants import PIXEL_ARCSEC
 from .errors import BadConfigError, BadRegionError
+from .fit.templates import poisson_template_fit
 
 __all__ = [
     "DetectedSource",
@@ -137,8 +138,6 @@ def significance_map(counts, background, *, box=BOX):
 
 def local_background(counts, maps, mask=None):
     """Background image of one module: Poisson fit of its aperture and four detector maps."""
-    from .startvalues import poisson_template_fit
-
     templates = [np.asarray(maps.bgdap, float)] + [np.asarray(d, float) for d in maps.det if d is not None]
     fit = poisson_template_fit(counts, templates, mask)
     return sum(a * t for a, t in zip(fit.amplitudes, templates))

@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 from .errors import BadConfigError, BadFileError
 from .io.fitsutil import atomic_output
-from .model.components import APEC_PARAMETERS, COMPONENTS, NORM, ParamSpec
+from .catalogue import XSPEC_MODEL_PARAMETERS, canonical_name, component_parameters
 
 __all__ = [
     "XSPEC_MODEL_PARAMETERS",
@@ -71,49 +71,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 
-def _p(name, default, hard_min, soft_min, soft_max, hard_max, delta):
-    # model.dat column order (default, hard min, soft min, soft max, hard max, delta)
-    return ParamSpec(name, default, delta, hard_min, soft_min, soft_max, hard_max)
-
-
-_REDSHIFT = _p("Redshift", 0.0, -0.999, -0.999, 10.0, 10.0, -0.01)
-_NH = _p("nH", 1.0, 0.0, 0.0, 1e5, 1e6, 1e-3)
-
-#: Parameters of further XSPEC components, copied from XSPEC 12.15's ``model.dat``
-#: (HEASoft 6.35.1). Additive components get the implicit ``norm`` last.
-_EXTRA_MODELS = {
-    "constant": (_p("factor", 1.0, 0.0, 0.0, 1e10, 1e10, 1e-2),),
-    "TBabs": (_NH,),
-    "phabs": (_NH,),
-    "wabs": (_NH,),
-    "zgauss": (_p("LineE", 6.5, 0.0, 0.0, 1e6, 1e6, 0.05), _p("Sigma", 0.1, 0.0, 0.0, 10.0, 20.0, 0.05),
-               _REDSHIFT, NORM),
-    "zpowerlw": (_p("PhoIndex", 1.0, -3.0, -2.0, 9.0, 10.0, 0.01), _REDSHIFT, NORM),
-    # mekal's 5th parameter is a "$switch" (an always-frozen integer flag, default 1).
-    "mekal": (_p("kT", 1.0, 0.0808, 0.0808, 79.9, 79.9, 0.01), _p("nH", 1.0, 1e-6, 1e-5, 1e19, 1e20, -0.01),
-              _p("Abundanc", 1.0, 0.0, 0.0, 1000.0, 1000.0, -0.01), _REDSHIFT,
-              _p("switch", 1.0, 0.0, 0.0, 1.0, 1.0, -0.01), NORM),
-    "vapec": ((_p("kT", 6.5, 0.0808, 0.0808, 68.447, 68.447, 0.01),)
-              + tuple(_p(el, 1.0, 0.0, 0.0, 1000.0, 1000.0, -0.01)
-                      for el in ("He", "C", "N", "O", "Ne", "Mg", "Al", "Si", "S", "Ar", "Ca", "Fe", "Ni"))
-              + (_REDSHIFT, NORM)),
-}
-
-#: XSPEC component name -> tuple of ParamSpec (all parameters, ``norm`` last if additive).
-XSPEC_MODEL_PARAMETERS = {spec.xspec_name: spec.parameters for spec in COMPONENTS.values()
-                          if spec.name == spec.xspec_name}
-XSPEC_MODEL_PARAMETERS["apec"] = tuple(APEC_PARAMETERS)
-XSPEC_MODEL_PARAMETERS.update(_EXTRA_MODELS)
-
-_CANONICAL = {name.lower(): name for name in XSPEC_MODEL_PARAMETERS}
-#: Abbreviations seen in real scripts; each is a unique prefix in XSPEC 12.15's model.dat.
-_ALIASES = {"const": "constant", "tbabs": "TBabs"}
-
-
-def component_parameters(model_type):
-    """The ParamSpec tuple of an XSPEC component type, or ``None`` if unknown here."""
-    key = _CANONICAL.get(model_type.lower()) or _ALIASES.get(model_type.lower())
-    return XSPEC_MODEL_PARAMETERS.get(key) if key else None
+#: XSPEC component name -> tuple of ParamSpec: :data:`nuskybgd_engine.catalogue.XSPEC_MODEL_PARAMETERS`.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,7 +314,7 @@ def parse_expression(expression):
             types.append(m.group("table"))
         elif m.group("name"):
             name = m.group("name")
-            canon = _CANONICAL.get(name.lower()) or _ALIASES.get(name.lower()) or name
+            canon = canonical_name(name) or name
             types.append(canon)
         elif m.group("op") == "(":
             depth += 1

@@ -80,7 +80,7 @@ def test_missing_pyxspec_is_one_line(monkeypatch):
 @pytest.fixture
 def tiny_analysis(tmp_path):
     """Two synthetic spectra (A and B) on the nominal responses."""
-    from nuskybgd_engine.calibration.products import module_calibration
+    from nuskybgd_engine.maps.module_calibration import module_calibration
     from nuskybgd_engine.model.folding import GroupData
     from nuskybgd_engine.analysis import BackgroundAnalysis
 

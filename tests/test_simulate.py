@@ -153,7 +153,7 @@ def test_region_counts_match_truth(sim):
 
 def test_component_counts_match_truth():
     """Per component: events of each background component in each region vs its expected counts."""
-    from nuskybgd_engine.calibration.products import module_calibration
+    from nuskybgd_engine.maps.module_calibration import module_calibration
     from nuskybgd_engine.maps.aspecthist import aspect_histogram
     from nuskybgd_engine.maps.projection import project_maps
     from nuskybgd_engine.simulate import (

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from nuskybgd_engine.errors import BadConfigError, FitError
-from nuskybgd_engine.startvalues import apply_start_values, image_start_values, poisson_template_fit
+from nuskybgd_engine.fit.templates import poisson_template_fit
+from nuskybgd_engine.startvalues import apply_start_values, image_start_values
 
 
 def test_template_fit_recovers_known_amplitudes():

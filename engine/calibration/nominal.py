@@ -54,6 +54,7 @@ from scipy.special import erf
 
 from ..constants import CHANNEL_DE, N_CHANNELS, channel_edges
 from ..errors import BadConfigError, BadFileError
+from .resolver import AUXIL_FILES, register_nominal
 
 __all__ = [
     "COEFF_PATH",
@@ -375,8 +376,6 @@ NOMINAL_PROVIDERS = {
 
 def _register_with_resolver():
     """Tell the resolver which auxil names the nominal calibration serves (run at import)."""
-    from .resolver import AUXIL_FILES, register_nominal
-
     for name in NOMINAL_PROVIDERS:
         if name in AUXIL_FILES:
             register_nominal(name)

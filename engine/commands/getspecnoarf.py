@@ -18,7 +18,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from ..cli import yes_no
+from ._argtypes import yes_no
 from ..errors import BadConfigError
 
 __all__ = ["register", "run", "output_paths", "make_products"]

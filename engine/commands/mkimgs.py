@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import yes_no
+from ._argtypes import yes_no
 from ..errors import BadConfigError, BadFileError
 
 __all__ = ["register", "run", "find_event_files"]

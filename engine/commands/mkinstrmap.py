@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import yes_no
+from ._argtypes import yes_no
 
 __all__ = ["register", "run"]
 

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..calibration.nominal import NOMINAL_PROVIDERS
+from ..calibration.resolver import resolve
 from ..errors import BadFileError, CalibrationNotFoundError
 
 __all__ = ["_auxil_path", "_auxil_data", "_caldb_path"]
-
-
-def _resolver():
-    try:
-        from ..calibration import resolve
-    except ImportError:  # pragma: no cover - calibration is part of the package
-        return None
-    return resolve
 
 
 def _auxil_path(name, path=None, *, auxil_dir=None, module=None):
@@ -42,9 +36,6 @@ def _auxil_path(name, path=None, *, auxil_dir=None, module=None):
             raise CalibrationNotFoundError(f"calibration file {name} not found in the auxil directory",
                                            path=candidate)
         return candidate
-    resolve = _resolver()
-    if resolve is None:  # pragma: no cover
-        raise CalibrationNotFoundError(f"calibration file {name} not found (pass auxil_dir=)", field=name)
     found = resolve(name)
     if found.source == "nominal" or found.path is None:
         raise CalibrationNotFoundError(
@@ -59,22 +50,15 @@ def _auxil_data(name, reader, path=None, *, auxil_dir=None, module=None):
     its in-memory approximation is returned instead of raising.
     """
     if path is None and auxil_dir is None:
-        resolve = _resolver()
-        if resolve is not None:
-            found = resolve(name)
-            if found.source == "nominal":
-                from ..calibration.nominal import NOMINAL_PROVIDERS
-
-                return NOMINAL_PROVIDERS[name]()
-            return reader(Path(found.path))
+        found = resolve(name)
+        if found.source == "nominal":
+            return NOMINAL_PROVIDERS[name]()
+        return reader(Path(found.path))
     return reader(_auxil_path(name, path, auxil_dir=auxil_dir, module=module))
 
 
 def _caldb_path(product, module, date=None):
     """Path of a CALDB product (``$CALDB`` look-up), or None when CALDB does not provide it."""
-    resolve = _resolver()
-    if resolve is None:  # pragma: no cover
-        return None
     try:
         found = resolve(product, module=module, date=date, allow_nominal=False)
     except CalibrationNotFoundError:

@@ -61,6 +61,7 @@ from typing import Callable
 import numpy as np
 from scipy import special
 
+from ..catalogue import APEC_PARAMETERS, XSPEC_MODEL_PARAMETERS, ParamSpec
 from ..errors import BadConfigError, NuSkyBgdError
 
 __all__ = [
@@ -89,39 +90,6 @@ _GAUSS_CRIT = 1.0e-8
 # ---------------------------------------------------------------------------------------------
 # Registry types
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One XSPEC parameter with its default value line (model.dat order).
-
-    Attributes
-    ----------
-    name : str
-        XSPEC's parameter name (``PhoIndex``, ``HighECut``, ``norm``, ...).
-    default, delta, hard_min, soft_min, soft_max, hard_max : float
-        XSPEC's default value line; ``delta < 0`` means frozen by default.
-    unit : str
-        Unit (``keV`` or empty).
-    """
-
-    name: str
-    default: float
-    delta: float
-    hard_min: float
-    soft_min: float
-    soft_max: float
-    hard_max: float
-    unit: str = ""
-
-    def value_line(self):
-        """The six numbers of an ``.xcm`` value line for the default."""
-        return (self.default, self.delta, self.hard_min, self.soft_min, self.soft_max,
-                self.hard_max)
-
-
-#: XSPEC's implicit norm of every additive component.
-NORM = ParamSpec("norm", 1.0, 0.01, 0.0, 0.0, 1e24, 1e24)
 
 
 @dataclass(frozen=True)
@@ -595,57 +563,31 @@ def _lorentz_old(edges, centre, width):
 
 
 # ---------------------------------------------------------------------------------------------
-# Registry (default value lines from XSPEC 12.15 model.dat: default, hard/soft limits, delta)
+# Registry (parameters and default value lines: the XSPEC catalogue, ..catalogue)
 # ---------------------------------------------------------------------------------------------
 
-
-def _p(name, default, hard_min, soft_min, soft_max, hard_max, delta, unit=""):
-    return ParamSpec(name, default, delta, hard_min, soft_min, soft_max, hard_max, unit)
-
-
-_PHOINDEX = _p("PhoIndex", 1.0, -3.0, -2.0, 9.0, 10.0, 0.01)
-_LINE_E = _p("LineE", 6.5, 0.0, 0.0, 1e6, 1e6, 0.05, "keV")
+_P = XSPEC_MODEL_PARAMETERS
 
 COMPONENTS = {
-    "powerlaw": ComponentSpec("powerlaw", "powerlaw", "add", (_PHOINDEX, NORM), _powerlaw),
+    "powerlaw": ComponentSpec("powerlaw", "powerlaw", "add", _P["powerlaw"], _powerlaw),
     "cutoffpl": ComponentSpec(
-        "cutoffpl", "cutoffpl", "add",
-        (_PHOINDEX, _p("HighECut", 15.0, 0.01, 1.0, 500.0, 500.0, 0.01, "keV"), NORM),
+        "cutoffpl", "cutoffpl", "add", _P["cutoffpl"],
         _cutoffpl, note="POW_EMIN/POW_EMAX must not be set in XSPEC (norm at 1 keV)"),
-    "bknpower": ComponentSpec(
-        "bknpower", "bknpower", "add",
-        (_p("PhoIndx1", 1.0, -3.0, -2.0, 9.0, 10.0, 0.01),
-         _p("BreakE", 5.0, 0.0, 1e-2, 1e6, 1e6, 0.01, "keV"),
-         _p("PhoIndx2", 2.0, -3.0, -2.0, 9.0, 10.0, 0.01), NORM),
-        _bknpower),
+    "bknpower": ComponentSpec("bknpower", "bknpower", "add", _P["bknpower"], _bknpower),
     "lorentz": ComponentSpec(
-        "lorentz", "lorentz", "add",
-        (_LINE_E, _p("Width", 0.1, 0.0, 0.0, 10.0, 20.0, 0.05, "keV"), NORM), _lorentz,
+        "lorentz", "lorentz", "add", _P["lorentz"], _lorentz,
         note="current XSPEC normalisation: the integral over E > 0 equals norm"),
     "lorentz_old": ComponentSpec(
-        "lorentz_old", "lorentz", "add",
-        (_LINE_E, _p("Width", 0.1, 0.0, 0.0, 10.0, 20.0, 0.05, "keV"), NORM), _lorentz_old,
+        "lorentz_old", "lorentz", "add", _P["lorentz"], _lorentz_old,
         note="old XSPEC lorentz normalisation K/pi*[arctan]; current XSPEC cannot reproduce it"),
-    "gaussian": ComponentSpec(
-        "gaussian", "gaussian", "add",
-        (_LINE_E, _p("Sigma", 0.1, 0.0, 0.0, 10.0, 20.0, 0.05, "keV"), NORM), _gaussian),
+    "gaussian": ComponentSpec("gaussian", "gaussian", "add", _P["gaussian"], _gaussian),
     "bremss": ComponentSpec(
-        "bremss", "bremss", "add", (_p("kT", 7.0, 1e-4, 1e-4, 100.0, 200.0, 0.05, "keV"), NORM),
+        "bremss", "bremss", "add", _P["bremss"],
         _bremss, note="norm = 3.02e-15/(4 pi D^2) Int n_e n_H dV; He/H = 0.085 built in"),
     "highecut": ComponentSpec(
-        "highecut", "highecut", "mul",
-        (_p("cutoffE", 10.0, 1e-4, 1e-2, 1e6, 1e6, 0.01, "keV"),
-         _p("foldE", 15.0, 1e-4, 1e-2, 1e6, 1e6, 0.01, "keV")),
+        "highecut", "highecut", "mul", _P["highecut"],
         _highecut, note="per-bin factor: mean of exp(-max(E-cutoffE, 0.001)/foldE) at the edges"),
 }
-
-#: apec's XSPEC parameters (model.dat) -- evaluated only through :class:`ApecShape`.
-APEC_PARAMETERS = (
-    _p("kT", 1.0, 0.008, 0.008, 64.0, 64.0, 0.01, "keV"),
-    _p("Abundanc", 1.0, 0.0, 0.0, 5.0, 5.0, -0.001),
-    _p("Redshift", 0.0, -0.999, -0.999, 10.0, 10.0, -0.01),
-    NORM,
-)
 
 
 def param_specs(ctype):
