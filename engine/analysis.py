@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .bgdinfo import BgdInfo, read_bgdinfo
 from .constants import band_to_channels
@@ -39,12 +40,6 @@ GOODNESS_WARN = 4.0
 def _single_thread_blas():
     """One BLAS thread during fits: the matrices are small, and on a busy 2-core machine a
     multi-threaded BLAS made each product ~50× slower (measured in benchmarks/bench_model.py)."""
-    import contextlib
-
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        return contextlib.nullcontext()
     return threadpool_limits(1, user_api="blas")
 
 

@@ -44,8 +44,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .analysis import BackgroundAnalysis
+from .constants import band_to_channels
 from .errors import BadConfigError, BadFileError, BadRegionError, NuSkyBgdError
-from .io.files import atomic_output, write_json
+from .export import export_fit_xcm, save_fit_json
+from .groups import group_from_events
+from .io.files import atomic_output, read_json, write_json
+from .io.regions import RegionSet
+from .model.background import RegionWeights, _references, region_weights
+from .model.parameters import Link
+from .observation import find_observation_files, prepare_observation
 
 __all__ = [
     "JOINT_SHARES",
@@ -146,8 +154,6 @@ def _sha256(path):
 
 def _input_paths(entry, regions):
     """The files an observation's result depends on (events, aspect, GTI, region files)."""
-    from .observation import find_observation_files
-
     _obsid, files = find_observation_files(entry.obsdir)
     paths = [p for m in sorted(files) for p in (files[m]["events"], files[m]["det1"], files[m]["gti"])
              if p is not None]
@@ -255,7 +261,7 @@ def _options(regions, band, statistic):
 def _suggested_regions(obs):
     """Background regions proposed by :func:`nuskybgd_engine.suggest.suggest_regions` (named bgd1 ...)."""
     try:
-        from .suggest import suggest_regions
+        from .suggest import suggest_regions  # lazy: an install without suggest still runs regions='given'
     except ImportError:
         raise BadConfigError("regions='suggested' needs nuskybgd_engine.suggest, which is not available in this "
                              "version; use regions='given'", field="regions") from None
@@ -273,10 +279,6 @@ def observation_groups(obs, *, regions="given", region_files=None, obsdir=None, 
     -------
     (groups, notes, region_sets) : list of GroupData, list of str, list of (name, RegionSet)
     """
-    from .io.regions import RegionSet
-    from .model.background import region_weights
-    from .groups import group_from_events
-
     obsdir = Path(obsdir if obsdir is not None else obs.root)
     if regions == "given":
         files = [Path(p) for p in region_files] if region_files is not None else sorted(
@@ -310,8 +312,6 @@ def observation_groups(obs, *, regions="given", region_files=None, obsdir=None, 
 def _detector_weights(maps, n):
     """RegionWeights of the whole of detector ``n``: its projected exposure map, and the aperture
     weight of each sky pixel split between the detectors by their exposure fractions."""
-    from .model.background import RegionWeights
-
     det = [np.asarray(d, float) if d is not None else None for d in maps.det]
     if det[n] is None:
         return None
@@ -334,9 +334,6 @@ def summary_rows(analysis, obs, band, *, obsid, source_regions=(), group_obsids=
     ``group_obsids`` (joint fits) gives the observation of each data group; predictions
     (source regions, detectors) are made per observation from its first group of the module.
     """
-    from .constants import band_to_channels
-    from .model.background import region_weights
-
     lo_c, hi_c = band_to_channels(*band)
     res = analysis.result
     common = {"band_lo": float(band[0]), "band_hi": float(band[1]), "statistic": res.statistic,
@@ -376,15 +373,11 @@ def summary_rows(analysis, obs, band, *, obsid, source_regions=(), group_obsids=
 
 
 def _source_regions(obsdir):
-    from .io.regions import RegionSet
-
     return [(p.stem, RegionSet.read_ds9(p)) for p in sorted((Path(obsdir) / "regions").glob("src*.reg"))]
 
 
 def _write_products(analysis, rows, target, extra, regions=(), grid=None):
     """Stage the fit exports, rows and (suggested) regions, then move them into ``target`` in one rename."""
-    from .export import export_fit_xcm, save_fit_json
-
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -425,9 +418,6 @@ def process_observation(obsdir, workdir, *, regions="given", band=(3.0, 20.0), r
     NuSkyBgdError
         Bad input, no usable region, or a fit that does not converge (:class:`~.errors.FitError`).
     """
-    from .observation import prepare_observation
-    from .analysis import BackgroundAnalysis
-
     opts = _options(regions, band, statistic)
     band = tuple(opts["band"])
     obsdir = Path(obsdir)
@@ -557,7 +547,7 @@ def _connect(client, n_workers, scheduler, cluster_kwargs):
     if n_workers is None and scheduler is None:
         return None, []
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client, LocalCluster  # lazy: dask is heavy and needed only for cluster runs
     except ImportError:
         raise BadConfigError("running on Dask needs dask.distributed: pip install 'nuskybgd-widgets[batch]'",
                              field="scheduler" if scheduler else "local") from None
@@ -665,7 +655,7 @@ def run_batch(obslist, workdir, *, regions="given", band=(3.0, 20.0), statistic=
                     res = {"obsid": e.obsid, "status": "failed", "error": err, "rows": []}
                 finished(res)
         else:
-            from distributed import as_completed
+            from distributed import as_completed  # lazy: dask is heavy and needed only for cluster runs
 
             report.dashboard = getattr(client, "dashboard_link", None)
             say({"dashboard": report.dashboard})
@@ -735,7 +725,7 @@ def write_summary(rows, stem):
     csv_path = stem.with_suffix(".csv")
     _write_csv(rows, csv_path, SUMMARY_COLUMNS)
     try:
-        import pyarrow as pa
+        import pyarrow as pa  # lazy: pyarrow is optional (the CSV is written without it)
         import pyarrow.parquet as pq
     except ImportError:
         stem.with_suffix(".parquet").unlink(missing_ok=True)  # never leave a stale table next to the CSV
@@ -778,8 +768,6 @@ def read_joint_config(config, obsids=None):
     """
     source = None
     if isinstance(config, (str, os.PathLike)):
-        from .io.files import read_json
-
         source = Path(config)
         config = read_json(source, not_found="joint-fit configuration not found", invalid="not valid JSON ({exc})")
     if not isinstance(config, dict) or not isinstance(config.get("joint"), list):
@@ -826,9 +814,6 @@ def _unshare(state, group_obs, share):
     re-pointed to ``g_o`` with factor ``f_s / f_go``, so only the shared components stay linked
     across observations.
     """
-    from .model.background import _references
-    from .model.parameters import Link
-
     def unshared(source, component):
         if source == "intbgd":
             if "intbgd" in share:
@@ -876,9 +861,6 @@ def joint_fit(entries, workdir, share, *, name="joint", regions="given", band=(3
     returns the summary rows (``background`` rows of every observation; the per-observation
     norms in ``*_norm`` are those of the joint fit).
     """
-    from .observation import prepare_observation
-    from .analysis import BackgroundAnalysis
-
     opts = _options(regions, band, statistic)
     band = tuple(opts["band"])
     for s in share:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .errors import BadConfigError
 from .io.files import read_json
+from .io.ogip import read_pha
 
 __all__ = ["BgdInfo", "read_bgdinfo", "TEMPLATE"]
 
@@ -70,8 +71,6 @@ def _file(base, value, path, key):
 
 
 def _module_of_spectrum(path, key):
-    from .io.ogip import read_pha
-
     spec = read_pha(path)
     if spec.module not in ("A", "B"):
         raise BadConfigError(f"{path.name}: INSTRUME must be FPMA or FPMB", path=path, field=key)

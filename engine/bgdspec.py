@@ -37,8 +37,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
 
+from .constants import band_to_channels
 from .errors import BadConfigError, BadFileError, BadRegionError, FitError
+from .groups import group_from_spectrum_file
+from .io.fitsutil import check_writable, find_hdu, read_fits, write_fits
+from .io.ogip import Spectrum, _spectrum_hdu, read_pha, write_pha
+from .model.background import add_linked_groups, region_weights
+from .model.folding import FoldedModel
+from .results import SYSTEMATIC_FRACTION
 
 __all__ = [
     "BackgroundSpectrum",
@@ -79,8 +87,6 @@ class BackgroundSpectrum:
 
     def band(self, band):
         """(total counts, statistical 1σ, systematic 1σ) in ``band`` (keV), correlations included."""
-        from .constants import band_to_channels
-
         lo, hi = band_to_channels(*band)
         sel = (self.channel >= lo) & (self.channel <= hi)
         g = self.jacobian[sel].sum(axis=0)
@@ -125,12 +131,6 @@ def background_spectrum(analysis, regions, source, *, grid=None, maps=None, syst
     -------
     BackgroundSpectrum
     """
-    from .io.ogip import read_pha
-    from .model.background import add_linked_groups, region_weights
-    from .model.folding import FoldedModel
-    from .groups import group_from_spectrum_file
-    from .results import SYSTEMATIC_FRACTION
-
     cov = _check_covariance(analysis.result)
     systematic = SYSTEMATIC_FRACTION if systematic is None else float(systematic)
     if not (np.isfinite(systematic) and 0 <= systematic < 1):
@@ -207,8 +207,6 @@ def default_output(source_path):
 
 
 def _primary(spec_hdu):
-    from astropy.io import fits
-
     primary = fits.PrimaryHDU()
     for k in ("TELESCOP", "INSTRUME", "OBS_ID", "OBJECT", "DATE-OBS", "DATE-END", "TSTART", "TSTOP"):
         if k in spec_hdu.header:
@@ -217,8 +215,6 @@ def _primary(spec_hdu):
 
 
 def _base_spectrum(bspec, counts, *, poisson):
-    from .io.ogip import Spectrum
-
     header = dict(bspec.header)
     header.update({"HDUCLAS2": "BKG", "POISSERR": bool(poisson), "RESPFILE": "none", "ANCRFILE": "none",
                    "BACKFILE": "none", "CORRFILE": "none"})
@@ -227,8 +223,6 @@ def _base_spectrum(bspec, counts, *, poisson):
 
 
 def _provenance(header, bspec, fit_path):
-    from .results import SYSTEMATIC_FRACTION
-
     header["NSBSYS"] = (float(bspec.systematic), "systematic fraction (1 sigma) in SYS_ERR")
     if fit_path is not None:
         header["NSBFIT"] = (os.path.basename(str(fit_path))[:68], "nuskybgd fit the background comes from")
@@ -242,11 +236,6 @@ def _provenance(header, bspec, fit_path):
 
 def write_background_spectrum(bspec, path, *, fit_path=None, overwrite=False):
     """Write the model background (COUNTS real, STAT_ERR, SYS_ERR, POISSERR = F) as a type-I PHA file."""
-    from astropy.io import fits
-
-    from .io.fitsutil import write_fits
-    from .io.ogip import _spectrum_hdu
-
     base = _spectrum_hdu(_base_spectrum(bspec, np.asarray(bspec.counts, float), poisson=False))
     cols = list(base.columns)
     # Model counts are real numbers: force a float column even when they happen to be integral.
@@ -279,9 +268,6 @@ def poisson_draws(bspec, n, *, seed=None):
 
 def write_draws(bspec, path, n, *, seed=None, fit_path=None, overwrite=False):
     """Write ``n`` Poisson realisations as ``<stem of path>_draw<k>.pha`` (POISSERR = T); returns the paths."""
-    from .io.fitsutil import check_writable
-    from .io.ogip import write_pha
-
     path = Path(path)
     stem = path.name[:-4] if path.name.lower().endswith(".pha") else path.stem
     targets = [path.with_name(f"{stem}_draw{k}.pha") for k in range(1, int(n) + 1)]
@@ -301,8 +287,6 @@ def set_backfile(source_path, backfile):
     ``backfile`` is written relative to the source's directory when it lies there (or below),
     else as an absolute path. Every other byte of content (columns, keywords, extensions) is kept.
     """
-    from .io.fitsutil import find_hdu, read_fits, write_fits
-
     source_path = Path(source_path)
     hdul = read_fits(source_path, what="PHA spectrum")
     hdu = find_hdu(hdul, source_path, extnames=("SPECTRUM",), hduclas1="SPECTRUM", what="SPECTRUM extension",

@@ -1,6 +1,7 @@
 """NuSTAR constants used by the method (spec §1.1). One place, named, documented."""
 
 import numpy as np
+from .errors import BadConfigError
 
 #: Sky and DET1 pixel angular size (CDELT of the CALDB instrument map).
 PIXEL_DEG = 6.828076e-4
@@ -43,8 +44,6 @@ def band_to_channels(emin, emax):
     (int, int)
         First and last channel, inclusive.
     """
-    from .errors import BadConfigError
-
     try:
         emin = float(emin)
         emax = float(emax)

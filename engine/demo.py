@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from .errors import BadFileError
+from .simulate import SimulationSpec, simulate_observation
 
 __all__ = ["DEMO_SPEC", "demo_root", "ensure_demo_observation"]
 
@@ -47,8 +48,6 @@ def ensure_demo_observation(root=None, *, progress=None):
     An existing directory of the same name that is not the demo (no matching ``truth.json``)
     is never replaced: an error names it.
     """
-    from .simulate import SimulationSpec, simulate_observation
-
     root = demo_root(root)
     obsdir = root / DEMO_SPEC["obsid"]
     if obsdir.is_dir():

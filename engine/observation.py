@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BadConfigError, BadFileError
+from .io.aspect import read_aspect
+from .io.events import read_events
+from .io.gti import read_gti
+from .maps import aspect_histogram, make_counts_image, make_instrument_map, project_maps
 
 __all__ = ["ModuleProducts", "ObservationProducts", "find_observation_files", "prepare_observation"]
 
@@ -108,11 +112,6 @@ def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "
     -------
     ObservationProducts
     """
-    from .io.aspect import read_aspect
-    from .io.events import read_events
-    from .io.gti import read_gti
-    from .maps import aspect_histogram, make_counts_image, make_instrument_map, project_maps
-
     say = progress or (lambda msg: None)
     obsid, files = find_observation_files(obsdir, obsid, modules)
     products = {}

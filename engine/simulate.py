@@ -46,12 +46,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
+from astropy.time import Time
+from regions import CirclePixelRegion, PixCoord
 
 from .constants import DET1_NPIX, DET1_REFPIX, PIXEL_ARCSEC, band_to_channels
 from .errors import BadConfigError, BadFileError, OutputExistsError
+from .io.aspect import AspectTrack, write_aspect
+from .io.events import write_events
 from .io.files import write_json
+from .io.gti import Gti, write_gti
+from .io.ogip import fold
+from .io.regions import RegionSet, SkyGrid, region_cutout
+from .maps.aspecthist import aspect_histogram
 from .maps.instrmap import GRADE_WEIGHTS
+from .maps.module_calibration import module_calibration
+from .maps.projection import nudge, project_maps, roll_angle
 from .model.background import APBGD_NORM_PER_W, FCXB_NORM_PER_PIXEL
+from .model.components import ApecShape, evaluate
 
 __all__ = [
     "SimulationSpec",
@@ -203,8 +215,6 @@ class SimulationSpec:
 
 def make_gti(exposure, rng, *, t0=T0):
     """Orbital GTIs whose total good time is ``exposure / LIVE_FRACTION`` (the on-time)."""
-    from .io.gti import Gti
-
     ontime = exposure / LIVE_FRACTION
     good = ORBIT_S * GOOD_FRACTION
     n_full = int(ontime // good)
@@ -222,8 +232,6 @@ def make_aspect_track(module, gti, centre, rng, *, dt=ASPECT_DT, header=None):
 
     The track spans TSTART..TSTOP (slightly beyond the GTIs), sampled every ``dt`` seconds.
     """
-    from .io.aspect import AspectTrack
-
     tstart, tstop = gti.start[0] - 60.0, gti.stop[-1] + 60.0
     t = np.arange(tstart, tstop, dt)
     # Thermal flexing follows the orbit (day/night), with a slower drift and small jitter.
@@ -252,8 +260,6 @@ def _aspect_at(track, times):
 
 
 def _roll_matrix(pa):
-    from .maps.projection import nudge, roll_angle
-
     a = roll_angle(pa)
     c, s = math.cos(a), math.sin(a)
     return c, s, nudge(pa)
@@ -305,8 +311,6 @@ class _Detector:
 
     def channel_counts(self, photon_flux, arf=None):
         """Expected counts/s per channel (the folded model)."""
-        from .io.ogip import fold
-
         return fold(self.rmf, photon_flux, arf)
 
     def sample_channels(self, bins, rng):
@@ -342,8 +346,6 @@ def component_photon_spectra(cal, module, norms):
         weight (``apbgd``), per active DET1 pixel (``fcxb``), or, for ``intbgd`` and ``intn``,
         an array (4, n_e) per detector DET0..3 holding a whole detector's flux for Ā pixels.
     """
-    from .model.components import ApecShape, evaluate
-
     edges = np.concatenate([cal.rmf.energ_lo, cal.rmf.energ_hi[-1:]])
     f = norms[module]
     out = {}
@@ -569,8 +571,6 @@ def _king_radius(n, rng, rc, rmax):
 
 def _source_definitions(spec, grid, cal):
     """The sources of ``spec.source`` with their sky positions (0-based pixels) and spectra."""
-    from .model.components import evaluate
-
     edges = np.concatenate([cal.rmf.energ_lo, cal.rmf.energ_hi[-1:]])
     pix_arcsec = PIXEL_ARCSEC
     out = []
@@ -614,10 +614,6 @@ def _source_definitions(spec, grid, cal):
 
 def _suggest_regions(maps_by_module, sources):
     """3–4 background circles on different detectors, away from the sources, and a source circle."""
-    from regions import CirclePixelRegion, PixCoord
-
-    from .io.regions import RegionSet
-
     maps = maps_by_module[sorted(maps_by_module)[0]]
     radius = 45.0  # pixels (~1.8')
     regions = []
@@ -710,8 +706,6 @@ def _unit_channel_counts(cal, module, norms, spectra=None):
     detector DET0..3 (for Ā pixels); ``abar`` is Ā. ``spectra`` from
     :func:`component_photon_spectra` may be passed when already computed.
     """
-    from .io.ogip import fold
-
     if spectra is None:
         spectra = component_photon_spectra(cal, module, norms)
     return {
@@ -773,8 +767,6 @@ def _sky_frame(spec):
 
 def _time_keywords(spec, gti):
     """Header keywords of the observation (the same for both modules)."""
-    from astropy.time import Time
-
     mjdref = 55197.00076601852
     tstart, tstop = float(gti.start[0] - 60.0), float(gti.stop[-1] + 60.0)
     iso = lambda t: Time(mjdref + t / 86400.0, format="mjd", scale="tt").isot[:19]  # noqa: E731
@@ -813,14 +805,6 @@ def simulate_observation(outdir, spec=None, *, calibration=None, overwrite=False
     -------
     SimulatedObservation
     """
-    from .maps.module_calibration import module_calibration
-    from .io.aspect import write_aspect
-    from .io.events import write_events
-    from .io.gti import write_gti
-    from .io.regions import SkyGrid, region_cutout
-    from .maps.aspecthist import aspect_histogram
-    from .maps.projection import project_maps
-
     spec = spec or SimulationSpec()
     say = progress or (lambda msg: None)
     outdir = Path(outdir)
@@ -842,8 +826,6 @@ def simulate_observation(outdir, spec=None, *, calibration=None, overwrite=False
         evdir.mkdir(parents=True)
         regdir.mkdir()
         sky = _sky_frame(spec)
-        from astropy.io import fits
-
         ref_header = fits.Header()
         ref_header["NAXIS"] = 2
         for k, v in sky.items():

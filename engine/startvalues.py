@@ -33,6 +33,10 @@ import numpy as np
 
 from .errors import BadConfigError, FitError
 from .fit.templates import poisson_template_fit
+from .io.regions import region_mask
+from .maps.images import make_counts_image
+from .suggest import detect_sources, source_mask
+from .workflow import background_images
 
 __all__ = [
     "ModuleStart",
@@ -87,15 +91,11 @@ class StartValues:
 
 def _source_mask(obs, modules, exclude, detect):
     """True where pixels are usable: not in ``exclude`` regions nor around detected sources."""
-    from .io.regions import region_mask
-
     shape = obs[modules[0]].image.image.shape
     ok = np.ones(shape, bool)
     if exclude is not None:
         ok &= ~region_mask(exclude, obs.grid)
     if detect:
-        from .suggest import detect_sources, source_mask
-
         sources, _sig, _bkg = detect_sources(obs, modules=modules)
         ok &= ~source_mask(sources, shape)
     return ok
@@ -126,9 +126,6 @@ def image_start_values(analysis, obs, *, soft=SOFT_BAND, hard=HARD_BAND, exclude
     -------
     StartValues
     """
-    from .maps.images import make_counts_image
-    from .workflow import background_images
-
     modules = sorted(set(analysis.state.modules))
     for m in modules:
         if m not in obs.modules:

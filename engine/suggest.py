@@ -22,12 +22,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+from regions import CirclePixelRegion, PixCoord
+from scipy.ndimage import label, maximum_position, uniform_filter
+from scipy.signal import fftconvolve
 
 from .constants import PIXEL_ARCSEC
-from .errors import BadConfigError, BadRegionError
+from .errors import BadConfigError, BadRegionError, FitError
 from .fit.templates import poisson_template_fit
+from .io.regions import RegionSet, region_mask
 
 __all__ = [
     "DetectedSource",
@@ -93,8 +98,6 @@ class Suggestion:
 
     def write(self, outdir, grid, *, prefix="bgd", coord="fk5", overwrite=False):
         """Write ``<outdir>/<prefix><k>.reg`` (ds9) for every region; returns the paths."""
-        from pathlib import Path
-
         outdir = Path(outdir)
         paths = [outdir / f"{prefix}{k}.reg" for k in range(1, len(self.regions) + 1)]
         for rs, p in zip(self.regions, paths):
@@ -115,8 +118,6 @@ def _disk(radius):
 
 
 def _box_sum(image, box):
-    from scipy.ndimage import uniform_filter
-
     return uniform_filter(np.asarray(image, float), size=box, mode="constant") * box * box
 
 
@@ -171,8 +172,6 @@ def detect_sources(obs, *, modules=None, threshold=THRESHOLD, box=BOX, margin=MA
     -------
     (list of DetectedSource, significance ndarray, background ndarray)
     """
-    from scipy.ndimage import label, maximum_position
-
     mods = _module_list(obs, modules)
     if not threshold > 0:
         raise BadConfigError(f"threshold must be > 0, got {threshold}", field="threshold")
@@ -206,8 +205,6 @@ def detect_sources(obs, *, modules=None, threshold=THRESHOLD, box=BOX, margin=MA
 
 
 def _conv(image, kernel):
-    from scipy.signal import fftconvolve
-
     out = fftconvolve(np.asarray(image, float), kernel, mode="same")
     out[np.abs(out) < 1e-9] = 0.0
     return out
@@ -239,10 +236,6 @@ def suggest_regions(obs, *, modules=None, n=4, radius=RADIUS_ARCSEC, threshold=T
     -------
     Suggestion
     """
-    from regions import CirclePixelRegion, PixCoord
-
-    from .io.regions import RegionSet, region_mask
-
     mods = _module_list(obs, modules)
     try:
         n = int(n)
@@ -340,8 +333,6 @@ def apbgd_fcxb_correlation(analysis):
     The quantity behind the fit's degeneracy warning (``analysis.DEGENERACY_THRESHOLD``):
     ``{module: rho}`` (NaN when either norm is not free).
     """
-    from .errors import FitError
-
     res = analysis.result
     if res is None:
         raise FitError("no fit yet", field="fit")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import BadConfigError, BadFileError, NuSkyBgdError
 from ..io.fitsutil import atomic_output
+from .resolver import cache_dir as default_cache_dir
 
 __all__ = ["DEFAULT_BASE_URL", "URL_ENV", "MANIFEST_PATH", "load_manifest", "sha256_file", "verify_file",
            "fetch_auxil", "file_url"]
@@ -174,8 +175,6 @@ def fetch_auxil(base_url=None, cache_dir=None, names=None, overwrite=False, prog
         Size or SHA-256 mismatch (nothing is written), or a cached file with a wrong digest and
         ``overwrite`` false.
     """
-    from .resolver import cache_dir as default_cache_dir
-
     manifest = load_manifest()
     if base_url is not None:
         base_url = _base(base_url)  # bad URLs fail before anything is touched

@@ -87,7 +87,7 @@ class NativeBackend:
 def _pyxspec_factory():
     """Import PyXspec only now; a missing installation is a one-line BadConfigError."""
     try:
-        import xspec  # noqa: F401
+        import xspec  # noqa: F401  # lazy: PyXspec is optional and heavy (HEASoft)
     except Exception as exc:  # noqa: BLE001  (ImportError, or a broken HEASoft set-up)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadConfigError(f"PyXspec is not available: {reason}; it comes with HEASoft (see README)",

@@ -31,7 +31,7 @@ import abc
 
 import numpy as np
 
-from ..errors import FitError
+from ..errors import BadConfigError, FitError
 
 __all__ = [
     "CHI_MIN_VARIANCE",
@@ -249,8 +249,6 @@ def get_statistic(statistic):
     try:
         return STATISTICS[str(statistic).lower()]
     except KeyError:
-        from ..errors import BadConfigError
-
         raise BadConfigError(
             f"unknown fit statistic {statistic!r}; available: {', '.join(sorted(STATISTICS))}",
             field="statistic",

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from astropy.io import fits
 
 from ..errors import BadFileError
-from .fitsutil import module_from_header, read_fits, require_columns
+from .fitsutil import module_from_header, read_fits, require_columns, write_fits
 
 __all__ = ["AspectTrack", "read_aspect", "COPY_KEYWORDS"]
 
@@ -87,10 +88,6 @@ def read_aspect(path, *, module=None):
 
 def write_aspect(track, path, *, keywords=None, overwrite=False):
     """Write an aspect track as a ``nu<obsid><A|B>_det1.fits`` file (DET1_REFPOINT, TEMPORALDATA)."""
-    from astropy.io import fits
-
-    from .fitsutil import write_fits
-
     hdu = fits.BinTableHDU.from_columns(
         [fits.Column(name="TIME", format="1D", unit="s", array=track.time),
          fits.Column(name="X_DET1", format="1D", unit="pixel", array=track.x),

@@ -8,8 +8,8 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadConfigError, BadFileError
-from .fitsutil import find_hdu, module_from_header, read_fits, require_columns
-from .gti import Gti, gti_from_hdu
+from .fitsutil import find_hdu, module_from_header, read_fits, require_columns, write_fits
+from .gti import Gti, gti_from_hdu, gti_hdu
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -307,8 +307,6 @@ def events_hdulist(columns, module, keywords, sky, *, gti=None, badpix=()):
     gti : Gti, optional
     badpix : sequence of BadPixels
     """
-    from .gti import gti_hdu
-
     cols = []
     for name, array in columns.items():
         fmt, unit, null = _PIPELINE_COLUMNS.get(name, (None, None, None))
@@ -378,7 +376,5 @@ def _fits_format(array):
 
 def write_events(path, columns, module, keywords, sky, *, gti=None, badpix=(), overwrite=False):
     """Write a cleaned event file atomically (see :func:`events_hdulist`)."""
-    from .fitsutil import write_fits
-
     return write_fits(events_hdulist(columns, module, keywords, sky, gti=gti, badpix=badpix), path,
                       overwrite=overwrite)

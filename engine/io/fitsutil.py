@@ -8,6 +8,8 @@ which name the file, extension and field in their errors.
 
 from __future__ import annotations
 
+import gzip
+import io
 import warnings
 from pathlib import Path
 
@@ -58,9 +60,6 @@ def read_fits(path, *, what="FITS file"):
             source = path
             if path.suffix == ".gz":
                 # astropy seeks inside a gzip stream and so decompresses twice: once is enough.
-                import gzip
-                import io
-
                 with gzip.open(path, "rb") as fh:
                     source = io.BytesIO(fh.read())
             out = fits.open(source, memmap=False, lazy_load_hdus=False)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from astropy.io import fits
 
 from ..errors import BadFileError
-from .fitsutil import find_hdu, read_fits, require_columns
+from .fitsutil import find_hdu, read_fits, require_columns, write_fits
 
 __all__ = ["Gti", "read_gti", "gti_from_hdu"]
 
@@ -68,8 +69,6 @@ def read_gti(path):
 
 def gti_hdu(gti, *, extname="STDGTI", keywords=None):
     """A GTI table HDU in the pipeline's layout (START/STOP in s, HDUCLAS1 GTI, HDUCLAS2 STANDARD)."""
-    from astropy.io import fits
-
     hdu = fits.BinTableHDU.from_columns(
         [fits.Column(name="START", format="1D", unit="s", array=gti.start),
          fits.Column(name="STOP", format="1D", unit="s", array=gti.stop)], name=extname)
@@ -86,10 +85,6 @@ def gti_hdu(gti, *, extname="STDGTI", keywords=None):
 
 def write_gti(gti, path, *, keywords=None, overwrite=False):
     """Write a ``nu<obsid><A|B>01_gti.fits``-style file: empty primary + STDGTI."""
-    from astropy.io import fits
-
-    from .fitsutil import write_fits
-
     prim = fits.PrimaryHDU()
     prim.header["TELESCOP"] = ("NuSTAR", "Mission name")
     for key in ("TSTART", "TSTOP", "MJDREFI", "MJDREFF", "OBS_ID", "INSTRUME"):

@@ -18,6 +18,7 @@ from ..constants import DET1_NPIX, DET1_PIXEL_MM, band_to_channels, channels_to_
 from ..errors import BadFileError
 from ..io.events import EventList, column_index, read_events
 from ..io.fitsutil import write_fits
+from ..io.regions import SkyGrid
 
 __all__ = ["CountsImage", "make_counts_image", "make_det1_image", "write_counts_image", "band_label"]
 
@@ -38,8 +39,6 @@ class CountsImage:
 
         Built once from the header on first access: the header is not modified after the image is made.
         """
-        from ..io.regions import SkyGrid
-
         return SkyGrid.from_header(self.header, shape=self.image.shape)
 
     @property

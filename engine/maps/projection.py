@@ -27,6 +27,7 @@ from scipy import fft as sfft
 from ..constants import DET1_NPIX, DET1_REFPIX, NUDGE_DET1, PA_OFFSET_DEG, SKY_NPIX
 from ..errors import BadConfigError, BadFileError
 from ..io.fitsutil import check_writable, read_fits, write_fits
+from .aperture import aperture_map_det1
 from .shift import bilinear_shift
 
 __all__ = [
@@ -274,8 +275,6 @@ def project_maps(ref_header, instrument_map, aspect, *, module=None, detectors=(
     -------
     ProjectedMaps
     """
-    from .aperture import aperture_map_det1
-
     if pa_pnt is None:
         pa = check_reference_image(ref_header, ref_shape, ref_path)
     else:

@@ -55,6 +55,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import os
+import tempfile
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -757,7 +759,7 @@ class ApecShape:
 def _try_pyxspec():
     """Import PyXspec if present; return (module, '') or (None, reason)."""
     try:
-        import xspec  # noqa: PLC0415  (optional, heavy; never required)
+        import xspec  # noqa: PLC0415  # lazy: PyXspec is optional and heavy; never required
     except Exception as exc:  # ImportError, or a broken HEASoft set-up
         return None, f"PyXspec not available ({type(exc).__name__})"
     return xspec, ""
@@ -765,9 +767,6 @@ def _try_pyxspec():
 
 def _pyxspec_apec(xspec, edges, kT, abundance, redshift):
     """apec bin integrals from PyXspec on ``edges`` (norm 1, ``abund angr``)."""
-    import os
-    import tempfile
-
     try:
         xspec.Xset.abund = "angr"
         with tempfile.TemporaryDirectory() as tmp:

@@ -8,6 +8,7 @@ may chain; cycles are refused).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -217,8 +218,6 @@ class ModelState:
             p.link = None
 
     def copy(self):
-        import copy
-
         return copy.deepcopy(self)
 
     def __repr__(self):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..calibration.products import load_ratios
 from ..errors import BadConfigError
 
 __all__ = ["Presets", "LinePreset", "presets_from_ratios", "load_presets"]
@@ -110,7 +111,5 @@ def presets_from_ratios(data, source="ratios.json"):
 
 def load_presets(path=None):
     """Presets from ``ratios.json`` (explicit path > NUSKYBGD_AUXIL > cache > embedded nominal copy)."""
-    from ..calibration.products import load_ratios
-
     data, src = load_ratios(path)
     return presets_from_ratios(data, source=str(path) if path else src)

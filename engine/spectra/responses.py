@@ -32,10 +32,13 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..calibration.caldb import caldb_index_path
+from ..calibration.products import load_arf, load_rmf
+from ..calibration.resolver import caldb_env_dir, resolve
 from ..constants import N_CHANNELS, channel_edges
 from ..errors import BadConfigError, BadFileError, CalibrationNotFoundError
 from ..io.fitsutil import hdu_name, read_fits, require_columns
-from ..io.ogip import Arf, Response, read_rmf
+from ..io.ogip import Arf, Response, _check_module, module_of, read_rmf
 
 __all__ = [
     "DetAbs",
@@ -140,9 +143,6 @@ def mixed_rmf(weights, rmfs):
 
 def caldb_available():
     """True when ``$CALDB`` names a directory holding the NuSTAR FPM index."""
-    from ..calibration.caldb import caldb_index_path
-    from ..calibration.resolver import caldb_env_dir
-
     root = caldb_env_dir()
     return root is not None and root.is_dir() and caldb_index_path(root).is_file()
 
@@ -160,8 +160,6 @@ def caldb_detector_rmf_paths(module, date=None):
     CalibrationNotFoundError
         No GRPRMF entry, or the RMF it names is not installed.
     """
-    from ..calibration.resolver import resolve
-
     out = []
     for n in range(4):
         found = resolve("GRPRMF", module=module, detector=n, date=date, allow_nominal=False)
@@ -194,8 +192,6 @@ def _read_rmf(path, module):
 
 def nominal_rmf(module):
     """The embedded nominal RMF of a module (the shared, cached object of the calibration products)."""
-    from ..calibration.products import load_rmf
-
     return load_rmf(module)[0]
 
 
@@ -288,8 +284,6 @@ def read_detabs(path, module=None, *, extension_offset=1):
 
     Extensions are matched to detectors by their ``DETNAM`` when present (else by order).
     """
-    from ..io.ogip import _check_module, module_of
-
     hdul = read_fits(path, what="CALDB DETABS file")
     tables = [h for h in hdul[extension_offset:] if hasattr(h, "columns")
               and "DETABS" in [c.upper() for c in h.columns.names]]
@@ -390,8 +384,6 @@ def be_transmission(module=None, *, date=None, path=None, be_arf=None):
     Order: explicit BEABSPAR ``path`` > CALDB ``BEABSPAR`` > ``be.arf`` (explicit ``be_arf``,
     auxil directory, cache or nominal), the latter by row index (its energy columns are corrupt, §5).
     """
-    from ..calibration.resolver import resolve
-
     if path is not None:
         return read_beabs(path), "path"
     if caldb_available():
@@ -401,7 +393,6 @@ def be_transmission(module=None, *, date=None, path=None, be_arf=None):
             found = None
         if found is not None:
             return read_beabs(found.path, found.extension), "caldb"
-    from ..calibration.products import load_arf
 
     lo, hi = _standard_grid()
     grid = SimpleNamespace(n_energies=N_CHANNELS, energ_lo=lo, energ_hi=hi, path=None)
@@ -432,8 +423,6 @@ def region_arf(module, weights, *, detabs=None, be=None, date=None):
         On the standard 1.6–165.44 keV, 0.04 keV grid (4096 rows); keywords ``DETABSW<n>``.
     sources : dict
     """
-    from ..calibration.resolver import resolve
-
     w = normalise_weights(weights)
     sources = {}
     if detabs is None:
