@@ -27,7 +27,7 @@ import re
 
 import numpy as np
 from astropy import units as u
-from astropy.coordinates import SkyCoord
+from astropy.coordinates import FK4, FK5, ICRS, Galactic, SkyCoord
 from regions import (
     CircleAnnulusPixelRegion,
     CircleAnnulusSkyRegion,
@@ -65,6 +65,9 @@ _UNSUPPORTED_FRAMES = {
 }
 #: Coordinate systems :func:`shape_to_ds9` writes.
 WRITE_FRAMES = ("fk5", "icrs", "fk4", "galactic", "image", "physical")
+# ds9's frames with their equinoxes spelt out: astropy's transform_to("fk4") would keep the
+# J2000 equinox of an FK5 coordinate, which ds9 would then read as B1950.
+_ASTROPY_FRAMES = {"fk5": FK5(equinox="J2000"), "icrs": ICRS(), "fk4": FK4(equinox="B1950"), "galactic": Galactic()}
 
 _AREA_SHAPES = ("circle", "ellipse", "box", "rotbox", "polygon", "annulus", "panda", "cpanda", "epanda", "bpanda",
                 "pie")
@@ -297,6 +300,7 @@ def _build(word, args, frame):
         ang = angle * u.deg
         (w1, h1), (w2, h2) = pairs[0], pairs[-1]
         if len(pairs) == 1 or (w1 == 0 and h1 == 0):
+            center, ang = _equatorial(center, ang, sky)
             cls = (EllipseSkyRegion if sky else EllipsePixelRegion) if ellipse else \
                 (RectangleSkyRegion if sky else RectanglePixelRegion)
             return cls(center, w2, h2, angle=ang)
@@ -304,6 +308,7 @@ def _build(word, args, frame):
             raise _Problem(f"{word} annulus: the outer sizes must both be larger than the inner ones")
         cls = (EllipseAnnulusSkyRegion if sky else EllipseAnnulusPixelRegion) if ellipse else \
             (RectangleAnnulusSkyRegion if sky else RectangleAnnulusPixelRegion)
+        center, ang = _equatorial(center, ang, sky)
         return cls(center, w1, w2, h1, h2, angle=ang)
     if word == "polygon":
         if len(args) < 6 or len(args) % 2:
@@ -344,6 +349,18 @@ def _build(word, args, frame):
         raise _Problem("pie takes x, y, start, stop angles (a wedge to the image edge) or x, y, inner, outer, "
                        f"start, stop (CIAO/pyregion), got {len(args)} values")
     raise _Problem(f"unknown shape {word!r}")  # pragma: no cover - callers pass known words only
+
+
+def _equatorial(center, angle, sky):
+    """(centre, angle) of a rotated ``regions`` sky shape expressed in ICRS.
+
+    ``regions`` turns a sky angle into a pixel angle with the grid's (equatorial) north, while
+    ds9 measures a galactic or fk4 shape's angle from that frame's own north (galactic north is
+    ~60° away from equatorial north in places): restate the shape in ICRS, angle included.
+    """
+    if sky in ("fk5", "icrs", None):
+        return center, angle
+    return center.transform_to(ICRS()), angle + _frame_turn(center, ICRS()) * u.deg
 
 
 def _check_radii(word, inner, outer):
@@ -468,6 +485,7 @@ def _frame_turn(coord, frame):
     ds9 sky angles run counter-clockwise from +longitude; the old frame's north has position
     angle ``pa`` in the new one, so every direction turns by ``pa``.
     """
+    frame = _ASTROPY_FRAMES[frame] if isinstance(frame, str) else frame
     here = coord.transform_to(frame)
     north = coord.directional_offset_by(0 * u.deg, 1 * u.arcsec).transform_to(frame)
     return here.position_angle(north).to_value(u.deg)
@@ -483,6 +501,7 @@ def _sky_body(s, frame):
     def arcsec(q):
         return f'{u.Quantity(q).to_value(u.arcsec):.6f}"'
 
+    frame = _ASTROPY_FRAMES[frame]
     if isinstance(s, PolygonSkyRegion):
         v = s.vertices.transform_to(frame).spherical
         xy = ",".join(f"{lo:.10f},{la:+.10f}" for lo, la in zip(np.atleast_1d(v.lon.deg), np.atleast_1d(v.lat.deg)))

@@ -357,7 +357,7 @@ def check_shape(shape, source=None, *, index=None):
         shape = shape.shape
     name = shape_name(shape)
     if isinstance(shape, (PolygonSkyRegion, PolygonPixelRegion)):
-        n = len(np.atleast_1d(shape.vertices.x if isinstance(shape, PolygonPixelRegion) else shape.vertices.ra))
+        n = np.atleast_1d(shape.vertices.x).size if isinstance(shape, PolygonPixelRegion) else shape.vertices.size
         if n < 3:
             raise BadRegionError(f"{where}polygon needs at least 3 vertices, got {n}", path=source, field="shape")
     if isinstance(shape, _Panda):
