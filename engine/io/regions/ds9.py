@@ -416,11 +416,12 @@ def _command(cmd, frame, default_include, composite, shapes, notes, lineno):
             sign, c = c[0] == "+", c[1:].lstrip()
         m = _RE_WORD.match(c)
         word = m.group(1).lower() if m else ""
-        if word == "composite":
-            inner_body, props = _comment_split(c)
+        if word == "composite":  # "# composite(x,y,angle) || composite=1 text={..}": properties follow
+            close = c.find(")")
+            props = c[close + 1:] if close >= 0 else ""
             include, name = _props(props)
             inc = sign if sign is not None else (include if include is not None else default_include)
-            return frame, default_include, ((inc, name) if "||" in inner_body else None)
+            return frame, default_include, ((inc, name) if props.lstrip().startswith("|") else None)
         if word in _NO_AREA and "(" in c[len(word):len(word) + 2]:
             notes.append(f"line {lineno}: {word} skipped (it encloses no area)")
         return frame, default_include, composite
