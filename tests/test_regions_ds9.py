@@ -437,3 +437,61 @@ def test_every_real_region_file_loads(data_dir, grid):
     for f in files:
         rs = RegionSet.read_ds9(f)
         assert len(rs) >= 1 and not rs.notes, f
+
+
+# ---------------------------------------------------------------------------------------------
+# The region extension of the spectra (CXC format) describes the same pixels
+# ---------------------------------------------------------------------------------------------
+
+
+def _cxc_mask(table, shape, origin):
+    """Evaluate CXC region rows (components ORed, rows of a component ANDed) at the pixel centres."""
+    ny, nx = shape
+    yy, xx = np.mgrid[0:ny, 0:nx].astype(float) + origin
+    out = np.zeros(shape, dtype=bool)
+    for comp in np.unique(table["COMPONENT"]):
+        m = np.ones(shape, dtype=bool)
+        for row in table[table["COMPONENT"] == comp]:
+            name = row["SHAPE"].strip()
+            neg = name.startswith("!")
+            name = name.lstrip("!")
+            x, y = np.atleast_1d(row["X"]), np.atleast_1d(row["Y"])
+            r, a = np.atleast_1d(row["R"]), np.atleast_1d(row["ROTANG"])
+            dx, dy = xx - x[0], yy - y[0]
+            u_, v_ = _rot(dx, dy, a[0])
+            if name == "CIRCLE":
+                s = dx ** 2 + dy ** 2 <= r[0] ** 2
+            elif name == "ANNULUS":
+                s = (dx ** 2 + dy ** 2 > r[0] ** 2) & (dx ** 2 + dy ** 2 <= r[1] ** 2)
+            elif name == "ELLIPSE":
+                s = (u_ / r[0]) ** 2 + (v_ / r[1]) ** 2 <= 1
+            elif name in ("BOX", "ROTBOX"):
+                s = (np.abs(u_) <= r[0] / 2) & (np.abs(v_) <= r[1] / 2)
+            elif name == "PIE":
+                d2 = dx ** 2 + dy ** 2
+                s = (d2 <= r[1] ** 2) & ((d2 > r[0] ** 2) | (r[0] == 0))
+                s &= _in_sector(dx, dy, a[0], a[1] if a[1] != a[0] else a[0] + 360)
+            else:
+                assert name == "POLYGON"
+                s = _in_polygon(xx, yy, x, y)
+            m &= ~s if neg else s
+        out |= m
+    return out
+
+
+EXCLUDES = {  # partly overlapping the shapes above, in image coordinates
+    "box": "-box(495.3,520.7,30.3,12.2,15)",
+    "ellipse_annulus": "-ellipse(470.3,500.7,8.1,4.05,30.3,15.15,-20)",
+    "epanda": "-epanda(490.3,505.7,100,300,2,5.3,3.1,35.6,20.3,1,40.2)",
+}
+
+
+@pytest.mark.parametrize("excluded", list(EXCLUDES))
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_cxc_region_extension_selects_the_same_pixels(name, excluded, header, grid):
+    from nuskybgd_engine.io.regions.cxc import region_hdu
+
+    rs = RegionSet.from_string(ds9_text(name, "image", header) + EXCLUDES[excluded] + "\n")
+    want = region_mask(rs, grid)
+    table = region_hdu(rs, grid).data
+    assert np.count_nonzero(_cxc_mask(table, grid.shape, grid.origin) != want) == 0
