@@ -495,3 +495,19 @@ def test_cxc_region_extension_selects_the_same_pixels(name, excluded, header, gr
     want = region_mask(rs, grid)
     table = region_hdu(rs, grid).data
     assert np.count_nonzero(_cxc_mask(table, grid.shape, grid.origin) != want) == 0
+
+
+@pytest.mark.parametrize("name", ["pie", "panda", "epanda", "bpanda"])
+def test_sector_outline_encloses_the_mask(name, header, grid):
+    """The outline offered for display encloses the same pixels as the mask (up to its chords)."""
+    rs = RegionSet.from_string(ds9_text(name, "image", header))
+    shape = rs.to_pixel(grid)[0].shape
+    x, y = shape.outline(n=180)
+    assert x[0] == x[-1] and y[0] == y[-1]
+    y0, x0 = int(CY) - WINDOW, int(CX) - WINDOW
+    yy, xx = np.mgrid[y0:y0 + 2 * WINDOW, x0:x0 + 2 * WINDOW].astype(float)
+    inside = _in_polygon(xx, yy, x[:-1], y[:-1])
+    mask = region_mask(rs, grid)
+    window = mask[y0:y0 + 2 * WINDOW, x0:x0 + 2 * WINDOW]
+    assert window.sum() == mask.sum()
+    assert np.count_nonzero(inside != window) <= 0.02 * mask.sum()
