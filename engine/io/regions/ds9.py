@@ -47,7 +47,7 @@ from regions import (
 )
 
 from ...errors import BadConfigError, BadRegionError
-from .shapes import PandaPixelRegion, PandaSkyRegion, PhysicalRegion, is_sky, to_pixel
+from .shapes import PandaPixelRegion, PandaSkyRegion, PhysicalRegion, is_sky, shape_name, to_pixel
 
 __all__ = ["parse_ds9", "shape_to_ds9", "SKY_FRAMES", "WRITE_FRAMES", "HEADER"]
 
@@ -497,74 +497,49 @@ def _lonlat(c):
     return f"{sph.lon.deg:.10f},{sph.lat.deg:+.10f}"
 
 
+def _body(s, c, size, ang):
+    """ds9 text of a non-polygon shape: ``c`` the centre text, ``size`` formats a size, ``ang`` in degrees."""
+    name = shape_name(s)
+    if name == "circle":
+        return f"circle({c},{size(s.radius)})"
+    if name == "annulus":
+        return f"annulus({c},{size(s.inner_radius)},{size(s.outer_radius)})"
+    if isinstance(s, (PandaPixelRegion, PandaSkyRegion)):
+        a1, a2 = s.start_angle, s.start_angle + s.span
+        if s.kind == "circle":  # ds9 panda/pie have no rotation: fold it into the angles
+            a1, a2 = a1 + ang, a2 + ang
+            if s.outer is None:
+                return f"pie({c},{_g(a1)},{_g(a2)})"
+            return f"panda({c},{_g(a1)},{_g(a2)},1,{size(s.inner[0])},{size(s.outer[0])},1)"
+        (i1, i2), (o1, o2) = s.inner, s.outer
+        return f"{s.ds9_name}({c},{_g(a1)},{_g(a2)},1,{size(i1)},{size(i2)},{size(o1)},{size(o2)},1,{_g(ang)})"
+    if name in ("ellipse", "box"):  # ds9 ellipses take semi-axes, regions full axes
+        half = 2.0 if name == "ellipse" else 1.0
+        return f"{name}({c},{size(s.width / half)},{size(s.height / half)},{_g(ang)})"
+    half = 2.0 if name == "ellipse annulus" else 1.0
+    return (f"{name.split()[0]}({c},{size(s.inner_width / half)},{size(s.inner_height / half)},"
+            f"{size(s.outer_width / half)},{size(s.outer_height / half)},{_g(ang)})")
+
+
 def _sky_body(s, frame):
     """ds9 text of a sky shape in ``frame`` (an astropy frame name), sizes in arcsec."""
-    def arcsec(q):
-        return f'{u.Quantity(q).to_value(u.arcsec):.6f}"'
-
     frame = _ASTROPY_FRAMES[frame]
     if isinstance(s, PolygonSkyRegion):
         v = s.vertices.transform_to(frame).spherical
         xy = ",".join(f"{lo:.10f},{la:+.10f}" for lo, la in zip(np.atleast_1d(v.lon.deg), np.atleast_1d(v.lat.deg)))
         return f"polygon({xy})"
-    c = _lonlat(s.center.transform_to(frame))
-    turn = _frame_turn(s.center, frame)
-    if isinstance(s, CircleSkyRegion):
-        return f"circle({c},{arcsec(s.radius)})"
-    if isinstance(s, CircleAnnulusSkyRegion):
-        return f"annulus({c},{arcsec(s.inner_radius)},{arcsec(s.outer_radius)})"
-    if isinstance(s, PandaSkyRegion):
-        ang = u.Quantity(s.angle, u.deg).value + turn
-        return _panda_body(s, c, ang, lambda q: arcsec(q))
-    ang = _g(u.Quantity(s.angle, u.deg).value + turn)
-    if isinstance(s, EllipseSkyRegion):
-        return f"ellipse({c},{arcsec(s.width / 2)},{arcsec(s.height / 2)},{ang})"
-    if isinstance(s, RectangleSkyRegion):
-        return f"box({c},{arcsec(s.width)},{arcsec(s.height)},{ang})"
-    if isinstance(s, EllipseAnnulusSkyRegion):
-        return (f"ellipse({c},{arcsec(s.inner_width / 2)},{arcsec(s.inner_height / 2)},"
-                f"{arcsec(s.outer_width / 2)},{arcsec(s.outer_height / 2)},{ang})")
-    return (f"box({c},{arcsec(s.inner_width)},{arcsec(s.inner_height)},{arcsec(s.outer_width)},"
-            f"{arcsec(s.outer_height)},{ang})")
-
-
-def _panda_body(s, c, ang, size):
-    a1, a2 = s.start_angle, s.start_angle + s.span
-    if s.kind == "circle":  # ds9 panda/pie have no rotation: fold it into the angles
-        a1, a2 = a1 + ang, a2 + ang
-        if s.outer is None:
-            return f"pie({c},{_g(a1)},{_g(a2)})"
-        return f"panda({c},{_g(a1)},{_g(a2)},1,{size(s.inner[0])},{size(s.outer[0])},1)"
-    (i1, i2), (o1, o2) = s.inner, s.outer
-    return (f"{s.ds9_name}({c},{_g(a1)},{_g(a2)},1,{size(i1)},{size(i2)},{size(o1)},{size(o2)},1,{_g(ang)})")
+    ang = u.Quantity(getattr(s, "angle", 0.0), u.deg).value + _frame_turn(s.center, frame)
+    return _body(s, _lonlat(s.center.transform_to(frame)),
+                 lambda q: f'{u.Quantity(q).to_value(u.arcsec):.6f}"', ang)
 
 
 def _pixel_body(s, pos, scale):
     """ds9 text of a pixel shape; ``pos(x, y)`` gives the written position text, ``scale`` the size factor."""
-    def size(v):
-        return _g(v * scale)
-
     if isinstance(s, PolygonPixelRegion):
         vx, vy = np.atleast_1d(s.vertices.x), np.atleast_1d(s.vertices.y)
         return "polygon(" + ",".join(pos(x, y) for x, y in zip(vx, vy)) + ")"
-    c = pos(s.center.x, s.center.y)
-    if isinstance(s, CirclePixelRegion):
-        return f"circle({c},{size(s.radius)})"
-    if isinstance(s, CircleAnnulusPixelRegion):
-        return f"annulus({c},{size(s.inner_radius)},{size(s.outer_radius)})"
-    ang_q = u.Quantity(s.angle, u.deg).value
-    if isinstance(s, PandaPixelRegion):
-        return _panda_body(s, c, ang_q, size)
-    ang = _g(ang_q)
-    if isinstance(s, EllipsePixelRegion):
-        return f"ellipse({c},{size(s.width / 2)},{size(s.height / 2)},{ang})"
-    if isinstance(s, RectanglePixelRegion):
-        return f"box({c},{size(s.width)},{size(s.height)},{ang})"
-    if isinstance(s, EllipseAnnulusPixelRegion):
-        return (f"ellipse({c},{size(s.inner_width / 2)},{size(s.inner_height / 2)},{size(s.outer_width / 2)},"
-                f"{size(s.outer_height / 2)},{ang})")
-    return (f"box({c},{size(s.inner_width)},{size(s.inner_height)},{size(s.outer_width)},"
-            f"{size(s.outer_height)},{ang})")
+    return _body(s, pos(s.center.x, s.center.y), lambda v: _g(v * scale),
+                 u.Quantity(getattr(s, "angle", 0.0), u.deg).value)
 
 
 def shape_to_ds9(shape, coord, grid=None, *, index=0, source=None):
