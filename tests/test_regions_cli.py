@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from astropy.io import fits
 
 from nuskybgd_engine.cli import main
@@ -50,3 +51,24 @@ def test_region_errors_name_file_and_line(tmp_path, capsys):
     assert main(["getspecnoarf", str(evt), f"reg={reg}", f"outdir={out}"]) == 2
     err = capsys.readouterr().err.strip()
     assert f"{reg} line 3: coordinate system 'linear" in err and "\n" not in err
+
+
+@pytest.mark.slow
+def test_dashboard_imports_sectors_annuli_and_physical(tmp_path):
+    from nuskybgd_engine.simulate import SimulationSpec, simulate_observation
+    from nuskybgd_widgets.app import build_app
+
+    obsid = "90000000007"
+    simulate_observation(tmp_path, SimulationSpec(obsid=obsid, seed=7, exposure=15000.0))
+    app = build_app(data_root=tmp_path, workspace=tmp_path / "ws")
+    app.panels["data"].path.value = obsid
+    app.panels["data"].load()
+    reg = tmp_path / obsid / "regions" / "sect.reg"
+    reg.write_text("physical\npanda(500,500,30,250,4,20,120.5,3)\n"
+                   "ellipse(300,300,10,5,30,15,20)\n-bpanda(500,500,0,90,1,4,2,40,20,1,10)\n")
+    app.panels["image"].import_regions(str(reg))
+    assert app.session.region_names() == ["sect"]
+    assert "imported sect (3 shape(s))" in app.panels["image"].message.value
+    im = app.panels["image"]
+    xs = np.concatenate([np.asarray(m.x, float).ravel() for m in (im.bgd_lines, im.exc_lines)])
+    assert np.isfinite(xs).sum() > 100  # the outlines are drawn

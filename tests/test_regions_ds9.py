@@ -497,16 +497,20 @@ def test_cxc_region_extension_selects_the_same_pixels(name, excluded, header, gr
     assert np.count_nonzero(_cxc_mask(table, grid.shape, grid.origin) != want) == 0
 
 
-@pytest.mark.parametrize("name", ["pie", "panda", "epanda", "bpanda"])
-def test_sector_outline_encloses_the_mask(name, header, grid):
+@pytest.mark.parametrize("name", ["pie", "panda", "epanda", "bpanda", "ellipse_annulus", "box_annulus"])
+def test_outline_encloses_the_mask(name, header, grid):
     """The outline offered for display encloses the same pixels as the mask (up to its chords)."""
+    from nuskybgd_engine.io.regions.shapes import outline
+
     rs = RegionSet.from_string(ds9_text(name, "image", header))
-    shape = rs.to_pixel(grid)[0].shape
-    x, y = shape.outline(n=180)
-    assert x[0] == x[-1] and y[0] == y[-1]
+    x, y = outline(rs.to_pixel(grid)[0].shape, n=180)
     y0, x0 = int(CY) - WINDOW, int(CX) - WINDOW
     yy, xx = np.mgrid[y0:y0 + 2 * WINDOW, x0:x0 + 2 * WINDOW].astype(float)
-    inside = _in_polygon(xx, yy, x[:-1], y[:-1])
+    inside = np.zeros(xx.shape, dtype=bool)
+    for curve in np.split(np.arange(x.size), np.flatnonzero(np.isnan(x))):
+        cx, cy = x[curve[~np.isnan(x[curve])]], y[curve[~np.isnan(y[curve])]]
+        assert cx[0] == cx[-1] and cy[0] == cy[-1]  # closed
+        inside ^= _in_polygon(xx, yy, cx[:-1], cy[:-1])  # even-odd: the inner curve makes the hole
     mask = region_mask(rs, grid)
     window = mask[y0:y0 + 2 * WINDOW, x0:x0 + 2 * WINDOW]
     assert window.sum() == mask.sum()

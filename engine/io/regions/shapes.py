@@ -57,6 +57,7 @@ __all__ = [
     "shape_name",
     "check_shape",
     "to_pixel",
+    "outline",
 ]
 
 PANDA_KINDS = ("circle", "ellipse", "box")
@@ -180,28 +181,6 @@ class PandaPixelRegion(_Panda):
         size = (lambda s: None if s is None else tuple(v * scale * u.arcsec for v in s))
         return PandaSkyRegion(center, size(self.inner), size(self.outer), self.start_angle, self.stop_angle,
                               self.angle - (north - 90.0) * u.deg, kind=self.kind, meta=self.meta)
-
-    def outline(self, n=72):
-        """Closed outline (x, y) of the sector boundary, for display."""
-        outer = self.outer or self.inner
-        a1 = self.start_angle
-        t = np.radians(np.linspace(a1, a1 + self.span, n + 1))
-        ring = []
-        for size in (outer, self.inner):
-            a, b = size
-            if self.kind == "box":  # ray from the centre to the box edge
-                c, s = np.cos(t), np.sin(t)
-                with np.errstate(divide="ignore"):
-                    k = np.minimum(np.where(c != 0, a / 2 / np.abs(c), np.inf), np.where(s != 0, b / 2 / np.abs(s), np.inf))
-                ring.append((k * c, k * s))
-            else:  # ray at polar angle t meets the ellipse at this distance
-                k = a * b / np.sqrt((b * np.cos(t)) ** 2 + (a * np.sin(t)) ** 2) if a > 0 and b > 0 else 0 * t
-                ring.append((k * np.cos(t), k * np.sin(t)))
-        uu = np.concatenate([ring[0][0], ring[1][0][::-1], ring[0][0][:1]])
-        vv = np.concatenate([ring[0][1], ring[1][1][::-1], ring[0][1][:1]])
-        th = self.angle.to_value(u.rad)
-        return (self.center.x + uu * math.cos(th) - vv * math.sin(th),
-                self.center.y + uu * math.sin(th) + vv * math.cos(th))
 
 
 class PandaSkyRegion(_Panda):
@@ -464,3 +443,54 @@ def _sky_to_pixel(shape, grid, source, index):
             path=source, field="shape",
         )
     return pix
+
+
+def _ring(kind, size, t):
+    """Points (u, v) at polar angles ``t`` (radians) on a circle/ellipse (semi-axes) or box (full sizes)."""
+    a, b = size
+    c, s = np.cos(t), np.sin(t)
+    if kind == "box":  # the ray from the centre meets the nearer pair of sides
+        with np.errstate(divide="ignore"):
+            k = np.minimum(np.where(c != 0, a / 2 / np.abs(c), np.inf), np.where(s != 0, b / 2 / np.abs(s), np.inf))
+    elif a > 0 and b > 0:
+        k = a * b / np.sqrt((b * c) ** 2 + (a * s) ** 2)
+    else:
+        k = np.zeros_like(t)
+    return k * c, k * s
+
+
+def outline(shape, n=72):
+    """Outline of an elliptical or box annulus or a sector shape in pixels, for display.
+
+    Returns
+    -------
+    x, y : ndarray
+        Closed curves (the outer and inner boundary of an annulus, or the boundary of a
+        sector) joined by NaN separators.
+    """
+    if isinstance(shape, PandaPixelRegion):
+        kind, inner, outer = shape.kind, shape.inner, shape.outer or shape.inner
+        a1, span = math.radians(shape.start_angle), math.radians(shape.span)
+    elif isinstance(shape, (EllipseAnnulusPixelRegion, RectangleAnnulusPixelRegion)):
+        kind = "ellipse" if isinstance(shape, EllipseAnnulusPixelRegion) else "box"
+        half = 2.0 if kind == "ellipse" else 1.0
+        inner = (shape.inner_width / half, shape.inner_height / half)
+        outer = (shape.outer_width / half, shape.outer_height / half)
+        a1, span = 0.0, 2 * math.pi
+    else:
+        raise BadConfigError(f"no outline for a {shape_name(shape)}: use the shape's own drawing", field="shape")
+    t = np.linspace(a1, a1 + span, n + 1)
+    if kind == "box":  # keep the corners
+        corners = [q * math.pi / 2 + sgn * math.atan2(h, w) for w, h in (inner, outer) if w > 0
+                   for q in range(-4, 5) for sgn in (1, -1)]
+        t = np.unique(np.concatenate([t, [c for c in corners if a1 < c < a1 + span]]))
+    rings = [_ring(kind, outer, t), _ring(kind, inner, t)]
+    if span < 2 * math.pi or max(inner) == 0:  # one closed sector boundary
+        (uo, vo), (ui, vi) = rings
+        rings = [(np.concatenate([uo, ui[::-1], uo[:1]]), np.concatenate([vo, vi[::-1], vo[:1]]))]
+    th = u.Quantity(shape.angle, u.deg).to_value(u.rad)
+    xs, ys = [], []
+    for uu, vv in rings:
+        xs += [shape.center.x + uu * math.cos(th) - vv * math.sin(th), [np.nan]]
+        ys += [shape.center.y + uu * math.sin(th) + vv * math.cos(th), [np.nan]]
+    return np.concatenate(xs[:-1]), np.concatenate(ys[:-1])
