@@ -306,9 +306,10 @@ def test_mask_matches_pyregion(name, frame, header, grid):
 
 @pytest.mark.parametrize("name", list(SHAPES))
 @pytest.mark.parametrize("coord", ALL_FRAMES)
-def test_round_trip_every_shape_and_frame(name, coord, header, grid):
-    """Our ds9 export → our parser → the same mask, for each shape written in each frame."""
-    rs = RegionSet.from_string(ds9_text(name, "image", header))
+@pytest.mark.parametrize("start", ["image", "galactic"])
+def test_round_trip_every_shape_and_frame(name, coord, start, header, grid):
+    """Our ds9 export → our parser → the same mask, for each shape read in one frame and written in each."""
+    rs = RegionSet.from_string(ds9_text(name, start, header))
     text = rs.to_ds9_string(coord, grid=grid)
     assert text.splitlines()[1] == coord
     again = RegionSet.from_string(text)
