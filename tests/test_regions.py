@@ -1,4 +1,4 @@
-"""Tests of engine/io/regions.py: sky grid, ds9 parsing/writing, the mask rule and cutouts.
+"""Tests of engine/io/regions/: sky grid, ds9 parsing/writing, the mask rule and cutouts.
 
 Expected masks are computed here independently of ``regions``: analytic pixel-centre tests for
 each shape (circle, ellipse, box, annulus, even-odd point-in-polygon) and, for sky shapes,
