@@ -18,7 +18,7 @@ __all__ = ["RegionEntry", "RegionSet", "as_regionset"]
 
 @dataclass(frozen=True)
 class RegionEntry:
-    """One shape of a :class:`RegionSet`: a ``regions`` object, include flag and optional name."""
+    """One shape of a :class:`RegionSet` (see :mod:`.shapes`), include flag and optional name."""
 
     shape: Region
     include: bool = True
@@ -53,7 +53,7 @@ class RegionSet:
     """An ordered list of shapes, each include or exclude, optionally named.
 
     The order is kept for display and for writing files; it does not affect the mask
-    (see the module docstring for the rule).
+    (see :mod:`.masks` for the rule).
 
     Parameters
     ----------
@@ -117,7 +117,7 @@ class RegionSet:
         return cls.from_string(text, source=p)
 
     def add(self, shape, include=True, name=None):
-        """Append a shape (a ``regions`` object in sky or pixel coordinates).
+        """Append a shape (sky, pixel or physical; see :mod:`.shapes`).
 
         Returns
         -------
