@@ -1,4 +1,4 @@
-"""Tests of engine/io/regions.py: sky grid, ds9 parsing/writing, the mask rule and cutouts.
+"""Tests of engine/io/regions/: sky grid, ds9 parsing/writing, the mask rule and cutouts.
 
 Expected masks are computed here independently of ``regions``: analytic pixel-centre tests for
 each shape (circle, ellipse, box, annulus, even-odd point-in-polygon) and, for sky shapes,
@@ -481,7 +481,7 @@ def test_writing_needs_grid_for_conversions(grid):
         rs.to_ds9_string("fk5")
     assert exc.value.field == "grid"
     with pytest.raises(BadConfigError):
-        rs.to_ds9_string("galactic", grid=grid)
+        rs.to_ds9_string("ecliptic", grid=grid)
 
 
 def test_programmatic_edits(grid):
@@ -522,18 +522,25 @@ def test_sky_conversion_cache_follows_shape_changes(grid):
 @pytest.mark.parametrize(
     "text, words",
     [
-        ("fk5\ncircle(1,2", "parse"),
-        ("fk5\ncircle(a,b,c)", "parse"),
-        ("fk5\nfoo(1,2,3)", "foo"),
-        ("image\npoint(10,10)", "point"),
-        ("fk5\nepanda(1,2,0,360,1,1\",2\",3\",4\",1)", "epanda"),
-        ("image\nellipse(10,10,3,4,5,6,0)", "ellipse annulus"),
-        ("physical\ncircle(10,10,3)", "physical"),
+        ("fk5\ncircle(1,2", "line 2: circle: missing ')'"),
+        ("fk5\ncircle(a,b,c)", "line 2: position 'a' is not a number"),
+        ("fk5\nfoo(1,2,3)", "line 2: unknown shape 'foo'"),
+        ("image\npoint(10,10)", "point skipped"),
+        ("ecliptic\ncircle(10,10,3)", "line 1: coordinate system 'ecliptic' is not supported"),
+        ("linear\ncircle(10,10,3)", "line 1: coordinate system 'linear"),
+        ("image\nellipse(10,10,5,3,3,6,0)", "line 2: ellipse annulus: the outer sizes"),
+        ("image\npanda(10,10,0,90,1,5,3,1)", "line 2: panda: the outer size must be larger"),
+        ("image\npie(10,10,1,2,3,4,5)", "line 2: pie takes"),
+        ("image\ncircle(10,10,3,4)", "line 2: circle takes x, y, radius, got 2 values"),
+        ("image\ncircle(10,10,3\")", "line 2: size '3\"'"),
+        ("fk5\ncircle(10,10,3p)", "line 2: size '3p' in pixels"),
+        ("image\ncircle(10,10,3) # include=maybe", "line 2: include=maybe"),
+        ("tile 2\nimage\ncircle(10,10,3)", "line 1: only 'tile 1'"),
         ("", "no region"),
         ("# Region file format: DS9 version 4.1\nglobal color=green\nfk5\n", "no region"),
-        ("image\npolygon(1,2,3,4)", "3 vertices"),
-        ("image\ncircle(10,10,-3)", "radius"),
-        ("fk5\ncircle(1,95,3\")", "parse"),
+        ("image\npolygon(1,2,3,4)", "line 2: polygon takes at least three x, y pairs"),
+        ("image\ncircle(10,10,-3)", "line 2: size '-3' must be"),
+        ("fk5\ncircle(1,95,3\")", "line 2: Latitude"),
         ("fk5\ncircle(168.39,5.02,60)", "degrees"),
     ],
 )

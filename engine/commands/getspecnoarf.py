@@ -58,6 +58,8 @@ def make_products(evtfile, regfile, *, outdir=".", stem=None, group=30, rmffile=
     group = _group_value(group)
     events = read_events(evtfile, columns=SPECTRUM_COLUMNS)
     regions = RegionSet.read_ds9(regfile)
+    for note in regions.notes:  # shapes with no area (point, text ...) that the mask skips
+        print(f"note: {regfile} {note}")
     stem = stem or Path(regfile).stem
     if not stem or "/" in stem:
         raise BadConfigError(f"outprefix must be a file name stem, got {stem!r}", field="outprefix")

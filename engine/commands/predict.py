@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 
 def register(subparsers):
@@ -29,6 +30,8 @@ def run(args):
 
     analysis = load_fit_json(args.fit)
     rs = RegionSet.read_ds9(args.region)
+    for note in rs.notes:  # shapes with no area (point, text ...) that the mask skips; stdout may be JSON
+        print(f"note: {args.region} {note}", file=sys.stderr)
     if args.module not in analysis.maps:
         from ..errors import BadConfigError
 

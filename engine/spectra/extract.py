@@ -27,16 +27,13 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from astropy import units as u
-from astropy.io import fits
 
 from ..constants import N_CHANNELS
 from ..errors import BadConfigError, BadFileError, BadRegionError
 from ..io.gti import gti_hdu
 from ..io.ogip import Spectrum
-from regions import CircleAnnulusPixelRegion, CirclePixelRegion, EllipsePixelRegion, PolygonPixelRegion
-
 from ..io.regions import Cutout, SkyGrid, as_regionset, region_cutout, select_events
+from ..io.regions.cxc import region_hdu
 
 __all__ = ["RegionSpectrum", "extract_spectrum", "region_hdu", "GRADE_RANGE", "EmptyRegionWarning"]
 
@@ -206,79 +203,3 @@ def extract_spectrum(events, regions, *, grid=None, pi_range=None, allow_empty=F
         extra_hdus=extra,
     )
     return RegionSpectrum(spectrum=spectrum, npix=npix, det_counts=det_counts, cutout=cut, grid=grid)
-
-
-# --------------------------------------------------------------------------------------
-# The region extension (CXC FITS region format, as nuproducts' REG00101)
-# --------------------------------------------------------------------------------------
-
-
-def _cxc_rows(entry_shape, origin):
-    """(shape name, xs, ys, rs, angle) of a pixel shape in physical (event column) coordinates."""
-    s = entry_shape
-    if isinstance(s, PolygonPixelRegion):
-        xs = np.atleast_1d(s.vertices.x).astype(float) + origin
-        ys = np.atleast_1d(s.vertices.y).astype(float) + origin
-        return "POLYGON", xs, ys, [], 0.0
-    cx, cy = float(s.center.x) + origin, float(s.center.y) + origin
-    if isinstance(s, CirclePixelRegion):
-        return "CIRCLE", [cx], [cy], [float(s.radius)], 0.0
-    if isinstance(s, CircleAnnulusPixelRegion):
-        return "ANNULUS", [cx], [cy], [float(s.inner_radius), float(s.outer_radius)], 0.0
-    angle = float(u.Quantity(s.angle, u.deg).value)
-    if isinstance(s, EllipsePixelRegion):
-        return "ELLIPSE", [cx], [cy], [float(s.width) / 2, float(s.height) / 2], angle
-    return ("ROTBOX" if angle else "BOX"), [cx], [cy], [float(s.width), float(s.height)], angle
-
-
-def region_hdu(regions, grid, *, keywords=None):
-    """The region as a ``REG00101`` extension (CXC FITS region format, as nuproducts writes it).
-
-    Coordinates are event-column (physical) pixels: array index + ``grid.origin`` (so ds9
-    ``image`` coordinates on NuSTAR's grid). Our rule "union of includes minus union of
-    excludes" is written exactly in CXC terms: component k holds include k and every exclude
-    (``!SHAPE``), since shapes of one component are intersected and components are unioned.
-    """
-    rs = as_regionset(regions)
-    pix = rs.to_pixel(grid)
-    incs = [e for e in pix if e.include]
-    excs = [e for e in pix if not e.include]
-    rows = []
-    for k, inc in enumerate(incs, start=1):
-        for e in [inc] + excs:
-            name, xs, ys, rr, ang = _cxc_rows(e.shape, grid.origin)
-            rows.append((("" if e.include else "!") + name, xs, ys, rr, ang, k))
-    nxy = max(len(r[1]) for r in rows)
-    nr = max(1, max(len(r[3]) for r in rows))
-
-    def pad(values, n):
-        out = np.zeros(n)
-        out[: len(values)] = values
-        return out
-
-    x = np.array([pad(r[1], nxy) for r in rows])
-    y = np.array([pad(r[2], nxy) for r in rows])
-    rad = np.array([pad(r[3], nr) for r in rows])
-    cols = [
-        fits.Column(name="X", format=f"{nxy}D", unit="pixel", array=x if nxy > 1 else x[:, 0]),
-        fits.Column(name="Y", format=f"{nxy}D", unit="pixel", array=y if nxy > 1 else y[:, 0]),
-        fits.Column(name="SHAPE", format="16A", array=[r[0] for r in rows]),
-        fits.Column(name="R", format=f"{nr}D", unit="pixel", array=rad if nr > 1 else rad[:, 0]),
-        fits.Column(name="ROTANG", format="1D", unit="degree", array=[r[4] for r in rows]),
-        fits.Column(name="COMPONENT", format="1I", array=[r[5] for r in rows]),
-    ]
-    hdu = fits.BinTableHDU.from_columns(cols, name="REG00101")
-    h = hdu.header
-    h["EXTVER"] = 1
-    for key, value in (("HDUCLASS", "ASC"), ("HDUCLAS1", "REGION"), ("HDUCLAS2", "STANDARD"),
-                       ("HDUVERS", "1.0.0"), ("MTYPE1", "pos"), ("MFORM1", "X,Y")):
-        h[key] = value
-    w = grid.wcs.wcs
-    for n, axis in ((1, 0), (2, 1)):
-        h[f"TCTYP{n}"] = w.ctype[axis]
-        h[f"TCRPX{n}"] = float(w.crpix[axis]) + grid.origin - 1
-        h[f"TCRVL{n}"] = float(w.crval[axis])
-        h[f"TCDLT{n}"] = float(w.cdelt[axis])
-    for key, value in (keywords or {}).items():
-        h[key] = value
-    return hdu

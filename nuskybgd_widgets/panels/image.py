@@ -20,6 +20,7 @@ from regions import (CirclePixelRegion, EllipsePixelRegion, PixCoord, PolygonPix
 from astropy import units as u
 
 from nuskybgd_engine.errors import BadRegionError
+from nuskybgd_engine.io.regions.shapes import outline as _annulus_or_sector_outline
 
 from .base import Panel, guarded
 
@@ -90,6 +91,8 @@ def shape_outline(shape, n=72):
     if isinstance(shape, PolygonPixelRegion):
         x, y = np.atleast_1d(shape.vertices.x), np.atleast_1d(shape.vertices.y)
         return np.append(x, x[0]), np.append(y, y[0])
+    if not hasattr(shape, "inner_radius"):  # elliptical/box annuli and ds9 sectors (pie, panda ...)
+        return _annulus_or_sector_outline(shape, n)
     xs, ys = [], []  # annulus: both circles
     for r in (shape.inner_radius, shape.outer_radius):
         cx, cy = shape_outline(CirclePixelRegion(shape.center, r), n)
