@@ -129,6 +129,6 @@ def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "
             raise BadFileError("no GTI file and no GTI extension in the event file", path=f["events"])
         hist = aspect_histogram(read_aspect(f["det1"], module=m), gti)
         say(f"FPM{m}: projecting aperture and detector maps")
-        maps = project_maps(image.header, imap, hist, module=m)
+        maps = project_maps(image.header, imap, hist, module=m, ref_shape=image.image.shape)
         products[m] = ModuleProducts(m, ev, image, imap, hist, maps, files=dict(f))
     return ObservationProducts(obsid=obsid, root=Path(obsdir), band=tuple(float(b) for b in band), modules=products)

@@ -329,10 +329,11 @@ class BackgroundAnalysis:
         ``negative_norms`` (bool) overrides the file's ``negative_norms`` (e.g. a saved fit's choice).
         """
         from .bgdinfo import BgdInfo, read_bgdinfo
-        from .io.regions import RegionSet, SkyGrid
+        from .io.regions import RegionSet
+        from .io.skyframe import grid_from_fits
 
         info = bgdinfo if isinstance(bgdinfo, BgdInfo) else read_bgdinfo(bgdinfo)
-        grid = SkyGrid.from_fits(info.refimgf)
+        grid = grid_from_fits(info.refimgf)
         maps = {m: read_projected_maps(info.bgdapfiles[m], info.bgddetfiles[m], m) for m in info.bgdapfiles}
         groups = []
         rmf_cache = {}

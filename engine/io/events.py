@@ -163,6 +163,13 @@ class EventList:
                                path=self.path, extension="EVENTS", field="PA_PNT")
         return pa
 
+    @property
+    def frame(self):
+        """The :class:`~nuskybgd_engine.io.skyframe.SkyFrame` of the X/Y columns (celestial or heliocentric)."""
+        from .skyframe import frame_from_columns
+
+        return frame_from_columns(self.header, self.path)
+
     def header_keywords(self):
         """Keywords to copy into products, as (key, value) pairs (PA_PNT resolved)."""
         out = {k: self.header[k] for k in HEADER_COPY_KEYWORDS if k in self.header}
@@ -239,6 +246,13 @@ def read_badpix(path, *, module=None, caldb=False):
     return [_badpix_from_hdu(h, path, mod, use_times=not caldb) for h in hdus]
 
 
+def _honest_sky(header, path):
+    """Sky grid keywords of the X/Y columns as they really are (heliocentric arcsec files relabelled)."""
+    from .skyframe import frame_from_columns
+
+    return frame_from_columns(header, path).keywords()
+
+
 def read_events(path, *, columns=EVENT_COLUMNS, module=None, pa_pnt=None):
     """Read a cleaned event file.
 
@@ -267,7 +281,7 @@ def read_events(path, *, columns=EVENT_COLUMNS, module=None, pa_pnt=None):
         raise BadFileError(f"event file is for FPM{mod}, expected FPM{module}", path=path, extension="EVENTS",
                            field="INSTRUME")
     cols = require_columns(hdu, path, list(columns), extension="EVENTS")
-    sky = sky_frame_from_columns(hdu.header, path) if ("X" in columns or "Y" in columns) else {}
+    sky = _honest_sky(hdu.header, path) if ("X" in columns or "Y" in columns) else {}
     gti = None
     try:
         gti_hdu = find_hdu(hdul, path, extnames=("GTI", "STDGTI"), hduclas1="GTI", table=True)

@@ -139,6 +139,9 @@ def _histogram_header(source, x_off, y_off, image, module):
     for key in COPY_KEYWORDS:
         if key in source:
             hdr[key] = source[key]
+    if "PA_EVT" in source:  # an aspect measured from the events carries its roll (maps/eventaspect.py)
+        hdr["ASPSRC"] = ("events", "aspect measured from DET1X/DET1Y vs X/Y of the events")
+        hdr["PA_EVT"] = (float(source["PA_EVT"]), "[deg] effective PA_PNT measured from the events")
     if "INSTRUME" not in hdr and module:
         hdr["INSTRUME"] = f"FPM{module}"
     return hdr

@@ -38,9 +38,9 @@ class CountsImage:
 
         Built once from the header on first access: the header is not modified after the image is made.
         """
-        from ..io.regions import SkyGrid
+        from ..io.skyframe import grid_from_image_header
 
-        return SkyGrid.from_header(self.header, shape=self.image.shape)
+        return grid_from_image_header(self.header, shape=self.image.shape)
 
     @property
     def counts(self):

@@ -37,6 +37,7 @@ from ..io.ogip import Spectrum
 from regions import CircleAnnulusPixelRegion, CirclePixelRegion, EllipsePixelRegion, PolygonPixelRegion
 
 from ..io.regions import Cutout, SkyGrid, as_regionset, region_cutout, select_events
+from ..io.skyframe import grid_from_event_header, require_pixel_regions
 
 __all__ = ["RegionSpectrum", "extract_spectrum", "region_hdu", "GRADE_RANGE", "EmptyRegionWarning"]
 
@@ -141,8 +142,9 @@ def extract_spectrum(events, regions, *, grid=None, pi_range=None, allow_empty=F
         A required column is missing or DET_ID is outside 0..3.
     """
     if grid is None:
-        grid = SkyGrid.from_event_columns(events.header, path=events.path)
+        grid = grid_from_event_header(events.header, path=events.path)
     rs = as_regionset(regions)
+    require_pixel_regions(rs, grid)
     x, y = _column(events, "X"), _column(events, "Y")
     pi, grade, det = _column(events, "PI"), _column(events, "GRADE"), _column(events, "DET_ID")
     lo, hi = _pi_range(pi_range)
