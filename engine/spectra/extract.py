@@ -32,7 +32,7 @@ from astropy.io import fits
 
 from ..constants import N_CHANNELS
 from ..errors import BadConfigError, BadFileError, BadRegionError
-from ..io.gti import gti_hdu
+from ..io.gti import apply_gti, gti_hdu
 from ..io.ogip import Spectrum
 from regions import CircleAnnulusPixelRegion, CirclePixelRegion, EllipsePixelRegion, PolygonPixelRegion
 
@@ -111,7 +111,7 @@ def _pi_range(pi_range):
     return lo, hi
 
 
-def extract_spectrum(events, regions, *, grid=None, pi_range=None, allow_empty=False):
+def extract_spectrum(events, regions, *, grid=None, pi_range=None, allow_empty=False, gti=None):
     """Spectrum of the events inside a region (nuproducts semantics, spec §2.2).
 
     Parameters
@@ -129,6 +129,10 @@ def extract_spectrum(events, regions, *, grid=None, pi_range=None, allow_empty=F
         A region that selects no event is an error (usually a region off the detectors),
         unless this is true: then an empty spectrum is returned with an
         :class:`EmptyRegionWarning`.
+    gti : Gti, path, comma-separated paths or list of these, optional
+        User GTI(s) (nuproducts ``usrgtifile``): intersected with the event file's GTI; events
+        outside are dropped and EXPOSURE/LIVETIME become the remaining good time × the file's
+        LIVETIME/ONTIME (:func:`~nuskybgd_engine.io.gti.apply_gti`).
 
     Returns
     -------
@@ -141,6 +145,8 @@ def extract_spectrum(events, regions, *, grid=None, pi_range=None, allow_empty=F
     BadFileError
         A required column is missing or DET_ID is outside 0..3.
     """
+    if gti is not None:
+        events = apply_gti(events, gti)
     if grid is None:
         grid = grid_from_event_header(events.header, path=events.path)
     rs = as_regionset(regions)
@@ -187,6 +193,8 @@ def extract_spectrum(events, regions, *, grid=None, pi_range=None, allow_empty=F
     })
     if events.path:
         header["FILIN001"] = os.path.basename(events.path)
+    if "USRGTI" in events.header:
+        header["USRGTI"] = events.header["USRGTI"]
     for n in range(4):
         header[f"DETCNTS{n}"] = int(det_counts[n])
     extra = []
