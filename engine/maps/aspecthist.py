@@ -143,8 +143,8 @@ def _histogram_header(source, x_off, y_off, image, module):
         if key in source:
             hdr[key] = source[key]
     if "PA_EVT" in source:  # an aspect measured from the events carries its roll (maps/eventaspect.py)
-        hdr["ASPSRC"] = ("events", "aspect measured from DET1X/DET1Y vs X/Y of the events")
-        hdr["PA_EVT"] = (float(source["PA_EVT"]), "[deg] effective PA_PNT measured from the events")
+        hdr["ASPSRC"] = ("events", "aspect from DET1X/Y vs X/Y of the events")
+        hdr["PA_EVT"] = (float(source["PA_EVT"]), "[deg] roll (as PA_PNT) from the events")
     if "INSTRUME" not in hdr and module:
         hdr["INSTRUME"] = f"FPM{module}"
     return hdr

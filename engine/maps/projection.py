@@ -375,7 +375,7 @@ def project_maps(ref_header, instrument_map, aspect, *, module=None, detectors=(
     for key in ("BSCALE", "BZERO", "BLANK", "CHECKSUM", "DATASUM", "BUNIT"):
         header.remove(key, ignore_missing=True, remove_all=True)
     if pa_source != "PA_PNT":
-        header["PA_PNT"] = (float(pa), f"roll used by the projection ({pa_source})")
+        header["PA_PNT"] = (float(pa), f"[deg] roll used (from {pa_source})")
     header["HISTORY"] = "nuskybgd projbgd: aspect-projected aperture map / detector mask"
     header["NSB_MOD"] = (f"FPM{mod}", "module of the projected maps")
     header["NSB_PA"] = (pa + PA_OFFSET_DEG, "[deg] roll used (PA_PNT + 1)")
