@@ -260,7 +260,9 @@ def apply_gti(events, gti, *, names=()):
     header["ONTIME"] = (ontime, "[s] sum of the good time (event GTI x user GTI)")
     header["LIVETIME"] = (ontime * ratio, "[s] ONTIME x original LIVETIME/ONTIME")
     header["EXPOSURE"] = (ontime * ratio, "[s] ONTIME x original LIVETIME/ONTIME")
-    label = ",".join(names) if names else ",".join(n for n, _ in named)
-    header["USRGTI"] = (label[:68], "user GTI file(s) intersected with the event GTI")
+    import os
+
+    label = ",".join(names) if names else ",".join(os.path.basename(n) for n, _ in named)
+    header["USRGTI"] = label[:68]  # file names; the full list is in HISTORY
     header["HISTORY"] = f"nuskybgd: user GTI {label} applied; dead-time ratio {ratio:.6f}"
     return dataclasses.replace(events, columns=columns, header=header, gti=new)
