@@ -92,7 +92,7 @@ def find_observation_files(obsdir, obsid=None, modules=("A", "B")):
     return obsid, out
 
 
-def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "B"), progress=None):
+def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "B"), progress=None, gti=None):
     """Counts images, instrument maps, aspect histograms and projected maps of an observation.
 
     Parameters
@@ -103,6 +103,9 @@ def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "
         Energy band of the counts images (keV).
     modules : sequence of {'A', 'B'}
     progress : callable(str), optional
+    gti : Gti, GTI file name(s) or a list of these, optional
+        User GTIs (nuproducts ``usrgtifile``), intersected with each module's GTI for the events
+        (images, spectra, EXPOSURE scaled by LIVETIME/ONTIME) and the aspect histogram.
 
     Returns
     -------
@@ -110,7 +113,7 @@ def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "
     """
     from .io.aspect import read_aspect
     from .io.events import read_events
-    from .io.gti import read_gti
+    from .io.gti import apply_gti, read_gti
     from .maps import aspect_histogram, make_counts_image, make_instrument_map, project_maps
 
     say = progress or (lambda msg: None)
@@ -119,15 +122,19 @@ def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "
     for m, f in files.items():
         say(f"FPM{m}: reading events")
         ev = read_events(f["events"], module=m)
+        if gti is not None:
+            ev = apply_gti(ev, gti)
         say(f"FPM{m}: counts image {band[0]:g}-{band[1]:g} keV")
         image = make_counts_image(ev, *band)
         say(f"FPM{m}: instrument map")
         imap = make_instrument_map(ev)
         say(f"FPM{m}: aspect histogram")
-        gti = read_gti(f["gti"]) if f["gti"] is not None else ev.gti
-        if gti is None:
+        good = read_gti(f["gti"]) if f["gti"] is not None else ev.gti
+        if good is None:
             raise BadFileError("no GTI file and no GTI extension in the event file", path=f["events"])
-        hist = aspect_histogram(read_aspect(f["det1"], module=m), gti)
+        if gti is not None:
+            good = good.intersect(ev.gti)  # ev.gti is already the event GTI x the user GTIs
+        hist = aspect_histogram(read_aspect(f["det1"], module=m), good)
         say(f"FPM{m}: projecting aperture and detector maps")
         maps = project_maps(image.header, imap, hist, module=m, ref_shape=image.image.shape)
         products[m] = ModuleProducts(m, ev, image, imap, hist, maps, files=dict(f))

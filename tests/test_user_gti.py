@@ -173,3 +173,30 @@ def test_real_cli_usrgti_forms(solar, user_gtis, tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "c_sr.pha").exists()
     assert main(["aspecthist", f"events={path}", f"usrgti={u1}", "out=asp.fits"]) == 0
     assert fits.getheader("asp.fits")["EXPOSURE"] == pytest.approx(50.0, abs=1.0)
+
+
+@pytest.mark.slow
+def test_prepare_observation_with_user_gti(tmp_path):
+    """The in-memory observation (dashboard, batch) takes user GTIs for every product."""
+    from nuskybgd_engine.observation import prepare_observation
+    from nuskybgd_engine.simulate import SimulationSpec, simulate_observation
+
+    simulate_observation(tmp_path, SimulationSpec(obsid="60000000001", seed=3, exposure=2000.0))
+    obsdir = tmp_path / "60000000001"
+    evt = obsdir / "event_cl" / "nu60000000001A01_cl.evt"
+    with fits.open(evt) as hdul:
+        times = np.asarray(hdul["EVENTS"].data["TIME"])
+        h = hdul["EVENTS"].header
+        ratio = h["LIVETIME"] / h["ONTIME"]
+        own = Gti(hdul["GTI"].data["START"], hdul["GTI"].data["STOP"])
+    t0, t1 = own.start.min(), own.stop.max()
+    usr = Gti([t0 + 0.2 * (t1 - t0)], [t0 + 0.7 * (t1 - t0)])
+    obs = prepare_observation(obsdir, modules=("A",), gti=usr)["A"]
+    ontime = sampled_exposure([own, usr], t0, t1, step=0.1)
+    assert obs.events.gti.exposure == pytest.approx(ontime, abs=0.5)
+    assert obs.events.exposure == pytest.approx(obs.events.gti.exposure * ratio)
+    assert obs.image.header["EXPOSURE"] == pytest.approx(obs.events.exposure)
+    in_own = np.any((times[:, None] >= own.start[None]) & (times[:, None] < own.stop[None]), axis=1)
+    in_usr = (times >= usr.start[0]) & (times < usr.stop[0])
+    assert len(obs.events) == int(np.sum(in_own & in_usr)) < len(times)
+    assert obs.aspect.exposure == pytest.approx(ontime, rel=0.01)
