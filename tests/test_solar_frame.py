@@ -6,7 +6,6 @@ computed here from the raw FITS columns with astropy/numpy, not with the engine.
 """
 
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -21,9 +20,6 @@ from nuskybgd_engine.maps import aspect_histogram, make_counts_image, make_instr
 from nuskybgd_engine.maps.eventaspect import aspect_from_events
 from nuskybgd_engine.maps.projection import reference_roll
 from nuskybgd_engine.spectra.extract import extract_spectrum
-
-SOLAR = "nustar_sac/nu90410111001A06_cl_sunpos.evt"
-
 
 def column_header(ctype=("RA---TAN", "DEC--TAN"), crval=(150.0, 2.0), cdelt=(-6.828076e-4, 6.828076e-4),
                   cunit=None, tlmax=1000):
@@ -74,15 +70,8 @@ def test_frame_refused(kw, field, words):
 
 
 @pytest.fixture(scope="module")
-def solar(data_dir):
-    path = data_dir / SOLAR
-    if not path.is_file():
-        pytest.skip(f"{path} not available")
-    with warnings.catch_warnings(), fits.open(path) as hdul:
-        # The file's TCRVL is the string '0.0': astropy warns about it when it builds the columns.
-        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-        raw = {k: np.asarray(hdul["EVENTS"].data[k]) for k in ("TIME", "X", "Y", "PI", "GRADE", "DET_ID")}
-        header = hdul["EVENTS"].header.copy()
+def solar(solar_events):
+    path, raw, header = solar_events
     return path, read_events(path), raw, header
 
 

@@ -4,8 +4,6 @@ Expected values are computed here independently: intersections by sampling time 
 event selections with numpy on the raw columns, the dead-time ratio from the file's DEADC keyword.
 """
 
-import warnings
-
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -19,7 +17,6 @@ from nuskybgd_engine.io.regions import RegionSet
 from nuskybgd_engine.maps import aspect_histogram, make_counts_image
 from nuskybgd_engine.spectra.extract import extract_spectrum
 
-SOLAR = "nustar_sac/nu90410111001A06_cl_sunpos.evt"
 T0 = 275856515.0  # TSTART of the solar file; its GTI is [T0, T0 + 101 s)
 
 
@@ -75,15 +72,9 @@ def test_real_gti_layouts(data_dir):
 
 
 @pytest.fixture(scope="module")
-def solar(data_dir):
-    path = data_dir / SOLAR
-    if not path.is_file():
-        pytest.skip(f"{path} not available")
-    with warnings.catch_warnings(), fits.open(path) as hdul:
-        warnings.simplefilter("ignore", fits.verify.VerifyWarning)  # TCRVL stored as a string
-        raw = {k: np.asarray(hdul["EVENTS"].data[k]) for k in ("TIME", "X", "Y", "PI", "GRADE")}
-        deadc = float(hdul["EVENTS"].header["DEADC"])
-    return path, raw, deadc
+def solar(solar_events):
+    path, raw, header = solar_events
+    return path, raw, float(header["DEADC"])
 
 
 @pytest.fixture

@@ -26,12 +26,12 @@ onto one DET1 pixel).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ..constants import PIXEL_ARCSEC
 from ..errors import BadFileError, BadRegionError
 from .events import column_index
+from .regions import _number
 
 __all__ = [
     "SkyFrame",
@@ -134,16 +134,6 @@ class SkyFrame:
                 f"{self.pixel_arcsec:.4g}\" pixels)")
 
 
-def _num(value, path, ext, key):
-    try:
-        out = float(str(value).strip()) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
-        raise BadFileError(f"expected a number, got {value!r}", path=path, extension=ext, field=key) from None
-    if not math.isfinite(out):
-        raise BadFileError(f"expected a finite number, got {value!r}", path=path, extension=ext, field=key)
-    return out
-
-
 def _classify(ctype, cunit, crval, cdelt, *, path, ext, keys):
     """(kind, honest ctypes, unit, crval, cdelt, note) from the raw keywords; raises for anything else.
 
@@ -210,7 +200,7 @@ def frame_from_columns(header, path=None, *, extension="EVENTS"):
             if key not in header:
                 raise BadFileError(f"sky WCS keyword of column {axis} missing", path=path, extension=extension,
                                    field=key)
-            vals[(stem, axis)] = header[key] if stem == "TCTYP" else _num(header[key], path, extension, key)
+            vals[(stem, axis)] = header[key] if stem == "TCTYP" else _number(header[key], path, extension, key)
     tlmin = vals[("TLMIN", "X")]
     if tlmin != vals[("TLMIN", "Y")] or tlmin != int(tlmin):
         raise BadFileError(f"X and Y must share one integer TLMIN, got {tlmin} and {vals[('TLMIN', 'Y')]}",
@@ -244,7 +234,7 @@ def frame_from_header(header, path=None, *, extension=None, shape=None):
     for key in ("CTYPE1", "CTYPE2", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "CDELT1", "CDELT2"):
         if key not in header:
             raise BadFileError("required keyword missing", path=path, extension=ext, field=key)
-        vals[key] = header[key] if key.startswith("CTYPE") else _num(header[key], path, ext, key)
+        vals[key] = header[key] if key.startswith("CTYPE") else _number(header[key], path, ext, key)
     keys = {k: (f"{stem}1", f"{stem}2") for k, stem in (("ctype", "CTYPE"), ("cunit", "CUNIT"), ("cdelt", "CDELT"))}
     kind, ctype, unit, crval, cdelt, note = _classify(
         (vals["CTYPE1"], vals["CTYPE2"]), (header.get("CUNIT1"), header.get("CUNIT2")),
