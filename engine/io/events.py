@@ -47,7 +47,9 @@ def column_index(header, name):
 def sky_frame_from_columns(header, path=None, *, extension="EVENTS"):
     """Image WCS keywords of the sky X/Y grid from the event table's column keywords.
 
-    TCTYP→CTYPE, TCRPX→CRPIX, TCRVL→CRVAL, TCDLT→CDELT, NAXIS = TLMAX − TLMIN + 1 (spec §1.4).
+    TCTYP→CTYPE, TCRPX→CRPIX, TCRVL→CRVAL, TCDLT→CDELT, NAXIS = TLMAX − TLMIN + 1 (spec §1.4), as
+    the frame really is: heliocentric files (solar X/Y in arcsec) get ``HPLN-TAN``/``HPLT-TAN``
+    in arcsec (see :mod:`nuskybgd_engine.io.skyframe`).
 
     Returns
     -------
@@ -55,31 +57,9 @@ def sky_frame_from_columns(header, path=None, *, extension="EVENTS"):
         ``NAXIS1/2, CTYPE1/2, CRPIX1/2, CRVAL1/2, CDELT1/2, CUNIT1/2`` for an image whose pixel 1
         is sky pixel TLMIN.
     """
-    out = {}
-    for axis, name in ((1, "X"), (2, "Y")):
-        n = column_index(header, name)
-        if n is None:
-            raise BadFileError("required column missing", path=path, extension=extension, field=name)
-        vals = {}
-        for kw in ("TCTYP", "TCRPX", "TCRVL", "TCDLT", "TLMIN", "TLMAX"):
-            key = f"{kw}{n}"
-            if key not in header:
-                raise BadFileError(f"sky WCS keyword of column {name} missing", path=path, extension=extension,
-                                   field=key)
-            vals[kw] = header[key]
-        try:
-            tlmin, tlmax = int(vals["TLMIN"]), int(vals["TLMAX"])
-            crpix, crval, cdelt = (float(vals[k]) for k in ("TCRPX", "TCRVL", "TCDLT"))
-        except (TypeError, ValueError):
-            raise BadFileError(f"non-numeric sky WCS keyword of column {name}", path=path, extension=extension,
-                               field=f"TCRVL{n}") from None
-        out[f"NAXIS{axis}"] = tlmax - tlmin + 1
-        out[f"CTYPE{axis}"] = str(vals["TCTYP"]).strip()
-        out[f"CRPIX{axis}"] = crpix - (tlmin - 1)
-        out[f"CRVAL{axis}"] = crval
-        out[f"CDELT{axis}"] = cdelt
-        out[f"CUNIT{axis}"] = str(header.get(f"TCUNI{n}", "deg")).strip() or "deg"
-    return out
+    from .skyframe import frame_from_columns
+
+    return frame_from_columns(header, path, extension=extension).keywords()
 
 
 @dataclass
@@ -246,13 +226,6 @@ def read_badpix(path, *, module=None, caldb=False):
     return [_badpix_from_hdu(h, path, mod, use_times=not caldb) for h in hdus]
 
 
-def _honest_sky(header, path):
-    """Sky grid keywords of the X/Y columns as they really are (heliocentric arcsec files relabelled)."""
-    from .skyframe import frame_from_columns
-
-    return frame_from_columns(header, path).keywords()
-
-
 def read_events(path, *, columns=EVENT_COLUMNS, module=None, pa_pnt=None):
     """Read a cleaned event file.
 
@@ -281,7 +254,7 @@ def read_events(path, *, columns=EVENT_COLUMNS, module=None, pa_pnt=None):
         raise BadFileError(f"event file is for FPM{mod}, expected FPM{module}", path=path, extension="EVENTS",
                            field="INSTRUME")
     cols = require_columns(hdu, path, list(columns), extension="EVENTS")
-    sky = _honest_sky(hdu.header, path) if ("X" in columns or "Y" in columns) else {}
+    sky = sky_frame_from_columns(hdu.header, path) if ("X" in columns or "Y" in columns) else {}
     gti = None
     try:
         gti_hdu = find_hdu(hdul, path, extnames=("GTI", "STDGTI"), hduclas1="GTI", table=True)
