@@ -206,3 +206,26 @@ def test_real_solar_end_to_end_cli_and_model(solar, tmp_path, monkeypatch, capsy
         assert fractions[d] > 0.95
     result = analysis.fit()
     assert result.converged and math.isfinite(result.value) and result.dof >= 0
+
+
+@pytest.mark.slow
+def test_aspect_from_events_matches_the_aspect_file(tmp_path):
+    """On a celestial (simulated) observation the events give the det1 file's aspect and the PA_PNT."""
+    from nuskybgd_engine.io.aspect import read_aspect
+    from nuskybgd_engine.simulate import SimulationSpec, simulate_observation
+
+    simulate_observation(tmp_path, SimulationSpec(obsid="60000000002", seed=5, exposure=2000.0, pa=47.0))
+    base = tmp_path / "60000000002" / "event_cl"
+    ev = read_events(base / "nu60000000002A01_cl.evt")
+    ea = aspect_from_events(ev)
+    assert ea.pa == pytest.approx(47.0, abs=0.05) and ea.residual < 1.0
+
+    def centre(h):
+        ys, xs = np.mgrid[: h.image.shape[0], : h.image.shape[1]]
+        return np.array([(xs * h.image).sum() + h.x_off * h.exposure,
+                         (ys * h.image).sum() + h.y_off * h.exposure]) / h.exposure
+
+    from_events = aspect_histogram(ea.track, ev.gti)
+    from_file = aspect_histogram(read_aspect(base / "nu60000000002A_det1.fits"), ev.gti)
+    assert np.allclose(centre(from_events), centre(from_file), atol=0.1)
+    assert from_events.exposure == pytest.approx(from_file.exposure, rel=0.01)
