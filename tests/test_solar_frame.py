@@ -229,3 +229,21 @@ def test_aspect_from_events_matches_the_aspect_file(tmp_path):
     from_file = aspect_histogram(read_aspect(base / "nu60000000002A_det1.fits"), ev.gti)
     assert np.allclose(centre(from_events), centre(from_file), atol=0.1)
     assert from_events.exposure == pytest.approx(from_file.exposure, rel=0.01)
+
+
+def test_region_weights_refuse_sky_regions_on_a_heliocentric_grid():
+    from nuskybgd_engine.io.skyframe import frame_from_header
+    from nuskybgd_engine.maps.projection import ProjectedMaps
+    from nuskybgd_engine.model.background import region_weights
+
+    h = fits.Header()
+    for k, v in dict(CTYPE1="HPLN-TAN", CTYPE2="HPLT-TAN", CRPIX1=200, CRPIX2=200, CRVAL1=0.0, CRVAL2=0.0,
+                     CDELT1=-2.4581, CDELT2=2.4581, CUNIT1="arcsec", CUNIT2="arcsec").items():
+        h[k] = v
+    grid = frame_from_header(h, shape=(400, 400)).grid()
+    maps = ProjectedMaps(bgdap=np.ones((400, 400)), det=[np.ones((400, 400))] * 4, header=h, module="A",
+                         exposure=1.0)
+    w = region_weights(RegionSet.from_string("image\nbox(200.5,200.5,10,10,0)\n"), grid, maps)
+    assert w.W == 100.0 and w.A == (100.0,) * 4
+    with pytest.raises(BadRegionError, match="image or physical"):
+        region_weights(RegionSet.from_string('fk5\ncircle(10.0,2.0,30")\n'), grid, maps)
