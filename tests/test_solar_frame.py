@@ -247,3 +247,18 @@ def test_region_weights_refuse_sky_regions_on_a_heliocentric_grid():
     assert w.W == 100.0 and w.A == (100.0,) * 4
     with pytest.raises(BadRegionError, match="image or physical"):
         region_weights(RegionSet.from_string('fk5\ncircle(10.0,2.0,30")\n'), grid, maps)
+
+
+@pytest.mark.requires_data
+@pytest.mark.slow
+def test_real_solar_observation_directory(solar, tmp_path):
+    """prepare_observation (dashboard, batch) opens a solar directory: no det1 file, solar X/Y events."""
+    from nuskybgd_engine.observation import prepare_observation
+
+    evdir = tmp_path / "90410111001" / "event_cl"
+    evdir.mkdir(parents=True)
+    (evdir / "nu90410111001A06_cl_sunpos.evt").symlink_to(solar[0])
+    obs = prepare_observation(tmp_path / "90410111001", modules=("A",))["A"]
+    assert obs.grid.shape == (3000, 3000) and obs.maps.bgdap.shape == (3000, 3000)
+    assert obs.aspect.header["ASPSRC"] == "events"
+    assert own_detector_fraction(obs.events, obs.grid, obs.maps, 0.0) > 0.995
