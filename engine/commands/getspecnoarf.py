@@ -94,7 +94,8 @@ def register(subparsers):
         description="Extract the spectrum of a ds9 region from a cleaned event file (grades 0-26, nuproducts "
                     "semantics), group it with grppha's 'group min N' rule and build the region RMF: the CALDB "
                     "per-detector RMFs mixed by the region's counts per detector when $CALDB is set, else the "
-                    "embedded nominal NuSTAR RMF. BACKSCAL = region pixels / 10^6 (1000x1000 sky grid).")
+                    "embedded nominal NuSTAR RMF. BACKSCAL = region pixels / sky grid pixels (10^6 on the 1000x1000 grid). "
+                    "Solar X/Y (sunpos) files take image/physical regions only.")
     p.add_argument("evtfile", metavar="EVT", help="cleaned event file (relative to --indir)")
     p.add_argument("--reg", required=True, help="ds9 region file")
     p.add_argument("--indir", default=".", help="directory of EVT when EVT is a relative name (default .)")
