@@ -14,7 +14,12 @@ BACKSCAL
     e.g. 0.0156694 instead of 0.016841 for the 180" circle of the nustar_axions data) depends
     on the exposure map and is not reproduced.
 EXPOSURE, LIVETIME
-    Copied from the EVENTS header (nuproducts writes the dead-time corrected exposure there).
+    Copied from the EVENTS header (nuproducts writes the dead-time corrected exposure there). With
+    user GTIs (``gti=``, nuproducts ``usrgtifile``) the remaining good time × the file's
+    LIVETIME/ONTIME (:func:`~nuskybgd_engine.io.gti.apply_gti`).
+Sky frame
+    Celestial or heliocentric (solar X/Y, :mod:`~nuskybgd_engine.io.skyframe`); on a heliocentric
+    grid only image/physical regions are accepted.
 Detector counts
     ``det_counts[n]`` = selected events with ``DET_ID = n``: the nuproducts weights of the
     per-detector RMFs (see :mod:`.responses`).
