@@ -22,7 +22,8 @@ from .fit.registry import get_backend
 from .fit.statistics import get_statistic
 from .groups import group_from_spectrum_file, read_projected_maps
 from .io.ogip import read_pha
-from .io.regions import RegionSet, SkyGrid
+from .io.regions import RegionSet
+from .io.regions import grid_from_fits
 from .model.background import BackgroundOptions, RegionWeights, add_linked_groups, build_background_model
 from .model.components import ApecShape
 from .model.folding import DEFAULT_IGNORE, FoldedModel, GroupData
@@ -78,7 +79,7 @@ class BackgroundAnalysis:
         ``negative_norms`` (bool) overrides the file's ``negative_norms`` (e.g. a saved fit's choice).
         """
         info = bgdinfo if isinstance(bgdinfo, BgdInfo) else read_bgdinfo(bgdinfo)
-        grid = SkyGrid.from_fits(info.refimgf)
+        grid = grid_from_fits(info.refimgf)
         maps = {m: read_projected_maps(info.bgdapfiles[m], info.bgddetfiles[m], m) for m in info.bgdapfiles}
         groups = []
         rmf_cache = {}

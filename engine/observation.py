@@ -13,8 +13,8 @@ from pathlib import Path
 from .errors import BadConfigError, BadFileError
 from .io.aspect import read_aspect
 from .io.events import read_events
-from .io.gti import read_gti
-from .maps import aspect_histogram, make_counts_image, make_instrument_map, project_maps
+from .io.gti import apply_gti, read_gti
+from .maps import aspect_from_events, aspect_histogram, make_counts_image, make_instrument_map, project_maps
 
 __all__ = ["ModuleProducts", "ObservationProducts", "find_observation_files", "prepare_observation"]
 
@@ -67,7 +67,10 @@ def find_observation_files(obsdir, obsid=None, modules=("A", "B")):
     """Locate cleaned events, aspect and GTI files of each module under ``obsdir``.
 
     Accepts the pipeline layout ``<obsdir>/event_cl/nu<obsid><m>01_cl.evt`` (and ``.gz``), with
-    ``nu<obsid><m>_det1.fits`` and ``nu<obsid><m>01_gti.fits`` next to it or in ``../auxil``.
+    ``nu<obsid><m>_det1.fits`` and ``nu<obsid><m>01_gti.fits`` next to it or in ``../auxil``. Solar
+    pointings: ``nu<obsid><m>06_cl_sunpos.evt`` (solar X/Y) or ``nu<obsid><m>06_cl.evt`` with
+    ``nu<obsid><m>06_gti.fits``. Without a det1 file ``det1`` is None: the aspect is then measured
+    from the events (:func:`~nuskybgd_engine.maps.eventaspect.aspect_from_events`).
     """
     obsdir = Path(obsdir)
     if not obsdir.is_dir():
@@ -85,18 +88,17 @@ def find_observation_files(obsdir, obsid=None, modules=("A", "B")):
                             return p
             return None
 
-        evt = find(f"nu{obsid}{m}01_cl.evt")
+        evt = find(f"nu{obsid}{m}01_cl.evt", f"nu{obsid}{m}06_cl_sunpos.evt", f"nu{obsid}{m}06_cl.evt")
         if evt is None:
-            raise BadFileError(f"no cleaned event file nu{obsid}{m}01_cl.evt for FPM{m}", path=evdir)
+            raise BadFileError(f"no cleaned event file nu{obsid}{m}01_cl.evt (or 06_cl_sunpos.evt, 06_cl.evt) "
+                               f"for FPM{m}", path=evdir)
         det1 = find(f"nu{obsid}{m}_det1.fits")
-        if det1 is None:
-            raise BadFileError(f"no aspect file nu{obsid}{m}_det1.fits for FPM{m}", path=evdir)
-        gti = find(f"nu{obsid}{m}01_gti.fits")
+        gti = find(f"nu{obsid}{m}01_gti.fits", f"nu{obsid}{m}06_gti.fits")
         out[m] = {"events": evt, "det1": det1, "gti": gti}
     return obsid, out
 
 
-def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "B"), progress=None):
+def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "B"), progress=None, gti=None):
     """Counts images, instrument maps, aspect histograms and projected maps of an observation.
 
     Parameters
@@ -107,6 +109,9 @@ def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "
         Energy band of the counts images (keV).
     modules : sequence of {'A', 'B'}
     progress : callable(str), optional
+    gti : Gti, GTI file name(s) or a list of these, optional
+        User GTIs (nuproducts ``usrgtifile``), intersected with each module's GTI for the events
+        (images, spectra, EXPOSURE scaled by LIVETIME/ONTIME) and the aspect histogram.
 
     Returns
     -------
@@ -118,16 +123,27 @@ def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "
     for m, f in files.items():
         say(f"FPM{m}: reading events")
         ev = read_events(f["events"], module=m)
+        if gti is not None:
+            ev = apply_gti(ev, gti)
         say(f"FPM{m}: counts image {band[0]:g}-{band[1]:g} keV")
         image = make_counts_image(ev, *band)
         say(f"FPM{m}: instrument map")
         imap = make_instrument_map(ev)
         say(f"FPM{m}: aspect histogram")
-        gti = read_gti(f["gti"]) if f["gti"] is not None else ev.gti
-        if gti is None:
+        good = read_gti(f["gti"]) if f["gti"] is not None else ev.gti
+        if good is None:
             raise BadFileError("no GTI file and no GTI extension in the event file", path=f["events"])
-        hist = aspect_histogram(read_aspect(f["det1"], module=m), gti)
+        if gti is not None:
+            good = good.intersect(ev.gti)  # ev.gti is already the event GTI x the user GTIs
+        if f["det1"] is None or not ev.frame.celestial:
+            # No det1 file, or solar X/Y events (the det1 file tracks RA/Dec pixels): measure it.
+            say(f"FPM{m}: aspect and roll measured from the events")
+            track = aspect_from_events(read_events(f["events"], module=m, columns=("TIME", "X", "Y", "DET1X",
+                                                                                   "DET1Y")), good).track
+        else:
+            track = read_aspect(f["det1"], module=m)
+        hist = aspect_histogram(track, good)
         say(f"FPM{m}: projecting aperture and detector maps")
-        maps = project_maps(image.header, imap, hist, module=m)
+        maps = project_maps(image.header, imap, hist, module=m, ref_shape=image.image.shape)
         products[m] = ModuleProducts(m, ev, image, imap, hist, maps, files=dict(f))
     return ObservationProducts(obsid=obsid, root=Path(obsdir), band=tuple(float(b) for b in band), modules=products)

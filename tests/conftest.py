@@ -50,6 +50,27 @@ def auxil_dir(shared):
     return path
 
 
+@pytest.fixture(scope="session")
+def solar_events(data_dir):
+    """The real solar X/Y event file (nustar_sac ``*_sunpos.evt``): (path, raw columns, EVENTS header).
+
+    The raw columns are read here with astropy, for expectations independent of the engine.
+    """
+    import warnings
+
+    from astropy.io import fits
+
+    path = data_dir / "nustar_sac/nu90410111001A06_cl_sunpos.evt"
+    if not path.is_file():
+        pytest.skip(f"{path} not available")
+    with warnings.catch_warnings(), fits.open(path) as hdul:
+        # The file's TCRVL is the string '0.0': astropy warns about it when it builds the columns.
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        raw = {k: np.asarray(hdul["EVENTS"].data[k]) for k in ("TIME", "X", "Y", "PI", "GRADE", "DET_ID")}
+        header = hdul["EVENTS"].header.copy()
+    return path, raw, header
+
+
 # ---------------------------------------------------------------------------------------------
 # Tiny synthetic NuSTAR-like files (made fresh in tmp_path; no real data needed)
 # ---------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ def _group_value(value):
 
 
 def make_products(evtfile, regfile, *, outdir=".", stem=None, group=30, rmffile=None, arf=False,
-                  detabsfile=None, allow_empty=False, overwrite=False):
+                  detabsfile=None, allow_empty=False, overwrite=False, usrgti=None):
     """Compute every product in memory and check the outputs; return ``[(path, writer, obj)]``."""
     from ..io.events import read_events
     from ..io.fitsutil import check_writable
@@ -56,7 +56,7 @@ def make_products(evtfile, regfile, *, outdir=".", stem=None, group=30, rmffile=
     from ..spectra.responses import region_arf, region_rmf
 
     group = _group_value(group)
-    events = read_events(evtfile, columns=SPECTRUM_COLUMNS)
+    events = read_events(evtfile, columns=SPECTRUM_COLUMNS + (("TIME",) if usrgti else ()))
     regions = RegionSet.read_ds9(regfile)
     for note in regions.notes:  # shapes with no area (point, text ...) that the mask skips
         print(f"note: {regfile} {note}")
@@ -68,7 +68,7 @@ def make_products(evtfile, regfile, *, outdir=".", stem=None, group=30, rmffile=
         check_writable(path, overwrite=overwrite)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EmptyRegionWarning)
-        rs = extract_spectrum(events, regions, allow_empty=allow_empty)
+        rs = extract_spectrum(events, regions, allow_empty=allow_empty, gti=usrgti or None)
     for w in caught:
         print(f"warning: {w.message}")
     rmf, source = region_rmf(events, rs.det_counts, rmffile=rmffile)
@@ -96,7 +96,8 @@ def register(subparsers):
         description="Extract the spectrum of a ds9 region from a cleaned event file (grades 0-26, nuproducts "
                     "semantics), group it with grppha's 'group min N' rule and build the region RMF: the CALDB "
                     "per-detector RMFs mixed by the region's counts per detector when $CALDB is set, else the "
-                    "embedded nominal NuSTAR RMF. BACKSCAL = region pixels / 10^6 (1000x1000 sky grid).")
+                    "embedded nominal NuSTAR RMF. BACKSCAL = region pixels / sky grid pixels (10^6 on the 1000x1000 grid). "
+                    "Solar X/Y (sunpos) files take image/physical regions only.")
     p.add_argument("evtfile", metavar="EVT", help="cleaned event file (relative to --indir)")
     p.add_argument("--reg", required=True, help="ds9 region file")
     p.add_argument("--indir", default=".", help="directory of EVT when EVT is a relative name (default .)")
@@ -110,6 +111,9 @@ def register(subparsers):
     p.add_argument("--detabsfile", default=None, help="DETABS file for --arf (default CALDB)")
     p.add_argument("--allow-empty", type=yes_no, default=False, metavar="yes|no",
                    help="write an empty spectrum (with a warning) when the region has no event")
+    p.add_argument("--usrgti", action="append", default=None, metavar="GTI[,GTI...]",
+                   help="user GTI file(s), intersected with the event file's GTI (nuproducts usrgtifile); "
+                        "comma-separated or repeated; EXPOSURE/LIVETIME scaled by the file's LIVETIME/ONTIME")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=run)
 
@@ -122,11 +126,12 @@ def run(args):
         print(f"note: attfile {args.attfile} not needed (the event file's X/Y columns are used)")
     jobs, rs, source = make_products(evt, args.reg, outdir=args.outdir, stem=args.outprefix, group=args.group,
                                      rmffile=args.rmffile, arf=args.arf, detabsfile=args.detabsfile,
-                                     allow_empty=args.allow_empty, overwrite=args.overwrite)
+                                     allow_empty=args.allow_empty, overwrite=args.overwrite, usrgti=args.usrgti)
     for path, writer, obj in jobs:
         writer(obj, path, overwrite=args.overwrite)
         print(f"wrote {path}")
     dc = rs.det_counts.tolist()
     print(f"{rs.total_counts} counts, {rs.npix} sky pixels (BACKSCAL {rs.spectrum.backscal:.6g}), "
+          f"EXPOSURE {rs.spectrum.exposure:.3f} s, "
           f"counts per detector {dc}, RMF from {source}")
     return 0

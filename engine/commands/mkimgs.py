@@ -48,6 +48,9 @@ def register(subparsers):
     p.add_argument("--outdir", default=".", help="output directory (default: current directory)")
     p.add_argument("--det1", type=yes_no, default=False, metavar="yes|no",
                    help="also write the DET1 image <name>det.fits (RAWX, RAWY 1..30, as the seed)")
+    p.add_argument("--usrgti", action="append", default=None, metavar="GTI[,GTI...]",
+                   help="user GTI file(s), intersected with the event file's GTI (nuproducts usrgtifile); "
+                        "comma-separated or repeated; EXPOSURE/LIVETIME scaled by the file's LIVETIME/ONTIME")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=run)
 
@@ -73,8 +76,13 @@ def run(args):
     files, emin, emax = _parse(args.inputs)
     outdir = Path(args.outdir)
     label = band_label(emin, emax)
-    events = [read_events(f, columns=("X", "Y", "PI", "DET1X", "DET1Y", "RAWX", "RAWY") if args.det1
-                          else ("X", "Y", "PI")) for f in files]
+    cols = ("X", "Y", "PI") + (("DET1X", "DET1Y", "RAWX", "RAWY") if args.det1 else ()) + (
+        ("TIME",) if args.usrgti else ())
+    events = [read_events(f, columns=cols) for f in files]
+    if args.usrgti:
+        from ..io.gti import apply_gti
+
+        events = [apply_gti(ev, args.usrgti) for ev in events]
     modules = [ev.module for ev in events]
     if len(set(modules)) != len(modules):
         raise BadConfigError(f"two event files of the same module FPM{modules[0]} given", field="inputs")
@@ -88,5 +96,5 @@ def run(args):
     for path, img in jobs:
         write_counts_image(img, path, overwrite=args.overwrite)
         print(f"wrote {path}: {img.counts} counts, PI {img.channels[0]}-{img.channels[1]} "
-              f"({img.band[0]:.2f}-{img.band[1]:.2f} keV)")
+              f"({img.band[0]:.2f}-{img.band[1]:.2f} keV), EXPOSURE {float(img.header.get('EXPOSURE', 0)):.3f} s")
     return 0

@@ -15,18 +15,20 @@ def register(subparsers):
     p = subparsers.add_parser(
         "projbgd", aliases=["projinitbgds"], help="aspect-projected aperture map bgdap{A,B}.fits and detector images det{n}{A,B}im.fits",
         description="Project the DET1 aperture map and the detector masks of the instrument map onto the "
-                    "1000x1000 sky grid of the reference image, averaged over the aspect histogram "
-                    "(roll PA_PNT+1 deg, nudge (2.7, 0.8) px, DET1 reference pixel (350, 350)). "
+                    "sky grid of the reference image (1000x1000 RA/Dec, or the solar X/Y grid of a sunpos file), "
+                    "averaged over the aspect histogram (roll PA+1 deg with PA from --pa-pnt, else the roll the "
+                    "aspect histogram measured from the events (PA_EVT), else PA_PNT; nudge (2.7, 0.8) px, DET1 "
+                    "reference pixel (350, 350)). "
                     "The detector images det{0..3}<mod>im.fits are written NEXT TO out= (nuskybgd-py writes "
                     "them to the current directory).")
-    p.add_argument("--refimg", required=True, help="1000x1000 sky counts image with PA_PNT and WCS (e.g. imA3to20keV.fits)")
+    p.add_argument("--refimg", required=True, help="sky counts image from mkimgs with PA_PNT and WCS (e.g. imA3to20keV.fits)")
     p.add_argument("--out", required=True, help="output aperture image (e.g. bgdapA.fits)")
     p.add_argument("--mod", required=True, help="module A or B")
     p.add_argument("--det", default="1234", help="detectors as characters 1-4 (n+1 = DETn; default 1234)")
     p.add_argument("--chipmap", required=True, help="instrument map from mkinstrmap (newinstrmap<mod>.fits)")
     p.add_argument("--aspect", required=True, help="aspect histogram from aspecthist (aspecthist<mod>.fits)")
     p.add_argument("--auxil-dir", help="auxil directory (default: $NUSKYBGD_AUXIL / cache)")
-    p.add_argument("--pa-pnt", type=float, help="roll angle overriding the reference image's PA_PNT (degrees)")
+    p.add_argument("--pa-pnt", type=float, help="roll angle (degrees) overriding PA_EVT of the aspect histogram and PA_PNT of the image")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=run)
 

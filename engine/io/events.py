@@ -8,8 +8,9 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadConfigError, BadFileError
-from .fitsutil import find_hdu, module_from_header, read_fits, require_columns, write_fits
+from .fitsutil import column_index, find_hdu, module_from_header, read_fits, require_columns, write_fits
 from .gti import Gti, gti_from_hdu, gti_hdu
+from .skyframe import frame_from_columns
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -36,18 +37,12 @@ HEADER_COPY_KEYWORDS = (
 _NULL_PA = -100.0
 
 
-def column_index(header, name):
-    """1-based number of the column called ``name`` (TTYPEn), or None."""
-    for key in header:
-        if key.startswith("TTYPE") and str(header[key]).strip().upper() == name:
-            return int(key[5:])
-    return None
-
-
 def sky_frame_from_columns(header, path=None, *, extension="EVENTS"):
     """Image WCS keywords of the sky X/Y grid from the event table's column keywords.
 
-    TCTYP→CTYPE, TCRPX→CRPIX, TCRVL→CRVAL, TCDLT→CDELT, NAXIS = TLMAX − TLMIN + 1 (spec §1.4).
+    TCTYP→CTYPE, TCRPX→CRPIX, TCRVL→CRVAL, TCDLT→CDELT, NAXIS = TLMAX − TLMIN + 1 (spec §1.4), as
+    the frame really is: heliocentric files (solar X/Y in arcsec) get ``HPLN-TAN``/``HPLT-TAN``
+    in arcsec (see :mod:`nuskybgd_engine.io.skyframe`).
 
     Returns
     -------
@@ -55,31 +50,7 @@ def sky_frame_from_columns(header, path=None, *, extension="EVENTS"):
         ``NAXIS1/2, CTYPE1/2, CRPIX1/2, CRVAL1/2, CDELT1/2, CUNIT1/2`` for an image whose pixel 1
         is sky pixel TLMIN.
     """
-    out = {}
-    for axis, name in ((1, "X"), (2, "Y")):
-        n = column_index(header, name)
-        if n is None:
-            raise BadFileError("required column missing", path=path, extension=extension, field=name)
-        vals = {}
-        for kw in ("TCTYP", "TCRPX", "TCRVL", "TCDLT", "TLMIN", "TLMAX"):
-            key = f"{kw}{n}"
-            if key not in header:
-                raise BadFileError(f"sky WCS keyword of column {name} missing", path=path, extension=extension,
-                                   field=key)
-            vals[kw] = header[key]
-        try:
-            tlmin, tlmax = int(vals["TLMIN"]), int(vals["TLMAX"])
-            crpix, crval, cdelt = (float(vals[k]) for k in ("TCRPX", "TCRVL", "TCDLT"))
-        except (TypeError, ValueError):
-            raise BadFileError(f"non-numeric sky WCS keyword of column {name}", path=path, extension=extension,
-                               field=f"TCRVL{n}") from None
-        out[f"NAXIS{axis}"] = tlmax - tlmin + 1
-        out[f"CTYPE{axis}"] = str(vals["TCTYP"]).strip()
-        out[f"CRPIX{axis}"] = crpix - (tlmin - 1)
-        out[f"CRVAL{axis}"] = crval
-        out[f"CDELT{axis}"] = cdelt
-        out[f"CUNIT{axis}"] = str(header.get(f"TCUNI{n}", "deg")).strip() or "deg"
-    return out
+    return frame_from_columns(header, path, extension=extension).keywords()
 
 
 @dataclass
@@ -162,6 +133,11 @@ class EventList:
             raise BadFileError(f"PA_PNT is {pa:g} (no pointing, e.g. a solar observation); pass pa_pnt= to override",
                                path=self.path, extension="EVENTS", field="PA_PNT")
         return pa
+
+    @property
+    def frame(self):
+        """The :class:`~nuskybgd_engine.io.skyframe.SkyFrame` of the X/Y columns (celestial or heliocentric)."""
+        return frame_from_columns(self.header, self.path)
 
     def header_keywords(self):
         """Keywords to copy into products, as (key, value) pairs (PA_PNT resolved)."""

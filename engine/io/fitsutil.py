@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import warnings
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from ..errors import BadFileError
 from .files import atomic_output, check_writable  # noqa: F401  (re-exported: long-standing import names)
 
 __all__ = [
+    "column_index",
+    "header_number",
     "read_fits",
     "find_hdu",
     "hdu_name",
@@ -29,6 +32,25 @@ __all__ = [
     "write_fits",
     "check_writable",
 ]
+
+
+def column_index(header, name):
+    """1-based number of the column called ``name`` (TTYPEn), or None."""
+    for key in header:
+        if key.startswith("TTYPE") and str(header[key]).strip().upper() == name:
+            return int(key[5:])
+    return None
+
+
+def header_number(value, path, extension, field):
+    """Finite float from a header value (real files sometimes store numbers as strings)."""
+    try:
+        out = float(str(value).strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise BadFileError(f"expected a number, got {value!r}", path=path, extension=extension, field=field) from None
+    if not math.isfinite(out):
+        raise BadFileError(f"expected a finite number, got {value!r}", path=path, extension=extension, field=field)
+    return out
 
 
 def read_fits(path, *, what="FITS file"):

@@ -34,6 +34,7 @@ from .projection import (
     roll_angle,
     write_projected_maps,
 )
+from .eventaspect import EventAspect, aspect_from_events
 from .shift import bilinear_shift
 
 __all__ = [
@@ -45,5 +46,6 @@ __all__ = [
     "make_instrument_map", "pixel_maps_from_pixpos", "read_instrument_map", "write_instrument_map",
     "ProjectedMaps", "det1_coordinates", "nudge", "parse_detectors", "project_maps", "read_reference_image",
     "roll_angle", "write_projected_maps",
+    "EventAspect", "aspect_from_events",
     "bilinear_shift",
 ]

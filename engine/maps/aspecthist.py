@@ -16,7 +16,7 @@ from astropy.io import fits
 from ..errors import BadFileError
 from ..io.aspect import COPY_KEYWORDS, read_aspect
 from ..io.fitsutil import module_from_header, read_fits, write_fits
-from ..io.gti import read_gti
+from ..io.gti import Gti, as_gtis, intersect_gtis, read_gti
 
 __all__ = [
     "AspectHistogram",
@@ -92,7 +92,8 @@ def aspect_histogram(track, gti, *, gti_path=None):
     Parameters
     ----------
     track : nuskybgd_engine.io.aspect.AspectTrack
-    gti : nuskybgd_engine.io.gti.Gti
+    gti : Gti, or a list of Gti / GTI file names
+        Several GTIs are intersected (e.g. the observation's and a user GTI).
     gti_path : str, optional
         Name of the GTI file, for messages.
 
@@ -105,6 +106,8 @@ def aspect_histogram(track, gti, *, gti_path=None):
     BadFileError
         No aspect sample falls in a good time interval.
     """
+    if not isinstance(gti, Gti):  # several GTI files (or names): their intersection
+        gti = intersect_gtis(as_gtis(gti))
     dt = _gti_weights(track.time, gti)
     filled = dt > 0
     if not np.any(filled):
@@ -139,15 +142,20 @@ def _histogram_header(source, x_off, y_off, image, module):
     for key in COPY_KEYWORDS:
         if key in source:
             hdr[key] = source[key]
+    if "PA_EVT" in source:  # an aspect measured from the events carries its roll (maps/eventaspect.py)
+        hdr["ASPSRC"] = ("events", "aspect from DET1X/Y vs X/Y of the events")
+        hdr["PA_EVT"] = (float(source["PA_EVT"]), "[deg] roll (as PA_PNT) from the events")
     if "INSTRUME" not in hdr and module:
         hdr["INSTRUME"] = f"FPM{module}"
     return hdr
 
 
-def aspect_histogram_from_files(det1_path, gti_path):
-    """Read a ``*_det1.fits`` aspect file and a GTI file and histogram them."""
+def aspect_histogram_from_files(det1_path, gti_path, usrgti=None):
+    """Read a ``*_det1.fits`` aspect file and a GTI file (and user GTIs, intersected) and histogram them."""
     track = read_aspect(det1_path)
     gti = read_gti(gti_path)
+    if usrgti is not None:
+        gti = intersect_gtis(as_gtis(usrgti), base=gti, base_name=str(gti_path))
     return aspect_histogram(track, gti, gti_path=str(gti_path))
 
 

@@ -18,7 +18,8 @@ from ..constants import DET1_NPIX, DET1_PIXEL_MM, band_to_channels, channels_to_
 from ..errors import BadFileError
 from ..io.events import EventList, column_index, read_events
 from ..io.fitsutil import write_fits
-from ..io.regions import SkyGrid
+from ..io.gti import apply_gti
+from ..io.regions import grid_from_image_header
 
 __all__ = ["CountsImage", "make_counts_image", "make_det1_image", "write_counts_image", "band_label"]
 
@@ -39,7 +40,7 @@ class CountsImage:
 
         Built once from the header on first access: the header is not modified after the image is made.
         """
-        return SkyGrid.from_header(self.header, shape=self.image.shape)
+        return grid_from_image_header(self.header, shape=self.image.shape)
 
     @property
     def counts(self):
@@ -78,7 +79,7 @@ def _as_events(events, columns):
     return read_events(events, columns=columns)
 
 
-def make_counts_image(events, emin, emax):
+def make_counts_image(events, emin, emax, *, gti=None):
     """Sky counts image of the events with PI in the exact channel range of [emin, emax] keV.
 
     Parameters
@@ -86,6 +87,9 @@ def make_counts_image(events, emin, emax):
     events : EventList or path-like
     emin, emax : float
         Band in keV.
+    gti : Gti, path(s) or list, optional
+        User GTI(s) intersected with the event GTI (:func:`~nuskybgd_engine.io.gti.apply_gti`): only
+        their events are binned and EXPOSURE/LIVETIME/ONTIME are those of the remaining good time.
 
     Returns
     -------
@@ -95,7 +99,9 @@ def make_counts_image(events, emin, emax):
         Event X is binned so that pixel i (1-based) holds TLMIN-relative X in [i − 0.5, i + 0.5).
     """
     lo, hi = band_to_channels(emin, emax)
-    ev = _as_events(events, ("X", "Y", "PI"))
+    ev = _as_events(events, ("X", "Y", "PI") + (("TIME",) if gti is not None else ()))
+    if gti is not None:
+        ev = apply_gti(ev, gti)
     if not ev.sky:
         raise BadFileError("no sky WCS for the X/Y columns", path=ev.path, extension="EVENTS", field="X")
     nx, ny = int(ev.sky["NAXIS1"]), int(ev.sky["NAXIS2"])
@@ -114,6 +120,8 @@ def make_counts_image(events, emin, emax):
     flat = iy[ok].astype(np.int64) * nx + ix[ok].astype(np.int64)
     image = np.bincount(flat, minlength=nx * ny).astype(np.int32).reshape(ny, nx)
     header = ev.sky_image_header()
+    if "USRGTI" in ev.header:
+        header["USRGTI"] = ev.header["USRGTI"]
     header["HDUCLAS1"] = "IMAGE"
     header["BUNIT"] = "count"
     _band_keywords(header, lo, hi)

@@ -27,6 +27,7 @@ from scipy import fft as sfft
 from ..constants import DET1_NPIX, DET1_REFPIX, NUDGE_DET1, PA_OFFSET_DEG, SKY_NPIX
 from ..errors import BadConfigError, BadFileError
 from ..io.fitsutil import check_writable, read_fits, write_fits
+from ..io.skyframe import frame_from_header
 from .aperture import aperture_map_det1
 from .shift import bilinear_shift
 
@@ -38,6 +39,7 @@ __all__ = [
     "reference_templates",
     "project_maps",
     "check_reference_image",
+    "reference_roll",
     "read_reference_image",
     "parse_detectors",
     "projected_paths",
@@ -121,7 +123,7 @@ def det1_coordinates(i, j, peak, pa_pnt):
     return detx, dety
 
 
-def _footprint_box(peak, pa_pnt):
+def _footprint_box(peak, pa_pnt, shape=(SKY_NPIX, SKY_NPIX)):
     """Sky box (x0, x1, y0, y1), half-open, containing every sky pixel that maps into DET1."""
     a = roll_angle(pa_pnt)
     c, s = math.cos(a), math.sin(a)
@@ -130,9 +132,9 @@ def _footprint_box(peak, pa_pnt):
     x = peak[0] + (-c * u + s * v)  # the map is its own inverse
     y = peak[1] + (s * u + c * v)
     x0 = max(int(math.floor(x.min())) - 2, 0)
-    x1 = min(int(math.ceil(x.max())) + 3, SKY_NPIX)
+    x1 = min(int(math.ceil(x.max())) + 3, shape[1])
     y0 = max(int(math.floor(y.min())) - 2, 0)
-    y1 = min(int(math.ceil(y.max())) + 3, SKY_NPIX)
+    y1 = min(int(math.ceil(y.max())) + 3, shape[0])
     return x0, max(x1, x0), y0, max(y1, y0)
 
 
@@ -155,7 +157,7 @@ def reference_templates(maps_det1, active, peak, pa_pnt, *, shape=(SKY_NPIX, SKY
     sky : ndarray (k, ny, nx)
         The templates on the footprint box (0 outside the active area).
     """
-    x0, x1, y0, y1 = _footprint_box(peak, pa_pnt)
+    x0, x1, y0, y1 = _footprint_box(peak, pa_pnt, shape)
     k = maps_det1.shape[0]
     if x1 <= x0 or y1 <= y0:
         return (0, 0), np.zeros((k, 0, 0))
@@ -212,29 +214,68 @@ def parse_detectors(det):
 
 
 def check_reference_image(header, shape, path=None):
-    """Validate the reference sky image (spec §2.6): 1000×1000, PA_PNT and a CDELT-style WCS.
+    """Validate the reference sky image (spec §2.6): its sky frame, PA_PNT and a CDELT-style WCS.
 
     Returns
     -------
     float
         PA_PNT (degrees).
     """
-    if tuple(shape) != (SKY_NPIX, SKY_NPIX):
-        raise BadFileError(f"reference image must be {SKY_NPIX}x{SKY_NPIX}, got {shape[-1]}x{shape[0]}"
-                           if len(shape) == 2 else f"reference image must be a 2-D {SKY_NPIX}x{SKY_NPIX} image",
-                           path=path, extension=0)
+    return reference_roll(header, shape, path)[0]
+
+
+def reference_roll(header, shape, path=None, *, pa_pnt=None, aspect=None):
+    """Frame of the reference sky image and the roll the projection uses, with where it came from.
+
+    The roll is, in order: ``pa_pnt`` when given; the roll measured from the events
+    (``PA_EVT`` of an aspect histogram built by :func:`~.eventaspect.aspect_from_events`); the
+    image's PA_PNT — for a celestial frame only: in a heliocentric frame PA_PNT (the celestial roll)
+    differs from the roll relative to solar north.
+
+    A celestial reference image is NuSTAR's 1000×1000 grid; a heliocentric one keeps its own size.
+
+    Returns
+    -------
+    pa : float
+        Degrees (the +1° offset is added by :func:`roll_angle`).
+    frame : SkyFrame
+    source : str
+        ``'pa_pnt='``, ``'events'`` or ``'PA_PNT'``.
+    """
+    if len(shape) != 2:
+        raise BadFileError(f"reference image must be a 2-D {SKY_NPIX}x{SKY_NPIX} image", path=path, extension=0)
     for key in REF_KEYWORDS:
-        if key not in header:
+        if key != "PA_PNT" and key not in header:
             raise BadFileError("required keyword missing from the reference image", path=path, extension=0,
                                field=key)
+    frame = frame_from_header(header, path, extension=0, shape=shape)
+    if frame.celestial and tuple(shape) != (SKY_NPIX, SKY_NPIX):
+        raise BadFileError(f"reference image must be {SKY_NPIX}x{SKY_NPIX}, got {shape[-1]}x{shape[0]}",
+                           path=path, extension=0)
+    if min(shape) < DET1_NPIX:
+        raise BadFileError(f"reference image {shape[-1]}x{shape[0]} is smaller than the detector", path=path,
+                           extension=0)
+    if pa_pnt is not None:
+        return float(pa_pnt), frame, "pa_pnt="
+    measured = None if aspect is None else aspect.header.get("PA_EVT")
+    if measured is not None:
+        return float(measured), frame, "events"
+    if not frame.celestial:
+        raise BadFileError("the sky frame is heliocentric: the roll relative to solar north is not PA_PNT; build the "
+                           "aspect histogram from the events (aspecthist --events EVT) or pass pa_pnt=",
+                           path=path, extension=0, field="PA_PNT")
+    if "PA_PNT" not in header:
+        raise BadFileError("required keyword missing from the reference image", path=path, extension=0,
+                           field="PA_PNT")
     try:
         pa = float(header["PA_PNT"])
     except (TypeError, ValueError):
         raise BadFileError("PA_PNT is not a number", path=path, extension=0, field="PA_PNT") from None
     if not math.isfinite(pa) or pa == -100.0:
-        raise BadFileError(f"PA_PNT is {pa:g} (no pointing, e.g. a solar observation); pass pa_pnt= to override",
+        raise BadFileError(f"PA_PNT is {pa:g} (no pointing, e.g. a solar observation); pass pa_pnt= or build the "
+                           "aspect histogram from the events (aspecthist --events EVT)",
                            path=path, extension=0, field="PA_PNT")
-    return pa
+    return pa, frame, "PA_PNT"
 
 
 def read_reference_image(path):
@@ -246,7 +287,7 @@ def read_reference_image(path):
 
 
 def project_maps(ref_header, instrument_map, aspect, *, module=None, detectors=(0, 1, 2, 3), aperture=None,
-                 auxil_dir=None, pa_pnt=None, ref_shape=(SKY_NPIX, SKY_NPIX), ref_path=None, aspect_path=None):
+                 auxil_dir=None, pa_pnt=None, ref_shape=None, ref_path=None, aspect_path=None):
     """Project the DET1 aperture map and detector masks onto the sky with the aspect histogram.
 
     Parameters
@@ -265,9 +306,11 @@ def project_maps(ref_header, instrument_map, aspect, *, module=None, detectors=(
     auxil_dir : path-like, optional
         For the aperture map files.
     pa_pnt : float, optional
-        Overrides the header's PA_PNT (needed when it is −100).
-    ref_shape : tuple
-        Shape of the reference image (checked: must be 1000×1000).
+        Overrides the roll (see :func:`reference_roll` for the order: ``pa_pnt``, the aspect's
+        measured ``PA_EVT``, the header's PA_PNT).
+    ref_shape : tuple, optional
+        Shape ``(ny, nx)`` of the reference image (default: NAXIS2/NAXIS1 of ``ref_header``, else
+        1000×1000); 1000×1000 for a celestial frame, the event grid's size for a heliocentric one.
     ref_path, aspect_path : str, optional
         Names for error messages.
 
@@ -275,12 +318,11 @@ def project_maps(ref_header, instrument_map, aspect, *, module=None, detectors=(
     -------
     ProjectedMaps
     """
-    if pa_pnt is None:
-        pa = check_reference_image(ref_header, ref_shape, ref_path)
-    else:
-        hdr = ref_header.copy()
-        hdr["PA_PNT"] = float(pa_pnt)
-        pa = check_reference_image(hdr, ref_shape, ref_path)
+    if ref_shape is None:
+        ref_shape = ((int(ref_header["NAXIS2"]), int(ref_header["NAXIS1"])) if "NAXIS1" in ref_header
+                     and "NAXIS2" in ref_header else (SKY_NPIX, SKY_NPIX))
+    pa, _, pa_source = reference_roll(ref_header, ref_shape, ref_path, pa_pnt=pa_pnt, aspect=aspect)
+    shape = (int(ref_shape[0]), int(ref_shape[1]))
     dets = parse_detectors(detectors) if isinstance(detectors, str) else parse_detectors(tuple(detectors))
     imap = getattr(instrument_map, "data", instrument_map)
     imap = np.asarray(imap, dtype=np.float64)
@@ -302,17 +344,17 @@ def project_maps(ref_header, instrument_map, aspect, *, module=None, detectors=(
     if not total > 0:
         raise BadFileError("aspect histogram is empty", path=aspect_path or aspect.path)
     peak = aspect.peak
-    if not (0 <= peak[0] < SKY_NPIX and 0 <= peak[1] < SKY_NPIX):
-        raise BadFileError(f"aspect peak ({peak[0]}, {peak[1]}) is outside the {SKY_NPIX}x{SKY_NPIX} sky frame",
+    if not (0 <= peak[0] < shape[1] and 0 <= peak[1] < shape[0]):
+        raise BadFileError(f"aspect peak ({peak[0]}, {peak[1]}) is outside the {shape[1]}x{shape[0]} sky frame",
                            path=aspect_path or aspect.path)
 
     masks = np.stack([imap == d + 1 for d in dets]).astype(np.float64)
     active = masks.any(axis=0)
     templates = np.concatenate([aperture[None], masks]) / total
-    (by, bx), sky = reference_templates(templates, active, peak, pa)
+    (by, bx), sky = reference_templates(templates, active, peak, pa, shape=shape)
     nu_x, nu_y = nudge(pa)
 
-    out = np.zeros((len(templates), SKY_NPIX, SKY_NPIX))
+    out = np.zeros((len(templates),) + shape)
     if sky.size:
         # Zero margin so the bilinear shift by −ν never wraps inside the padded box.
         mx, my = int(math.ceil(abs(nu_x))) + 1, int(math.ceil(abs(nu_y))) + 1
@@ -330,8 +372,8 @@ def project_maps(ref_header, instrument_map, aspect, *, module=None, detectors=(
     header = ref_header.copy()
     for key in ("BSCALE", "BZERO", "BLANK", "CHECKSUM", "DATASUM", "BUNIT"):
         header.remove(key, ignore_missing=True, remove_all=True)
-    if pa_pnt is not None:
-        header["PA_PNT"] = float(pa_pnt)
+    if pa_source != "PA_PNT":
+        header["PA_PNT"] = (float(pa), f"[deg] roll used (from {pa_source})")
     header["HISTORY"] = "nuskybgd projbgd: aspect-projected aperture map / detector mask"
     header["NSB_MOD"] = (f"FPM{mod}", "module of the projected maps")
     header["NSB_PA"] = (pa + PA_OFFSET_DEG, "[deg] roll used (PA_PNT + 1)")

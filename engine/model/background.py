@@ -27,6 +27,7 @@ import numpy as np
 from ..constants import PIXEL_ARCSEC
 from ..errors import BadConfigError, BadRegionError
 from ..io.regions import region_cutout
+from ..io.regions import require_pixel_regions
 from .components import COMPONENTS, param_specs
 from .parameters import Link, ModelState, Parameter, SourceModel
 
@@ -84,6 +85,7 @@ class RegionWeights:
 
 def region_weights(regions, grid, maps, *, name=""):
     """Weights of ``regions`` (RegionSet) on the projected maps of one module (cutout sums)."""
+    require_pixel_regions(regions, grid)  # fk5 shapes on a heliocentric (solar X/Y) grid: one clear line
     cut = region_cutout(regions, grid)
     return RegionWeights(W=float(cut.sum(maps.bgdap)),
                          A=tuple(float(cut.sum(d)) if d is not None else 0.0 for d in maps.det),

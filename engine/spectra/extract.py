@@ -14,7 +14,12 @@ BACKSCAL
     e.g. 0.0156694 instead of 0.016841 for the 180" circle of the nustar_axions data) depends
     on the exposure map and is not reproduced.
 EXPOSURE, LIVETIME
-    Copied from the EVENTS header (nuproducts writes the dead-time corrected exposure there).
+    Copied from the EVENTS header (nuproducts writes the dead-time corrected exposure there). With
+    user GTIs (``gti=``, nuproducts ``usrgtifile``) the remaining good time × the file's
+    LIVETIME/ONTIME (:func:`~nuskybgd_engine.io.gti.apply_gti`).
+Sky frame
+    Celestial or heliocentric (solar X/Y, :mod:`~nuskybgd_engine.io.skyframe`); on a heliocentric
+    grid only image/physical regions are accepted.
 Detector counts
     ``det_counts[n]`` = selected events with ``DET_ID = n``: the nuproducts weights of the
     per-detector RMFs (see :mod:`.responses`).
@@ -30,10 +35,11 @@ import numpy as np
 
 from ..constants import N_CHANNELS
 from ..errors import BadConfigError, BadFileError, BadRegionError
-from ..io.gti import gti_hdu
+from ..io.gti import apply_gti, gti_hdu
 from ..io.ogip import Spectrum
 from ..io.regions import Cutout, SkyGrid, as_regionset, region_cutout, select_events
 from ..io.regions.cxc import region_hdu
+from ..io.regions import grid_from_event_header, require_pixel_regions
 
 __all__ = ["RegionSpectrum", "extract_spectrum", "region_hdu", "GRADE_RANGE", "EmptyRegionWarning"]
 
@@ -107,7 +113,7 @@ def _pi_range(pi_range):
     return lo, hi
 
 
-def extract_spectrum(events, regions, *, grid=None, pi_range=None, allow_empty=False):
+def extract_spectrum(events, regions, *, grid=None, pi_range=None, allow_empty=False, gti=None):
     """Spectrum of the events inside a region (nuproducts semantics, spec §2.2).
 
     Parameters
@@ -125,6 +131,10 @@ def extract_spectrum(events, regions, *, grid=None, pi_range=None, allow_empty=F
         A region that selects no event is an error (usually a region off the detectors),
         unless this is true: then an empty spectrum is returned with an
         :class:`EmptyRegionWarning`.
+    gti : Gti, path, comma-separated paths or list of these, optional
+        User GTI(s) (nuproducts ``usrgtifile``): intersected with the event file's GTI; events
+        outside are dropped and EXPOSURE/LIVETIME become the remaining good time × the file's
+        LIVETIME/ONTIME (:func:`~nuskybgd_engine.io.gti.apply_gti`).
 
     Returns
     -------
@@ -137,9 +147,12 @@ def extract_spectrum(events, regions, *, grid=None, pi_range=None, allow_empty=F
     BadFileError
         A required column is missing or DET_ID is outside 0..3.
     """
+    if gti is not None:
+        events = apply_gti(events, gti)
     if grid is None:
-        grid = SkyGrid.from_event_columns(events.header, path=events.path)
+        grid = grid_from_event_header(events.header, path=events.path)
     rs = as_regionset(regions)
+    require_pixel_regions(rs, grid)
     x, y = _column(events, "X"), _column(events, "Y")
     pi, grade, det = _column(events, "PI"), _column(events, "GRADE"), _column(events, "DET_ID")
     lo, hi = _pi_range(pi_range)
@@ -182,6 +195,8 @@ def extract_spectrum(events, regions, *, grid=None, pi_range=None, allow_empty=F
     })
     if events.path:
         header["FILIN001"] = os.path.basename(events.path)
+    if "USRGTI" in events.header:
+        header["USRGTI"] = events.header["USRGTI"]
     for n in range(4):
         header[f"DETCNTS{n}"] = int(det_counts[n])
     extra = []

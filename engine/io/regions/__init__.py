@@ -4,6 +4,7 @@ One concept per module:
 
 * :mod:`.grid` — :class:`SkyGrid`, the pixel grid of a sky image or event file (WCS, ds9
   ``physical`` coordinates);
+* :mod:`.frames` — grids of celestial and heliocentric frames; sky regions refused on the latter;
 * :mod:`.shapes` — the accepted shapes (astropy ``regions`` objects and our sector shapes) and
   how a shape is placed on a grid;
 * :mod:`.ds9` — reading and writing ds9 region text (every frame and shape ds9 saves);
@@ -12,6 +13,8 @@ One concept per module:
   excludes, pixel-centre inclusion) and the events that fall in them.
 """
 
+from .frames import (grid_from_event_header, grid_from_fits, grid_from_image_header, grid_is_celestial,
+                     grid_of_frame, require_pixel_regions)
 from .grid import SkyGrid
 from .masks import Cutout, region_cutout, region_mask, select_events
 from .regionset import RegionEntry, RegionSet, as_regionset
@@ -22,6 +25,12 @@ from regions import Region  # noqa: E402,I001
 
 __all__ = [
     "SkyGrid",
+    "grid_of_frame",
+    "grid_from_event_header",
+    "grid_from_image_header",
+    "grid_from_fits",
+    "grid_is_celestial",
+    "require_pixel_regions",
     "RegionEntry",
     "RegionSet",
     "Cutout",

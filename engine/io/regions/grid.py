@@ -17,31 +17,19 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from ...errors import BadFileError
-from ..events import column_index
-from ..fitsutil import find_hdu, hdu_name, read_fits
+from ..fitsutil import column_index, find_hdu, hdu_name, header_number, read_fits
 
 __all__ = ["SkyGrid"]
-
-
-def _number(value, path, extension, field):
-    """Finite float from a header value (real files sometimes store numbers as strings)."""
-    try:
-        out = float(str(value).strip()) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
-        raise BadFileError(f"expected a number, got {value!r}", path=path, extension=extension, field=field) from None
-    if not math.isfinite(out):
-        raise BadFileError(f"expected a finite number, got {value!r}", path=path, extension=extension, field=field)
-    return out
 
 
 def _physical_keywords(header, path, ext):
     """(LTM, LTV) of an image header: ds9 ``physical`` → image; identity when absent."""
     for key in ("LTM1_2", "LTM2_1"):
-        if key in header and _number(header[key], path, ext, key) != 0:
+        if key in header and header_number(header[key], path, ext, key) != 0:
             raise BadFileError("rotated physical coordinates (LTM1_2/LTM2_1) are not supported",
                                path=path, extension=ext, field=key)
-    ltm = tuple(_number(header.get(k, 1.0), path, ext, k) for k in ("LTM1_1", "LTM2_2"))
-    ltv = tuple(_number(header.get(k, 0.0), path, ext, k) for k in ("LTV1", "LTV2"))
+    ltm = tuple(header_number(header.get(k, 1.0), path, ext, k) for k in ("LTM1_1", "LTM2_2"))
+    ltv = tuple(header_number(header.get(k, 0.0), path, ext, k) for k in ("LTV1", "LTV2"))
     for key, value in zip(("LTM1_1", "LTM2_2"), ltm):
         if value <= 0:
             raise BadFileError(f"physical pixel scale must be positive, got {value}", path=path, extension=ext,
@@ -162,12 +150,12 @@ class SkyGrid:
                 raise BadFileError("CD-matrix WCS is not supported (expected CDELT/CROTA2)",
                                    path=path, extension=ext, field=key)
         for key in ("PC1_2", "PC2_1"):
-            if key in header and _number(header[key], path, ext, key) != 0:
+            if key in header and header_number(header[key], path, ext, key) != 0:
                 raise BadFileError("rotated PC-matrix WCS is not supported (expected CDELT/CROTA2)",
                                    path=path, extension=ext, field=key)
-        num = {k: _number(vals[k], path, ext, k) for k in vals if not k.startswith("CTYPE")}
+        num = {k: header_number(vals[k], path, ext, k) for k in vals if not k.startswith("CTYPE")}
         shape = (int(num["NAXIS2"]), int(num["NAXIS1"]))
-        crota = _number(header.get("CROTA2", 0.0), path, ext, "CROTA2")
+        crota = header_number(header.get("CROTA2", 0.0), path, ext, "CROTA2")
         ltm, ltv = _physical_keywords(header, path, ext)
         return cls._build(
             (vals["CTYPE1"], vals["CTYPE2"]),
@@ -218,7 +206,7 @@ class SkyGrid:
                 key = f"{stem}{n}"
                 if key not in header:
                     raise BadFileError(f"sky WCS keyword of column {axis} missing", path=path, extension=ext, field=key)
-                out[(stem, axis)] = header[key] if stem == "TCTYP" else _number(header[key], path, ext, key)
+                out[(stem, axis)] = header[key] if stem == "TCTYP" else header_number(header[key], path, ext, key)
         tlmin = {a: out[("TLMIN", a)] for a in "XY"}
         tlmax = {a: out[("TLMAX", a)] for a in "XY"}
         if tlmin["X"] != tlmin["Y"] or tlmin["X"] != int(tlmin["X"]):
