@@ -23,6 +23,7 @@ from scipy.ndimage import shift as nd_shift
 from scipy.optimize import minimize
 
 from nuskybgd_engine.calibration import nominal as nom
+from nuskybgd_engine.io.files import write_json
 
 DET1_PIX_MM = 0.12096
 
@@ -336,7 +337,7 @@ def main(argv=None):
         table["rmf"] = fit_rmf(read_rmf_dense(a.rmf))
         table["ratios"] = compact_ratios(json.loads((a.auxil / "ratios.json").read_text()))
         table["nomapbgdparams"] = params
-        a.out.write_text(json.dumps(table, indent=1) + "\n")
+        write_json(a.out, table, overwrite=True)
         print(f"wrote {a.out}")
     measure(a.auxil, a.rmf)
     return 0

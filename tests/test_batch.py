@@ -1,4 +1,4 @@
-"""Batch processing of many observations (engine/batch.py, ``nuskybgd batch``).
+"""Batch processing of many observations (engine/batch/, ``nuskybgd batch``).
 
 Three small simulated observations (5 ks) plus a corrupt copy are made once per module; one serial
 run and one ``LocalCluster`` run (2 workers, one of them killed mid-task) are shared by the tests.
@@ -18,13 +18,13 @@ from nuskybgd_engine.batch import (
     KILL_HOOK_ENV,
     SUMMARY_COLUMNS,
     BatchEntry,
-    _unshare,
     read_joint_config,
     read_manifest,
     read_obslist,
     run_batch,
     write_summary,
 )
+from nuskybgd_engine.batch.joint import _unshare
 from nuskybgd_engine.errors import BadConfigError
 
 OBSIDS = ("90000000101", "90000000102", "90000000103")
@@ -281,7 +281,7 @@ def test_changed_input_is_redone(serial, archive, tmp_path):
     man["inputs"][reg]["mtime_ns"] -= 1  # stat differs: the checksum decides
     man["inputs"][reg]["sha256"] = "0" * 64
     (work / OBSIDS[2] / "manifest.json").write_text(json.dumps(man))
-    from nuskybgd_engine.batch import _is_complete
+    from nuskybgd_engine.batch.runner import _is_complete
 
     opts = {"regions": "given", "band": [3.0, 20.0], "statistic": "cstat"}
     assert not _is_complete(BatchEntry(root / OBSIDS[2], OBSIDS[2]), work, opts)

@@ -7,6 +7,7 @@ from astropy.io import fits
 from nuskybgd_engine import BadConfigError, BadFileError, OutputExistsError
 from nuskybgd_engine.io.aspect import read_aspect
 from nuskybgd_engine.io.events import EVENT_COLUMNS, read_badpix, read_events
+from nuskybgd_engine.io.files import numbered_path, read_json, write_json
 from nuskybgd_engine.io.fitsutil import atomic_output, read_fits, write_fits
 from nuskybgd_engine.io.gti import Gti, read_gti
 
@@ -240,6 +241,40 @@ def test_atomic_output_failure_leaves_nothing(tmp_path):
             tmp.write_text("partial")
             raise RuntimeError("writer died")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_json_nan_as_null_atomic_and_never_clobbering(tmp_path):
+    path = tmp_path / "x.json"
+    data = {"a": float("nan"), "b": [np.float64(1.5), np.inf, -np.inf], "c": np.arange(2), "d": np.bool_(True),
+            "e": tmp_path, "f": (1, 2)}
+    write_json(path, data)
+    assert path.read_text() == ('{\n "a": null,\n "b": [\n  1.5,\n  null,\n  null\n ],\n "c": [\n  0,\n  1\n ],\n'
+                                f' "d": true,\n "e": "{tmp_path}",\n "f": [\n  1,\n  2\n ]\n}}\n')
+    with pytest.raises(OutputExistsError):
+        write_json(path, {"a": 1})
+    assert read_json(path)["a"] is None
+    write_json(path, {"a": 1}, overwrite=True)
+    assert read_json(path) == {"a": 1}
+    with pytest.raises(BadConfigError, match="cannot be written as JSON"):
+        write_json(tmp_path / "y.json", {"a": object()})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]  # no temporary, no partial file
+
+
+def test_read_json_errors_name_the_file(tmp_path):
+    with pytest.raises(BadConfigError, match="missing.json.*nope"):
+        read_json(tmp_path / "missing.json", not_found="nope")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(BadConfigError, match="bad.json.*not valid JSON"):
+        read_json(tmp_path / "bad.json")
+
+
+def test_numbered_path_skips_files_and_dangling_links(tmp_path):
+    assert numbered_path(tmp_path, "fit.xcm") == tmp_path / "fit.xcm"
+    (tmp_path / "fit.xcm").write_text("x")
+    (tmp_path / "fit2.xcm").symlink_to(tmp_path / "nowhere")  # dangling: writing through it is refused
+    assert numbered_path(tmp_path, "fit.xcm") == tmp_path / "fit3.xcm"
+    with pytest.raises(BadConfigError, match="plain file name"):
+        numbered_path(tmp_path, "sub/fit.xcm")
 
 
 def test_output_directory_missing(tmp_path):

@@ -22,7 +22,7 @@ ENGINE = Path(nuskybgd_engine.__file__).parent
 LAZY_IMPORTS = {
     ("nuskybgd_engine.fit.registry", "nuskybgd_engine.fit.pyxspec"):
         "the PyXspec backend (and its .xcm export) is loaded only when asked for",
-    ("nuskybgd_engine.batch", "nuskybgd_engine.suggest"):
+    ("nuskybgd_engine.batch.observation", "nuskybgd_engine.suggest"):
         "an install without suggest still runs regions='given' (tested by hiding the module)",
 }
 
