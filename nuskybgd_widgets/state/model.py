@@ -65,12 +65,22 @@ def _snapshot(an):
     if an is None:
         return ()
     names = [g.name for g in an.groups]
+    sources = {s.name: s for s in an.state}
+    values = {}
+
+    def value(source, k):  # the engine's ModelState.value, memoised over the whole table
+        key = (source, k)
+        if key not in values:
+            p = sources[source].params[k - 1]
+            values[key] = p.value if p.link is None else p.link.factor * value(p.link.source, p.link.index)
+        return values[key]
+
     rows = []
-    for s in an.state:
+    for s in sources.values():
         for k, p in enumerate(s.params, start=1):
             g, local = divmod(k - 1, s.n_par)
             rows.append(ParameterRow(s.name, k, g + 1, names[g], local + 1, p.component, p.name,
-                                     float(an.state.value(s.name, k)), bool(p.frozen),
+                                     float(value(s.name, k)), bool(p.frozen),
                                      str(p.link) if p.link is not None else None, p.state,
                                      float(p.hard_min), float(p.hard_max)))
     return tuple(rows)
