@@ -141,7 +141,7 @@ class ParametersPanel(Panel):
         row = self.rows.get((source, index))
         centre = row.centre if row is not None else None
         try:
-            self.session.set_parameter(source, index, value)  # success: model_version -> _on_model syncs
+            self.session.set_parameter(source, index, value)  # success: parameters -> _on_model syncs
         except Exception:
             self._sync()
             raise
@@ -156,7 +156,7 @@ class ParametersPanel(Panel):
     @guarded
     def set_frozen(self, source, index, frozen):
         try:
-            self.session.freeze(source, index, frozen)  # success: model_version -> _on_model syncs
+            self.session.freeze(source, index, frozen)  # success: parameters -> _on_model syncs
         except Exception:
             self._sync()
             raise
