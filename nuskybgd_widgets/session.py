@@ -62,10 +62,8 @@ class Session(HasTraits):
 
     Parameters
     ----------
-    data_root : path-like, optional
-        Observations are opened only under this directory (``None``: anywhere, for notebooks).
-    workspace : path-like, optional
-        Outputs are written only here (created when missing). ``None``: exports refuse to run.
+    data_root, workspace : path-like, optional
+        Where observations are read and outputs written (see :class:`~.state.data.DataState`).
     statistic : {'cstat', 'chi'}
     """
 

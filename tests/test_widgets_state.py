@@ -119,6 +119,10 @@ def test_parameters_are_a_table_of_the_engine_model(session, circles):
         session.model.freeze(linked.source, linked.index)
     session.model.freeze("apbgd", 3)
     assert session.parameter("apbgd", 3).frozen and an.state["apbgd"][3].frozen
+    # A snapshot sets everything back (what an undo does).
+    assert session.model.restore_parameters(rows) == 1  # apbgd:p3: its value and its freeze
+    assert session.model.parameters == rows and not an.state["apbgd"][3].frozen
+    assert session.model.restore_parameters(rows) == 0 and len(seen) == 3
 
 
 def test_option_traits_rebuild_the_model(session, circles):

@@ -8,8 +8,9 @@ engine methods. What panels show is observable:
 ``fcxb_links``     the user's fcxb norm links, as spectrum-name pairs (they survive region edits)
 ``fix_line_ratios``, ``no_solar``, ``negative_norms``, ``statistic``
                    model options; setting one rebuilds the model (and is undone if that fails)
-``parameters``     every parameter as a :class:`ParameterRow` (value, frozen, link, limits): a
-                   snapshot replaced on every change, equal snapshots do not notify
+``parameters``     every parameter as a :class:`ParameterRow` (value, frozen, link, limits): an
+                   immutable snapshot replaced on every change (equal snapshots do not notify);
+                   :meth:`~BackgroundModelState.restore_parameters` sets one back (undo)
 ``change``         a :class:`ModelChange` after every change of the model's values or data, with
                    the data groups whose spectra changed (what a plot must redraw)
 """
@@ -369,6 +370,37 @@ class BackgroundModelState(HasTraits):
         """The :class:`ParameterRow` of ``source:p<index>``."""
         self.need_analysis().state[source][index]  # validates
         return next(r for r in self.parameters if r.source == source and r.index == index)
+
+    def restore_parameters(self, rows):
+        """Values and freezes back to a ``parameters`` snapshot (e.g. an undo step).
+
+        Rows are matched by (source, spectrum name, local index); rows of spectra no longer in the
+        model and linked parameters (they follow their targets) are skipped; values are clipped
+        into the current limits. Returns how many parameters changed.
+        """
+        an = self.need_analysis()
+        names = [g.name for g in an.groups]
+        n = 0
+        for r in rows:
+            if r.link is not None or r.spectrum not in names:
+                continue
+            src = an.state[r.source]
+            k = src.index(names.index(r.spectrum) + 1, r.local)
+            p = src[k]
+            if p.link is not None:
+                continue
+            changed = False
+            if p.frozen != r.frozen:
+                an.state.freeze(r.source, k, r.frozen)
+                changed = True
+            value = min(max(r.value, p.hard_min), p.hard_max)
+            if p.value != value:
+                an.set_value(r.source, k, value)
+                changed = True
+            n += changed
+        if n:
+            self.announce(None, "values")
+        return n
 
     def set_parameter(self, source, index, value):
         """Set ``source:p<index>`` (global XSPEC index) to ``value``; the spectra update."""
