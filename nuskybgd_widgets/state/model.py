@@ -180,9 +180,6 @@ class BackgroundModelState(HasTraits):
         return group_from_events(mp.events, item.regions, obs.grid, mp.maps, name=f"{item.name}{module}",
                                  group_min=30 if self.statistic == "chi" else None)
 
-    def _names(self, items):
-        return [f"{r.name}{m}" for m in self.data.modules for r in items if r.role == "background"]
-
     def set_regions(self, items, *, renamed=None, regroup=False):
         """Spectra and model for region list ``items``; unchanged regions keep their spectra.
 
