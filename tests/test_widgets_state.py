@@ -11,6 +11,7 @@ from nuskybgd_engine.simulate import SimulationSpec, simulate_observation
 from nuskybgd_widgets.geometry import nearest_hit, scaled, shape_from_drag, translated
 from nuskybgd_widgets.session import Session
 from nuskybgd_widgets.state import ModelChange, RegionsState
+from nuskybgd_widgets.state.model import _snapshot
 
 OBSID = "90000000073"
 
@@ -92,10 +93,13 @@ def test_moving_a_region_announces_the_groups_to_redraw(session, circles):
     session.move_region("bgd2", CirclePixelRegion(PixCoord(shape.center.x + 10, shape.center.y), shape.radius))
     (name, change), = changes
     assert isinstance(change, ModelChange) and change.reason == "region"
+    # Only the moved groups' rows were rebuilt: the table equals a full one.
+    assert session.model.parameters == _snapshot(session.model.analysis)
     assert change.groups == (session.group_index("bgd2", "A"), session.group_index("bgd2", "B"))
     # bgd1 holds each module's reference spectrum: its move changes every spectrum's link factors.
     session.move_region("bgd1", CirclePixelRegion(PixCoord(circles[0].center.x + 5, circles[0].center.y), 30.0))
     assert changes[-1][1].groups == tuple(range(1, 7))
+    assert session.model.parameters == _snapshot(session.model.analysis)
 
 
 def test_parameters_are_a_table_of_the_engine_model(session, circles):

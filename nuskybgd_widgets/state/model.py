@@ -62,9 +62,13 @@ class ModelChange:
     reason: str = ""
 
 
-def _snapshot(an):
+def _snapshot(an, groups=None, previous=()):
+    """The ParameterRows of ``an``; with ``groups``, rows of the other data groups are taken from
+    ``previous`` (a snapshot of the same layout: a region moved, the other groups unchanged)."""
     if an is None:
         return ()
+    if groups is not None and len(previous) != sum(len(s.params) for s in an.state):
+        groups = None
     names = [g.name for g in an.groups]
     sources = {s.name: s for s in an.state}
     values = {}
@@ -80,6 +84,9 @@ def _snapshot(an):
     for s in sources.values():
         for k, p in enumerate(s.params, start=1):
             g, local = divmod(k - 1, s.n_par)
+            if groups is not None and g + 1 not in groups:
+                rows.append(previous[len(rows)])
+                continue
             rows.append(ParameterRow(s.name, k, g + 1, names[g], local + 1, p.component, p.name,
                                      float(value(s.name, k)), bool(p.frozen),
                                      str(p.link) if p.link is not None else None, p.state,
@@ -263,7 +270,9 @@ class BackgroundModelState(HasTraits):
         with self.hold_trait_notifications():
             for name, value in traits.items():
                 setattr(self, name, value)
-            self.parameters = _snapshot(self.analysis)
+            # Without new traits (the same model layout) only the changed groups' rows are rebuilt.
+            self.parameters = _snapshot(self.analysis, None if traits or groups is None else set(groups),
+                                        self.parameters)
         self.change = ModelChange(tuple(groups) if groups is not None else None, reason)
 
     def reset(self):
