@@ -18,7 +18,7 @@ class LinksPanel(Panel):
     ``set_link(i, j, linked)``, ``set_line_ratios(bool)``, ``set_no_solar(bool)``,
     ``set_negative_norms(bool)``, ``set_statistic(name)``, ``toggle_frozen(source, g)`` (grid button of
     spectrum g), ``set_frozen(source, g, frozen)``, ``freeze_all(source, frozen)``; read-only
-    ``norm_states`` ({(source, g): 'free'/'frozen'/'linked'/'none'}).
+    ``norm_states`` ({(source, g): 'free'/'frozen'/'linked'} of the norms; a component without norms is absent).
     ``link_boxes[(i, j)]`` and ``freeze_buttons[(source, g)]`` are the widgets.
     """
 
