@@ -541,8 +541,8 @@ class BackgroundAnalysis:
     def replace_groups(self, replacements):
         """Swap several data groups at once (``{g: GroupData}``, 1-based), all or none.
 
-        What :func:`replace_group` does for one group, with the model rebuilt once: free values,
-        freezes and limits are kept, the result is cleared. On an error the analysis is unchanged.
+        :func:`replace_group` for each (free values, freezes and limits kept, the result cleared);
+        when one fails (e.g. a group of the wrong module) the analysis is left as it was.
         """
         saved = (self.groups, self.state, self.model, self.result)
         try:
@@ -560,7 +560,8 @@ class BackgroundAnalysis:
         """
         p = self.state[source][index]
         if p.link is not None:
-            raise BadConfigError(f"{source}:p{index} is linked ({p.link}); unlink it first", field=f"{source}:p{index}")
+            raise BadConfigError(f"{source}:p{index} is linked ({p.link}); unlink it first",
+                                 field=f"{source}:p{index}")
         self.state.set_value(source, index, value)
         self.model.refresh_links()
         self.result = None

@@ -147,25 +147,30 @@ def test_option_traits_rebuild_the_model(session, circles):
     assert session.model.statistic == "chi"
 
 
+def fcxb_norm(session, spectrum):
+    return next(r for r in session.model.parameters if r.source == "fcxb" and r.spectrum == spectrum
+                and r.name == "norm")
+
+
 def test_freezes_values_and_links_follow_region_edits(session, circles):
     for c in circles[:2]:
         session.add_region(c)
     session.link_fcxb("bgd1A", "bgd2A")
-    norm = next(r for r in session.model.parameters if r.source == "fcxb" and r.spectrum == "bgd1B" and r.name == "norm")
+    norm = fcxb_norm(session, "bgd1B")
     session.model.freeze("fcxb", norm.index)
     session.set_parameter("apbgd", 3, 0.03)
     session.add_region(circles[2])  # a new model for three regions: the user's choices carry over
     an = session.model.analysis
-    row = next(r for r in session.model.parameters if r.source == "fcxb" and r.spectrum == "bgd1B" and r.local == norm.local)
+    row = fcxb_norm(session, "bgd1B")
     assert row.frozen and an.state["fcxb"][row.index].frozen
     assert session.model.fcxb_links == (("bgd1A", "bgd2A"),)
     session.rename_region("bgd1", "corner")
     assert session.model.fcxb_links == (("cornerA", "bgd2A"),)
     assert session.parameter("apbgd", 3).spectrum == "cornerA" and session.parameter("apbgd", 3).value == 0.03
-    row = next(r for r in session.model.parameters if r.source == "fcxb" and r.spectrum == "cornerB" and r.local == norm.local)
+    row = fcxb_norm(session, "cornerB")
     assert row.frozen
     session.reset_parameters()  # presets again: the freeze and the value go
-    row = next(r for r in session.model.parameters if r.source == "fcxb" and r.spectrum == "cornerB" and r.local == norm.local)
+    row = fcxb_norm(session, "cornerB")
     assert not row.frozen and session.parameter("apbgd", 3).value != 0.03
 
 
