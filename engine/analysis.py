@@ -275,6 +275,43 @@ class BackgroundAnalysis:
                           components=comps, total=total, stat_error=stat, sys_error=float(systematic) * total,
                           component_errors=comp_err)
 
+    # -- edits (the widgets' session changes the analysis only through these) -------------------
+
+    def replace_groups(self, replacements):
+        """Swap several data groups at once (``{g: GroupData}``, 1-based), all or none.
+
+        :func:`replace_group` for each (free values, freezes and limits kept, the result cleared);
+        when one fails (e.g. a group of the wrong module) the analysis is left as it was.
+        """
+        saved = (self.groups, self.state, self.model, self.result)
+        try:
+            for g, group in sorted(replacements.items()):
+                replace_group(self, g, group)
+        except Exception:
+            self.groups, self.state, self.model, self.result = saved
+            raise
+        return self
+
+    def set_value(self, source, index, value):
+        """Set unlinked ``source:p<index>`` (validated against its limits) and refresh the links.
+
+        The last fit no longer describes the model: ``result`` is cleared.
+        """
+        p = self.state[source][index]
+        if p.link is not None:
+            raise BadConfigError(f"{source}:p{index} is linked ({p.link}); unlink it first",
+                                 field=f"{source}:p{index}")
+        self.state.set_value(source, index, value)
+        self.model.refresh_links()
+        self.result = None
+
+    def set_maps(self, maps):
+        """The projected maps (``{module: ProjectedMaps}``) :func:`background_images` draws with."""
+        missing = sorted(set(self.state.modules) - set(maps))
+        if missing:
+            raise BadConfigError(f"no projected maps for FPM{', FPM'.join(missing)}", field="maps")
+        self.maps = dict(maps)
+
     def __repr__(self):
         mods = "".join(g.module for g in self.groups)
         return f"BackgroundAnalysis({len(self.groups)} spectra [{mods}], {self.state})"

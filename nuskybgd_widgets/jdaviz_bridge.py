@@ -40,7 +40,7 @@ def open_imviz(session, module="A", *, imviz=None):
     """
     from astropy.io import fits
 
-    obs = session._need_observation()
+    obs = session.need_observation()
     if module not in obs.modules:
         raise BadConfigError(f"module {module!r} is not loaded", field="module")
     if imviz is None:

@@ -11,7 +11,7 @@ from nuskybgd_engine.errors import BadConfigError, FitError, NuSkyBgdError
 from nuskybgd_engine.io.regions import RegionSet
 from nuskybgd_engine.simulate import SimulationSpec, simulate_observation
 from nuskybgd_widgets.app import build_app
-from nuskybgd_widgets.panels.image import mask_outline
+from nuskybgd_widgets.geometry import mask_outline
 from nuskybgd_widgets.paths import UnsafePathError
 
 OBSID = "90000000007"

@@ -710,3 +710,37 @@ def test_chi_fit_has_no_expected_cstat(groups):
     res = an.fit("chi")
     assert res.expected is None and res.goodness is None and "expected" not in repr(res)
     assert res.to_dict()["expected"] is None
+
+
+def test_analysis_edits_replace_groups_set_value_set_maps(fitted, groups, obs, obsdir):
+    """The edits the widgets make: several groups swapped all-or-none, a value set (the fit no longer
+    describes the model), the projected maps attached for background_images."""
+    from regions import CirclePixelRegion, PixCoord
+
+    an = BackgroundAnalysis(list(groups), options=fitted.options)
+    an.fit("cstat")
+    c = RegionSet.read_ds9(obsdir / "regions" / "bgd1.reg")[0].shape.to_pixel(obs.grid.wcs)
+    moved = RegionSet()
+    moved.add(CirclePixelRegion(PixCoord(c.center.x + 5, c.center.y), c.radius), name="moved")
+    new = {m: group_from_events(obs[m].events, moved, obs.grid, obs[m].maps, name=f"bgd1{m}") for m in "AB"}
+    saved = (an.groups, an.state, an.model, an.result)
+    with pytest.raises(BadConfigError, match="FPMA"):
+        an.replace_groups({1: new["A"], 3: new["B"]})  # group 3 is FPMA: the swap of group 1 is undone too
+    assert (an.groups, an.state, an.model, an.result) == saved and an.groups[0] is groups[0]
+    an.replace_groups({1: new["A"], 2: new["B"]})
+    assert an.groups[:2] == [new["A"], new["B"]] and an.result is None
+    assert an.state.weights[1] is new["B"].weights
+    an.fit("cstat")
+    free, linked = an.state.free_parameters()[0], next(
+        (s.name, k) for s in an.state for k, p in enumerate(s.params, start=1) if p.link is not None)
+    with pytest.raises(BadConfigError, match="linked"):
+        an.set_value(*linked, 1.0)
+    assert an.result is not None
+    an.set_value(*free, an.state.value(*free) * 2)
+    assert an.result is None
+    with pytest.raises(BadConfigError, match="maps"):
+        an.set_maps({"A": obs["A"].maps})
+    an.set_maps({m: obs[m].maps for m in "AB"})
+    from nuskybgd_engine.workflow import background_images
+
+    assert set(background_images(an, (3.0, 20.0), modules=("A",))) == {"A"}

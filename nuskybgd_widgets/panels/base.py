@@ -29,14 +29,27 @@ def guarded(method):
 
 
 class Panel:
-    """Base of the panels: ``widget`` (root ipywidget), ``session`` and ``message`` (HTML, class nsb-message)."""
+    """Base of the panels: ``widget`` (root ipywidget), ``session`` and ``message`` (HTML, class nsb-message).
+
+    ``user_api`` is the panel's scripting API: the names in ``api_expose`` (methods, settable
+    widgets) and ``api_readonly``, see :class:`~nuskybgd_widgets.user_api.UserApi`.
+    """
 
     title = ""
+    api_expose = ()
+    api_readonly = ()
 
     def __init__(self, session):
         self.session = session
         self.message = w.HTML("").add_class("nsb-message")
         self.widget = None
+
+    @property
+    def user_api(self):
+        """The documented scripting API of this panel (what its buttons and boxes do)."""
+        from ..user_api import UserApi
+
+        return UserApi(self, self.api_expose, self.api_readonly)
 
     def show(self, text, level="info"):
         """Show one message line in the panel (and in the session's message list)."""

@@ -14,11 +14,14 @@ _STEPS_PER_MODULE = 5  # prepare_observation reports 5 steps per module
 class DataPanel(Panel):
     """Observation picker with progress.
 
-    Scripting API: ``load(path=None, demo=False)`` (what the Load / Demo buttons do),
-    ``path`` (Text), ``modules`` (checkboxes), ``band`` ((lo, hi) FloatTexts).
+    Scripting API (``user_api``): ``load(path=None, demo=False)`` (what the Load / Demo buttons do);
+    settable ``path`` (the path box); read-only ``modules`` (ticked FPMA/FPMB), ``band`` ((lo, hi) keV)
+    and ``status``.
     """
 
     title = "Data"
+    api_expose = ("load", "path")
+    api_readonly = ("modules", "band", "status")
 
     def __init__(self, session):
         super().__init__(session)
@@ -42,7 +45,7 @@ class DataPanel(Panel):
         self.choice.observe(lambda ch: setattr(self.path, "value", ch["new"] or self.path.value), "value")
         self.load_button.on_click(lambda _b: self.load())
         self.demo_button.on_click(lambda _b: self.load(demo=True))
-        s.observe(lambda _ch: setattr(self.status, "value", s.status), "data_version")
+        s.data.observe(lambda ch: setattr(self.status, "value", ch["new"]), "status")
         self.widget = w.VBox([
             w.HBox([self._header(), self.choice, self.path, self.module_a, self.module_b, self.emin, self.emax,
                     self.load_button, self.demo_button]),
@@ -52,10 +55,12 @@ class DataPanel(Panel):
 
     @property
     def modules(self):
+        """The ticked modules."""
         return tuple(m for m, box in (("A", self.module_a), ("B", self.module_b)) if box.value)
 
     @property
     def band(self):
+        """The (low, high) keV band in the boxes."""
         return (self.emin.value, self.emax.value)
 
     def _tick(self, text):

@@ -14,13 +14,16 @@ __all__ = ["ExportPanel"]
 class ExportPanel(Panel):
     """Writes into the session's workspace (numbered names, never overwriting).
 
-    Scripting API: ``export_xcm()``, ``export_spec()``, ``export_simplify()``, ``export_bgdspec()``,
-    ``export_images()``,
-    ``predict()``, ``export_regions()`` (what the buttons do; the source region is ``source.value``
-    and the band ``(emin.value, emax.value)``). ``file_list`` (HTML, class nsb-export-list).
+    Scripting API (``user_api``): ``export_xcm()``, ``export_spec()``, ``export_simplify()``,
+    ``export_bgdspec()``, ``export_images()``, ``predict()``, ``export_regions()`` (what the buttons
+    do); settable ``source`` (the source region they use), ``emin``, ``emax`` (keV band of images and
+    predictions); read-only ``written`` (paths), ``prediction`` (text shown).
     """
 
     title = "Export"
+    api_expose = ("export_xcm", "export_spec", "export_simplify", "export_bgdspec", "export_images", "predict",
+                  "export_regions", "source", "emin", "emax")
+    api_readonly = ("written", "prediction")
 
     def __init__(self, session):
         super().__init__(session)
@@ -46,8 +49,8 @@ class ExportPanel(Panel):
         self.images_button.on_click(lambda _b: self.export_images())
         self.predict_button.on_click(lambda _b: self.predict())
         self.regions_button.on_click(lambda _b: self.export_regions())
-        s.observe(self._on_regions, "regions_version")
-        s.observe(self._on_written, "export_version")
+        s.regions.observe(self._on_regions, "items")
+        s.exports.observe(self._on_written, "written")
         self.widget = w.VBox([
             self._header(), w.Label(f"workspace: {ws}"),
             w.HBox([self.xcm_button, self.regions_button]),
@@ -55,6 +58,11 @@ class ExportPanel(Panel):
             w.HBox([self.emin, self.emax, self.images_button, self.predict_button]),
             self.prediction, self.message, self.file_list,
         ]).add_class("nsb-export-panel")
+
+    @property
+    def written(self):
+        """Paths written by the exports of this session, oldest first."""
+        return list(self.session.written)
 
     def _on_regions(self, _change=None):
         names = self.session.region_names("source")
@@ -88,14 +96,17 @@ class ExportPanel(Panel):
 
     @guarded
     def export_xcm(self):
+        """The fitted model as an XSPEC .xcm (+ the files it loads)."""
         return self._done(self.session.export_xcm())
 
     @guarded
     def export_spec(self):
+        """nuskybgd spec: the background plus the source region's spectra, as .xcm."""
         return self._done(self.session.export_spec(self._need_source()))
 
     @guarded
     def export_simplify(self):
+        """nuskybgd simplify: the spec session without the background spectra."""
         return self._done(self.session.export_simplify(self._need_source()))
 
     @guarded
@@ -105,10 +116,12 @@ class ExportPanel(Panel):
 
     @guarded
     def export_images(self):
+        """Background model images (FITS) per module and component in the band."""
         return self._done(self.session.export_images((self.emin.value, self.emax.value)))
 
     @guarded
     def export_regions(self):
+        """Every region as a ds9 file."""
         return self._done(self.session.export_regions())
 
     @guarded

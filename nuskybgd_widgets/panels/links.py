@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipywidgets as w
 
-from ..session import COMPONENTS
+from ..state import COMPONENTS
 from .base import Panel, guarded
 
 __all__ = ["LinksPanel"]
@@ -14,13 +14,18 @@ __all__ = ["LinksPanel"]
 class LinksPanel(Panel):
     """Model options.
 
-    Scripting API: ``toggle_link(i, j)`` (the matrix checkbox of row i, column j),
-    ``set_line_ratios(bool)``, ``set_no_solar(bool)``, ``set_negative_norms(bool)``, ``set_statistic(name)``,
-    ``toggle_frozen(source, g)`` (grid button of spectrum g), ``freeze_all(source, frozen)``;
+    Scripting API (``user_api``): ``toggle_link(i, j)`` (the matrix checkbox of row i, column j),
+    ``set_link(i, j, linked)``, ``set_line_ratios(bool)``, ``set_no_solar(bool)``,
+    ``set_negative_norms(bool)``, ``set_statistic(name)``, ``toggle_frozen(source, g)`` (grid button of
+    spectrum g), ``set_frozen(source, g, frozen)``, ``freeze_all(source, frozen)``; read-only
+    ``norm_states`` ({(source, g): 'free'/'frozen'/'linked'} of the norms; a component without norms is absent).
     ``link_boxes[(i, j)]`` and ``freeze_buttons[(source, g)]`` are the widgets.
     """
 
     title = "Links & options"
+    api_expose = ("toggle_link", "set_link", "set_line_ratios", "set_no_solar", "set_negative_norms",
+                  "set_statistic", "toggle_frozen", "set_frozen", "freeze_all")
+    api_readonly = ("norm_states",)
 
     def __init__(self, session):
         super().__init__(session)
@@ -39,7 +44,8 @@ class LinksPanel(Panel):
         self.link_boxes, self.freeze_buttons = {}, {}
         self._names = None
         self._syncing = False
-        s.observe(self._on_model, "model_version")
+        s.model.observe(self._on_model, ["spectra", "fcxb_links", "parameters"])
+        s.model.observe(lambda _ch: self._sync(), ["fix_line_ratios", "no_solar", "negative_norms", "statistic"])
         self.widget = w.VBox([self._header(), w.HBox([self.line_ratios, self.no_solar, self.negative_norms]), self.statistic,
                               w.HTML("<i>fcxb norm links: row spectrum's norm drives the column's</i>"), self.matrix,
                               w.HTML("<i>norms free / frozen per component and spectrum</i>"), self.freeze_grid,
@@ -96,9 +102,9 @@ class LinksPanel(Panel):
             links = set(s.fcxb_links)
             for (i, j), box in self.link_boxes.items():
                 box.value = (i, j) in links
-            an = s.analysis
+            states = self.norm_states
             for (src, g), btn in self.freeze_buttons.items():
-                state = self._norm_state(an, src, g) if an is not None else "none"
+                state = states.get((src, g), "none")
                 btn.value = state == "frozen"
                 btn.description = state
                 btn.disabled = state in ("linked", "none")
@@ -109,15 +115,15 @@ class LinksPanel(Panel):
         finally:
             self._syncing = False
 
-    @staticmethod
-    def _norm_state(an, src, g):
-        source = an.state[src]
-        states = {source.param(g, k).state for k in range(1, source.n_par + 1) if source.param(g, k).name == "norm"}
-        if "free" in states:
-            return "free"
-        if "frozen" in states:
-            return "frozen"
-        return "linked" if states else "none"
+    @property
+    def norm_states(self):
+        """{(source, g): state} of the norms of each component and spectrum: 'free' when one is free,
+        else 'frozen' when one is frozen, else 'linked'."""
+        found = {}
+        for r in self.session.model.parameters:
+            if r.name == "norm":
+                found.setdefault((r.source, r.group), set()).add(r.state)
+        return {key: next(x for x in ("free", "frozen", "linked") if x in states) for key, states in found.items()}
 
     # -- handlers ------------------------------------------------------------------------------
 
@@ -132,17 +138,13 @@ class LinksPanel(Panel):
     @guarded
     def set_link(self, i, j, linked=True):
         """Link (or unlink) the fcxb norm of spectrum j to spectrum i (1-based)."""
-        version = self.session.model_version
         try:
             if linked:
                 self.session.link_fcxb(i, j)
             else:
                 self.session.unlink_fcxb(i, j)
-        except Exception:
-            self._sync()
-            raise
-        if self.session.model_version == version:  # link already there: no model change, no _on_model
-            self._sync()
+        finally:
+            self._sync()  # also when nothing changed (link already there) or the link was refused
 
     def toggle_link(self, i, j):
         """What clicking matrix cell (i, j) does."""
@@ -152,7 +154,7 @@ class LinksPanel(Panel):
     def set_frozen(self, src, g, frozen):
         """Freeze or thaw the unlinked norms of ``src`` in spectrum ``g``."""
         try:
-            self.session.freeze_component(src, frozen, spectra=[g])  # success: model_version -> _on_model syncs
+            self.session.freeze_component(src, frozen, spectra=[g])  # success: parameters -> _on_model syncs
         except Exception:
             self._sync()
             raise
@@ -166,7 +168,7 @@ class LinksPanel(Panel):
     def freeze_all(self, src, frozen=True):
         """Freeze or thaw the unlinked norms of ``src`` in every spectrum."""
         try:
-            self.session.freeze_component(src, frozen)  # success: model_version -> _on_model syncs
+            self.session.freeze_component(src, frozen)  # success: parameters -> _on_model syncs
         except Exception:
             self._sync()
             raise

@@ -6,16 +6,18 @@ import math
 
 import ipywidgets as w
 
-from ..session import COMPONENTS
+from ..state import COMPONENTS
 from .base import Panel, guarded
 
 __all__ = ["ParametersPanel"]
 
 
 class _Row:
-    def __init__(self, panel, source, index, p):
-        self.source, self.index = source, index
-        self.label = w.Label(f"p{index} {p.component}.{p.name}", layout=w.Layout(width="190px"))
+    """The widgets of one parameter (a ParameterRow)."""
+
+    def __init__(self, panel, p):
+        self.source, self.index = p.source, p.index
+        self.label = w.Label(f"p{p.index} {p.component}.{p.name}", layout=w.Layout(width="190px"))
         self.box = w.FloatText(value=p.value, layout=w.Layout(width="120px"))
         self.slider = w.FloatLogSlider(value=1.0, base=10, min=-2, max=2, step=0.02, readout=False,
                                        continuous_update=True, layout=w.Layout(width="160px"))
@@ -31,12 +33,15 @@ class _Row:
 class ParametersPanel(Panel):
     """Parameters of one component and spectrum.
 
-    Scripting API: ``select(source, g)``, ``set_value(source, index, value)``,
-    ``set_frozen(source, index, frozen)``, ``reset()``; ``rows`` maps (source, index) to row widgets
-    (``.box`` FloatText, ``.slider`` log slider around the value, ``.frozen`` Checkbox).
+    Scripting API (``user_api``): ``select(source, g)``, ``set_value(source, index, value)``,
+    ``set_frozen(source, index, frozen)``, ``reset()``; settable ``norms_only``; read-only ``shown``
+    (the ParameterRows on screen). ``rows`` maps (source, index) to row widgets (``.box`` FloatText,
+    ``.slider`` log slider around the value, ``.frozen`` Checkbox).
     """
 
     title = "Parameters"
+    api_expose = ("select", "set_value", "set_frozen", "reset", "norms_only")
+    api_readonly = ("shown",)
 
     def __init__(self, session):
         super().__init__(session)
@@ -50,7 +55,7 @@ class ParametersPanel(Panel):
         self.table = w.VBox()
         self.rows = {}
         self._syncing = False
-        session.observe(self._on_model, "model_version")
+        session.model.observe(self._on_model, ["spectra", "parameters"])
         self.widget = w.VBox([self._header(), w.HBox([self.source, self.spectrum, self.norms_only, self.reset_button]),
                               self.table, self.message]).add_class("nsb-parameters-panel")
         self._on_model()
@@ -75,39 +80,41 @@ class ParametersPanel(Panel):
         self.source.value = source
         self.spectrum.value = g
 
+    @property
+    def shown(self):
+        """The ParameterRows of the chosen component and spectrum (norms only when ticked)."""
+        g, source = self.spectrum.value, self.source.value
+        return [p for p in self.session.model.parameters if p.source == source and p.group == g
+                and (p.name == "norm" or not self.norms_only.value)]
+
     def _build(self, _change=None):
         if self._syncing:
             return
-        an = self.session.analysis
         self.rows = {}
-        if an is None or self.spectrum.value is None:
+        if self.session.analysis is None or self.spectrum.value is None:
             self.table.children = [w.Label("no background spectra yet")]
             return
-        src = an.state[self.source.value]
-        g = self.spectrum.value
         rows = []
-        for local in range(1, src.n_par + 1):
-            p = src.param(g, local)
-            if self.norms_only.value and p.name != "norm":
-                continue
-            k = src.index(g, local)
-            row = _Row(self, src.name, k, p)
-            self.rows[(src.name, k)] = row
+        for p in self.shown:
+            row = _Row(self, p)
+            self.rows[(p.source, p.index)] = row
             rows.append(row.widget)
         self.table.children = rows
         self._sync()
 
     def _sync(self):
-        an = self.session.analysis
-        if an is None:
+        if self.session.analysis is None:
             return
+        params = {(p.source, p.index): p for p in self.shown}
+        if set(params) != set(self.rows):  # the model's layout changed under the same spectra
+            return self._build()
         self._syncing = True
         try:
-            for (src, k), row in self.rows.items():
-                p = an.state[src][k]
-                row.box.value = an.state.value(src, k)
+            for key, row in self.rows.items():
+                p = params[key]
+                row.box.value = p.value
                 row.frozen.value = p.frozen
-                row.link.value = str(p.link) if p.link is not None else ""
+                row.link.value = p.link or ""
                 row.box.disabled = row.slider.disabled = p.link is not None
                 row.frozen.disabled = p.link is not None
                 row.centre = row.box.value if row.box.value > 0 else None
@@ -134,7 +141,7 @@ class ParametersPanel(Panel):
         row = self.rows.get((source, index))
         centre = row.centre if row is not None else None
         try:
-            self.session.set_parameter(source, index, value)  # success: model_version -> _on_model syncs
+            self.session.set_parameter(source, index, value)  # success: parameters -> _on_model syncs
         except Exception:
             self._sync()
             raise
@@ -149,7 +156,7 @@ class ParametersPanel(Panel):
     @guarded
     def set_frozen(self, source, index, frozen):
         try:
-            self.session.freeze(source, index, frozen)  # success: model_version -> _on_model syncs
+            self.session.freeze(source, index, frozen)  # success: parameters -> _on_model syncs
         except Exception:
             self._sync()
             raise

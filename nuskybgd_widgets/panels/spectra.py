@@ -121,11 +121,14 @@ class _SpectrumView:
 class SpectraPanel(Panel):
     """All background spectra, live; Fit button, statistic readout and fit warnings.
 
-    Scripting API: ``fit()`` (the Fit button), ``views`` (name → view with ``figure``),
-    ``last_redraw`` (data groups redrawn by the last update), ``last_update_seconds``.
+    Scripting API (``user_api``): ``fit()`` (the Fit button); read-only ``readout`` (statistic text),
+    ``warnings`` (warnings shown), ``views`` (spectrum name → view with ``figure``), ``last_redraw``
+    (data groups redrawn by the last update), ``last_update_seconds``.
     """
 
     title = "Spectra"
+    api_expose = ("fit",)
+    api_readonly = ("readout", "warnings", "views", "last_redraw", "last_update_seconds")
 
     def __init__(self, session):
         super().__init__(session)
@@ -138,22 +141,23 @@ class SpectraPanel(Panel):
         self.last_redraw = []
         self.last_update_seconds = 0.0
         self.fit_button.on_click(lambda _b: self.fit())
-        session.observe(self._on_model, "model_version")
-        session.observe(self._on_warnings, "warnings")
+        session.model.observe(self._on_model, "change")
+        session.fitting.observe(self._on_warnings, "warnings")
         self.widget = w.VBox([w.HBox([self._header(), self.fit_button, self.progress, self.readout]),
                               self.warnings, self.message, self.grid]).add_class("nsb-spectra-panel")
         self._on_model()
 
-    def _on_model(self, _change=None):
+    def _on_model(self, change=None):
         t0 = time.perf_counter()
         s = self.session
         names = s.spectrum_names() if s.analysis is not None else []
+        changed = change["new"].groups if change is not None else None
         if list(self.views) != names:
             self.views = {n: _SpectrumView(n) for n in names}
             self.grid.children = [v.widget for v in self.views.values()]
             groups = list(range(1, len(names) + 1))
         else:
-            groups = s.changed_groups if s.changed_groups is not None else list(range(1, len(names) + 1))
+            groups = list(changed) if changed is not None else list(range(1, len(names) + 1))
         for g in groups:
             self.views[names[g - 1]].update(s.spectrum_plot_data(g))
         self.last_redraw = list(groups)
@@ -175,7 +179,7 @@ class SpectraPanel(Panel):
                             f"this is {r.goodness:+.1f}σ")
             self.readout.value = f"{r.statistic} = {r.value:.2f} / {r.dof} dof ({state}{expected})"
         else:
-            value = s.analysis.statistic_value(s.statistic)
+            value = s.model.statistic_value()
             note = "changed since the fit" if s.result is not None else "not fitted"
             self.readout.value = f"{s.statistic} = {value:.2f} ({note})"
 
