@@ -27,11 +27,16 @@ def run(args):
     from ..io.regions import RegionSet
     from ..workflow import _numbered, group_from_spectrum_file, load_fit, spec_export
 
-    if len(args.items) == 3:
-        bgdinfo, fit, regions, spectra = None, *args.items
-    elif len(args.items) == 4:
-        bgdinfo, fit, regions, spectra = args.items
-    else:
+    from ._forms import sort_inputs
+
+    if len(args.items) not in (3, 4):
+        raise BadConfigError("expected FIT.json SRC.reg SRC.pha or bgdinfo.json FIT.xcm SRC.reg SRC.pha",
+                             field="arguments")
+    *files, regions, spectra = args.items
+    given = sort_inputs(files, {"fit", "xcm", "bgdinfo"})
+    fit = given.get("fit") or given.get("xcm")
+    bgdinfo = given.get("bgdinfo")
+    if fit is None or ("xcm" in given and bgdinfo is None) or ("fit" in given and len(given) > 1):
         raise BadConfigError("expected FIT.json SRC.reg SRC.pha or bgdinfo.json FIT.xcm SRC.reg SRC.pha",
                              field="arguments")
     regs = [Path(r) for r in regions.split(",") if r]
