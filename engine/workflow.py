@@ -26,6 +26,7 @@ from .model.background import (
 from .fit.goodness import cstat_expectation
 from .model.components import ApecShape
 from .model.folding import DEFAULT_IGNORE, FoldedModel, GroupData
+from .idl import apply_bgdinfo_options, idl_to_nuskybgd, is_idl_session
 
 __all__ = [
     "BackgroundAnalysis",
@@ -350,6 +351,7 @@ class BackgroundAnalysis:
         options = BackgroundOptions(fcxb_links=list(info.fcxb_links), fix_line_ratios=info.fix_line_ratios,
                                     no_solar=info.no_solar, negative_norms=bool(negative_norms))
         obj = cls(groups, options=options, **kw)
+        apply_bgdinfo_options(obj, info)  # IDL fitab's fixap/fixfcxb/tieap
         obj.bgdinfo = info
         obj.grid = grid
         obj.maps = maps
@@ -972,6 +974,8 @@ def analysis_from_xcm(bgdinfo, xcm_path):
 
     analysis = BackgroundAnalysis.from_bgdinfo(bgdinfo)
     session = read_xcm(xcm_path)
+    if is_idl_session(session):  # IDL nuskybgd: nuabs, powerlaw*highecut, apec last
+        session = idl_to_nuskybgd(session)[0]
     names = [Path(d.file).name for d in sorted(session.data, key=lambda d: d.spectrum)]
     want = [Path(g.name).name for g in analysis.groups]
     if names[: len(want)] != want or len(names) != len(want):

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..cli import yes_no
 from ..errors import BadConfigError
 
 
@@ -23,6 +24,15 @@ def register(subparsers):
     p.add_argument("--stat", choices=("cstat", "chi"), default=None,
                    help="fit statistic (default: bgdinfo 'statistic', else cstat with --run, chi in the file)")
     p.add_argument("--backend", default="native", help="native (default) or pyxspec")
+    p.add_argument("--fixap", type=yes_no, default=None, metavar="yes|no",
+                   help="IDL nuskybgd_fitab /fixap: freeze the apbgd reference norms at their nominal value "
+                        "(default: bgdinfo 'fixap', else no)")
+    p.add_argument("--fixfcxb", type=yes_no, default=None, metavar="yes|no",
+                   help="IDL /fixfcxb: freeze every fcxb norm that is not linked at its nominal value "
+                        "(default: bgdinfo 'fixfcxb', else no)")
+    p.add_argument("--tieap", type=yes_no, default=None, metavar="yes|no",
+                   help="IDL /tieap: one apbgd reference norm per module for all observations (default: bgdinfo "
+                        "'tieap', else yes; no = each further OBS_ID gets its own, IDL's default)")
     p.add_argument("--template", action="store_true", help="print a bgdinfo.json template and exit")
     p.add_argument("--overwrite", action="store_true", help="replace NAME.xcm/NAME.json instead of numbering")
     p.set_defaults(func=run)
@@ -53,6 +63,9 @@ def run(args):
     if not args.bgdinfo:
         raise BadConfigError("give a bgdinfo.json (or --template)", field="bgdinfo")
     info = read_bgdinfo(args.bgdinfo)
+    for key in ("fixap", "fixfcxb", "tieap"):  # IDL switches on the command line override the file
+        if getattr(args, key) is not None:
+            setattr(info, key, getattr(args, key))
     analysis = BackgroundAnalysis.from_bgdinfo(info)
     stat = args.stat or info.statistic or ("cstat" if args.run else "chi")
     xcm, js = output_names(args.savefile, args.overwrite)
