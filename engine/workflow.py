@@ -770,6 +770,7 @@ def save_fit_json(analysis, path, *, overwrite=False):
     info = getattr(analysis, "bgdinfo", None)
     data["bgdinfo"] = str(info.path.resolve()) if info is not None else None
     data["spectra"] = [g.name for g in analysis.groups]
+    data["xcm"] = str(analysis.source_xcm) if getattr(analysis, "source_xcm", None) else None
     data["modules"] = [g.module for g in analysis.groups]
     data["options"] = {"fcxb_links": [list(p) for p in analysis.options.fcxb_links],
                        "fix_line_ratios": analysis.options.fix_line_ratios, "no_solar": analysis.options.no_solar,
@@ -798,7 +799,10 @@ def load_fit_json(path):
                              field="bgdinfo")
     opts = data.get("options", {})
     negative_norms = bool(opts.get("negative_norms", False))
-    analysis = BackgroundAnalysis.from_bgdinfo(data["bgdinfo"], negative_norms=negative_norms)
+    if data.get("xcm"):  # continued from an .xcm (nuskybgd-py or IDL): its links and frozen flags
+        analysis = analysis_from_xcm(data["bgdinfo"], data["xcm"])
+    else:
+        analysis = BackgroundAnalysis.from_bgdinfo(data["bgdinfo"], negative_norms=negative_norms)
     # Record the options of the fit (the check of the free parameters below catches a bgdinfo.json
     # whose other options no longer give the fitted model).
     analysis.options = BackgroundOptions(fcxb_links=[tuple(p) for p in opts.get("fcxb_links", [])],
@@ -990,6 +994,7 @@ def analysis_from_xcm(bgdinfo, xcm_path):
     state.modules, state.weights = analysis.state.modules, analysis.state.weights
     analysis.state = state
     analysis.model = FoldedModel(state, analysis.groups, apec=analysis.apec, ignore=analysis.model.ignore)
+    analysis.source_xcm = Path(xcm_path).resolve()  # a fit of it is restored from this structure
     return analysis
 
 

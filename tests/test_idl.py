@@ -134,6 +134,9 @@ def idl_workdir(tmp_path_factory):
             bgfiles.append(f"bgd{r}{m}_sr.pha")
             regfiles.append(f"bgd{r}.reg")
     shutil.copy(obsdir / "regions" / "src_point.reg", d / "src.reg")
+    spec = extract_spectrum(obs["A"].events, RegionSet.read_ds9(d / "src.reg"), grid=obs.grid).spectrum
+    spec.header["RESPFILE"] = "respA.rmf"
+    write_pha(spec, d / "srcA_sr.pha")
     info = {"bgfiles": bgfiles, "regfiles": regfiles, "refimgf": "bgdapA.fits",
             "bgdapfiles": {"A": "bgdapA.fits", "B": "bgdapB.fits"},
             "bgddetfiles": {m: [f"det{n}{m}im.fits" for n in range(4)] for m in "AB"}}
@@ -360,3 +363,30 @@ def test_fit_cli_idl_switches_survive_the_saved_fit(idl_workdir, tmp_path):
     ap = an.state["apbgd"]
     w = an.state.weights[0]
     assert ap[3].frozen and ap[3].value == pytest.approx(_nominal_ap(w), rel=1e-6)
+
+
+@pytest.mark.requires_data
+@pytest.mark.slow
+def test_real_idl_fit_through_the_cli(idl_workdir, data_dir, tmp_path, capsys):
+    """fit --xcm (continue), then predict, bgdspec, spec, simplify and image on the IDL fit."""
+    from nuskybgd_engine.cli import main
+
+    path = data_dir / IDL_FILE
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    xcm = idl_workdir / "idl_fit.xcm"
+    shutil.copy(path, xcm)
+    d, info = idl_workdir, str(idl_workdir / "bgdinfo.json")
+    assert main(["fit", info, f"savefile={tmp_path / 'idl'}", "--run", f"xcm={xcm}"]) == 0
+    saved = json.loads((tmp_path / "idl.json").read_text())
+    assert saved["xcm"] == str(xcm.resolve())
+    assert main(["predict", str(tmp_path / "idl.json"), str(d / "src.reg"), "--module", "A"]) == 0
+    assert main(["bgdspec", str(tmp_path / "idl.json"), str(d / "src.reg"), str(d / "srcA_sr.pha"),
+                 f"out={tmp_path / 'bgd.pha'}"]) == 0
+    assert main(["spec", str(xcm), info, str(d / "src.reg"), str(d / "srcA_sr.pha"),
+                 f"savefile={tmp_path / 'bgd_src.xcm'}"]) == 0
+    assert main(["simplify", info, str(tmp_path / "bgd_src.xcm")]) == 0
+    assert (tmp_path / "bgd_only_src.xcm").is_file()
+    assert main(["image", info, str(xcm), "3", "20", f"prefix={tmp_path}/"]) == 0
+    assert (tmp_path / "bgd_total_B.fits").is_file()
+    capsys.readouterr()
