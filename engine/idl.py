@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from .errors import BadConfigError
 
 __all__ = ["is_idl_session", "idl_to_nuskybgd", "IdlConversion", "apply_fit_options", "apply_bgdinfo_options",
+           "average_fcxb", "fake_background", "nominal_fcxb_norm", "IDL_EXPFACTOR", "image_background",
+           "image_output_names",
            "NUABS_PARAMETERS"]
 
 NUABS_PARAMETERS = ("Pt", "CZT", "Zn", "CdRatio")
@@ -299,3 +301,148 @@ def apply_bgdinfo_options(analysis, info):
     changes = apply_fit_options(analysis.state, fixap=fixap, fixfcxb=fixfcxb, tieap=tieap, obsids=obsids)
     analysis.model.refresh_links()
     return changes
+
+
+# ---------------------------------------------------------------------------------------------
+# nuskybgd_spec options: expfactor, perfect, avgfcxb
+# ---------------------------------------------------------------------------------------------
+
+#: nuskybgd_spec's default ``expfactor``.
+IDL_EXPFACTOR = 100.0
+#: Sky pixel of the 1000x1000 grid in degrees (nuskybgd_spec: 2.45810736 arcsec).
+_PIXEL_DEG = 2.45810736 / 3600.0
+
+
+def nominal_fcxb_norm(npix):
+    """nuskybgd_spec ``/avgfcxb``: the expected fcxb norm of a region of ``npix`` sky pixels,
+    ``0.002353 (2.45810736/3600·1000)² · npix/1000²`` (the CXB at 1 keV times the solid angle)."""
+    return 0.002353 * (_PIXEL_DEG * 1000.0) ** 2 * float(npix) / 1000.0**2
+
+
+def average_fcxb(bspec, analysis, regions):
+    """``bspec`` with its fcxb at the nominal CXB (IDL ``/avgfcxb``) instead of the fitted one.
+
+    The fcxb counts are scaled by nominal/fitted norm; the fcxb norms leave the error propagation
+    (the component is then fixed, as in IDL).
+
+    Returns
+    -------
+    (BackgroundSpectrum, fitted norm, nominal norm)
+    """
+    import copy
+
+    import numpy as np
+
+    from .io.regions import region_cutout
+    from .model.background import add_linked_groups, region_weights
+
+    m = bspec.module
+    w = region_weights(regions, analysis.grid, analysis.maps[m], name="source")
+    state = analysis.state.copy()
+    (g,) = add_linked_groups(state, [m], [w], analysis.presets, fcxb="linked")
+    fitted = state.value("fcxb", state["fcxb"].index(g, 3))
+    nominal = nominal_fcxb_norm(region_cutout(regions, analysis.grid).npix)
+    out = copy.deepcopy(bspec)
+    old = np.asarray(out.components.get("fcxb", 0.0), float)
+    new = old * (nominal / fitted) if fitted > 0 else old * 0.0
+    out.components["fcxb"] = new
+    out.counts = np.asarray(out.counts, float) - old + new
+    for j, (src, _k) in enumerate(out.free):
+        if src == "fcxb":
+            out.jacobian[:, j] = 0.0
+    return out, fitted, nominal
+
+
+def fake_background(bspec, *, expfactor=IDL_EXPFACTOR, perfect=False, seed=None):
+    """The background spectrum nuskybgd_spec's ``fakeit`` run writes.
+
+    Counts for ``expfactor`` × the source exposure (EXPOSURE set so), Poisson-drawn unless
+    ``perfect`` (then the noise-free real-valued model counts); BACKSCAL and AREASCAL are the
+    source's, so XSPEC scales the background by 1/expfactor back to the source exposure.
+
+    Returns
+    -------
+    Spectrum
+        Ready for :func:`~nuskybgd_engine.io.ogip.write_pha`.
+    """
+    import numpy as np
+
+    from .io.ogip import Spectrum
+
+    try:
+        expfactor = float(expfactor)
+    except (TypeError, ValueError):
+        raise BadConfigError(f"expfactor must be a number, got {expfactor!r}", field="expfactor") from None
+    if not (math.isfinite(expfactor) and expfactor > 0):
+        raise BadConfigError(f"expfactor must be > 0, got {expfactor:g}", field="expfactor")
+    lam = np.maximum(np.asarray(bspec.counts, float), 0.0) * expfactor
+    counts = lam if perfect else np.random.default_rng(seed).poisson(lam).astype(np.int64)
+    header = dict(bspec.header)
+    header.update({"HDUCLAS2": "BKG", "POISSERR": not perfect, "RESPFILE": "none", "ANCRFILE": "none",
+                   "BACKFILE": "none", "CORRFILE": "none",
+                   "NSBEXPF": expfactor, "NSBPERF": bool(perfect)})  # IDL expfactor, /perfect
+    return Spectrum(channel=np.asarray(bspec.channel), counts=counts, exposure=float(bspec.exposure) * expfactor,
+                    backscal=bspec.backscal, areascal=bspec.areascal, module=bspec.module, header=header)
+
+
+# ---------------------------------------------------------------------------------------------
+# nuskybgd_image: background image of a counts image, and the background-subtracted image
+# ---------------------------------------------------------------------------------------------
+
+
+def image_background(analysis, images, image_path, band):
+    """nuskybgd_image's outputs for the counts image ``image_path``: ``(module, header, data, bgd)``.
+
+    ``bgd`` is the total model background (``images[module]['total']`` of
+    :func:`~nuskybgd_engine.workflow.background_images`) rescaled from the reference spectrum's
+    exposure to the image's LIVETIME (EXPOSURE when absent), as IDL scales to the image LIVETIME;
+    ``data - bgd`` is IDL's ``<image>bsub`` image. The image must be on the maps' sky grid and, when
+    it records its channels (PILOW/PIHIGH of ``nuskybgd mkimgs``), in the same band.
+    """
+    import numpy as np
+
+    from .constants import band_to_channels
+    from .io.fitsutil import read_fits
+
+    hdul = read_fits(image_path, what="counts image")
+    hdr = hdul[0].header
+    data = hdul[0].data
+    if data is None or data.ndim != 2:
+        raise BadConfigError("primary HDU is not a 2-D image", path=image_path)
+    inst = str(hdr.get("INSTRUME", "")).strip().upper()
+    m = inst[-1:] if inst in ("FPMA", "FPMB") else None
+    if m is None:
+        raise BadConfigError("INSTRUME must be FPMA or FPMB", path=image_path, field="INSTRUME")
+    if m not in images:
+        raise BadConfigError(f"an FPM{m} image, but the fit has no FPM{m} spectra", path=image_path, field="INSTRUME")
+    bgd_ref = images[m]["total"]
+    if data.shape != bgd_ref.shape:
+        raise BadConfigError(f"image is {data.shape[1]}x{data.shape[0]}, the projected maps "
+                             f"{bgd_ref.shape[1]}x{bgd_ref.shape[0]}", path=image_path, field="NAXIS")
+    ref = analysis.maps[m].header
+    for key in ("CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2"):
+        if key in ref and (key not in hdr or not np.isclose(float(hdr[key]), float(ref[key]), rtol=1e-9, atol=1e-9)):
+            raise BadConfigError(f"{key} = {hdr.get(key)!r} differs from the projected maps' {ref[key]!r} (not the "
+                                 "same sky grid)", path=image_path, field=key)
+    if "PILOW" in hdr and "PIHIGH" in hdr:
+        lo, hi = band_to_channels(*band)
+        if (int(hdr["PILOW"]), int(hdr["PIHIGH"])) != (lo, hi):
+            raise BadConfigError(f"image has PI {hdr['PILOW']}-{hdr['PIHIGH']}, the band {band[0]:g}-{band[1]:g} keV "
+                                 f"is PI {lo}-{hi}", path=image_path, field="PILOW")
+    exposure = hdr.get("LIVETIME", hdr.get("EXPOSURE"))
+    if exposure is None or not float(exposure) > 0:
+        raise BadConfigError("no LIVETIME or EXPOSURE > 0", path=image_path, field="LIVETIME")
+    r = analysis.state.modules.index(m) + 1
+    bgd = bgd_ref * (float(exposure) / analysis.groups[r - 1].exposure)
+    return m, hdr, np.asarray(data, float), bgd
+
+
+def image_output_names(image_path):
+    """IDL's names: ``bgd<image name>`` and ``<image stem>bsub.<ext>``, next to the image."""
+    from pathlib import Path
+
+    p = Path(image_path)
+    stem, dot, ext = p.name.rpartition(".")
+    if not dot:
+        stem, ext = p.name, "fits"
+    return p.with_name("bgd" + p.name), p.with_name(f"{stem}bsub.{ext}")

@@ -7,6 +7,7 @@ after 2015), not from :mod:`nuskybgd_engine.idl`.
 from __future__ import annotations
 
 import json
+import re
 import math
 import shutil
 import warnings
@@ -389,4 +390,143 @@ def test_real_idl_fit_through_the_cli(idl_workdir, data_dir, tmp_path, capsys):
     assert (tmp_path / "bgd_only_src.xcm").is_file()
     assert main(["image", info, str(xcm), "3", "20", f"prefix={tmp_path}/"]) == 0
     assert (tmp_path / "bgd_total_B.fits").is_file()
+    capsys.readouterr()
+
+
+# -- nuskybgd_spec / nuskybgd_image / grpabovebgd options ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def idl_fit(idl_workdir):
+    from nuskybgd_engine.cli import main
+
+    assert main(["fit", str(idl_workdir / "bgdinfo.json"), f"savefile={idl_workdir / 'fitted'}", "--run"]) == 0
+    return idl_workdir / "fitted.json"
+
+
+def _bgdspec(fit, d, out, *extra):
+    from nuskybgd_engine.cli import main
+
+    assert main(["bgdspec", str(fit), str(d / "src.reg"), str(d / "srcA_sr.pha"), f"out={out}", *extra]) == 0
+    return read_pha(out)
+
+
+@pytest.mark.slow
+def test_bgdspec_expfactor_perfect_is_idl_fakeit(idl_fit, idl_workdir, tmp_path, capsys):
+    d = idl_workdir
+    src = read_pha(d / "srcA_sr.pha")
+    model = _bgdspec(idl_fit, d, tmp_path / "model.pha")
+    perfect = _bgdspec(idl_fit, d, tmp_path / "perfect.pha", "--perfect")  # IDL's default expfactor 100
+    assert perfect.exposure == pytest.approx(100 * src.exposure, rel=1e-12)
+    assert np.allclose(perfect.counts, 100 * model.counts, rtol=1e-12, atol=0)
+    assert perfect.backscal == pytest.approx(src.backscal)
+    # What XSPEC subtracts: counts x (BACKSCAL EXPOSURE)_src / (BACKSCAL EXPOSURE)_bkg = the model in the region.
+    scale = (src.backscal * src.exposure) / (perfect.backscal * perfect.exposure)
+    assert np.allclose(perfect.counts * scale, model.counts, rtol=1e-12)
+    noisy = _bgdspec(idl_fit, d, tmp_path / "noisy.pha", "--expfactor", "20", "--seed", "4")
+    assert noisy.exposure == pytest.approx(20 * src.exposure)
+    assert np.issubdtype(noisy.counts.dtype, np.integer) and not np.array_equal(noisy.counts, 20 * model.counts)
+    lam = 20 * model.counts.sum()
+    assert abs(noisy.counts.sum() - lam) < 5 * math.sqrt(lam)
+    capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_bgdspec_avgfcxb_uses_the_nominal_cxb(idl_fit, idl_workdir, tmp_path, capsys):
+    from nuskybgd_engine.bgdspec import background_spectrum
+    from nuskybgd_engine.workflow import load_fit_json
+
+    d = idl_workdir
+    an = load_fit_json(idl_fit)
+    bspec = background_spectrum(an, RegionSet.read_ds9(d / "src.reg"), d / "srcA_sr.pha")
+    avg = _bgdspec(idl_fit, d, tmp_path / "avg.pha", "--avgfcxb", "--perfect", "expfactor=1")
+    # nuskybgd_spec.pro: 0.002353*(2.45810736/3600.*1000.)^2*backscl, backscl = total(mask)/1000.^2
+    backscl = read_pha(d / "srcA_sr.pha").backscal
+    nominal = 0.002353 * (2.45810736 / 3600.0 * 1000.0) ** 2 * backscl
+    out = capsys.readouterr().out
+    fitted = float(re.search(r"fitted ([0-9.eE+-]+)\)", out).group(1))
+    expect = bspec.counts - bspec.components["fcxb"] + bspec.components["fcxb"] * nominal / fitted
+    assert np.allclose(avg.counts, expect, rtol=1e-3, atol=1e-12)
+    assert f"nominal {nominal:.4g}" in out
+
+
+@pytest.mark.slow
+def test_image_countsimg_bsub_and_nobsub(idl_fit, idl_workdir, tmp_path, capsys):
+    from astropy.io import fits
+
+    from nuskybgd_engine.cli import main
+    from nuskybgd_engine.io.events import read_events
+    from nuskybgd_engine.maps.images import make_counts_image, write_counts_image
+    from nuskybgd_engine.workflow import load_fit_json
+
+    evt = next((idl_workdir.parent / "demo").rglob("nu*A01_cl.evt*"))
+    img_path = tmp_path / "imA3to20keV.fits"
+    write_counts_image(make_counts_image(read_events(evt, columns=("X", "Y", "PI")), 3, 20), img_path)
+    assert main(["image", str(idl_fit), "3", "20", f"prefix={tmp_path}/", f"countsimg={img_path}"]) == 0
+    an = load_fit_json(idl_fit)
+    with fits.open(img_path) as h:
+        data, live = h[0].data.astype(float), float(h[0].header.get("LIVETIME", h[0].header["EXPOSURE"]))
+    with fits.open(tmp_path / "bgd_total_A.fits") as h:
+        total, exp_ref = h[0].data, h[0].header["EXPOSURE"]
+    with fits.open(tmp_path / "bgdimA3to20keV.fits") as h:
+        bgd = h[0].data
+    with fits.open(tmp_path / "imA3to20keVbsub.fits") as h:
+        bsub = h[0].data
+    assert exp_ref == pytest.approx(an.groups[0].exposure)
+    assert np.allclose(bgd, total * live / exp_ref, rtol=1e-6)  # IDL: scaled to the image LIVETIME
+    assert np.allclose(bsub, data - bgd, rtol=1e-6, atol=1e-9)  # IDL: data - bgdim
+    out2 = tmp_path / "nob"
+    out2.mkdir()
+    img2 = out2 / "imA3to20keV.fits"
+    shutil.copy(img_path, img2)
+    assert main(["image", str(idl_fit), "3", "20", f"prefix={out2}/", f"countsimg={img2}", "--nobsub"]) == 0
+    assert (out2 / "bgdimA3to20keV.fits").is_file() and not (out2 / "imA3to20keVbsub.fits").exists()
+    assert main(["image", str(idl_fit), "4", "20", f"prefix={out2}/x", f"countsimg={img2}"]) == 2  # other band
+    capsys.readouterr()
+
+
+def _idl_grpabovebgd(counts, bspec, ncts, chan=0):
+    """pro/grpabovebgd.pro's loop, line by line."""
+    grouping = np.zeros(len(counts), int)
+    cts = bcts = 0
+    firstval = 1
+    for c in range(len(bspec)):
+        cts += counts[c]
+        bcts += bspec[c]
+        if cts - bcts >= ncts or c == chan - 1:
+            cts = bcts = 0
+            grouping[c] = 1 if firstval else -1
+            firstval = 1
+        else:
+            grouping[c] = 1 if firstval == 1 else -1
+            firstval = 0
+    return grouping
+
+
+@pytest.mark.parametrize("seed, ncts, chan", [(1, 5, 0), (2, 20, 0), (3, 3, 40), (4, 1, 0)])
+def test_group_above_background_is_idl_grpabovebgd(seed, ncts, chan):
+    from nuskybgd_engine.spectra.grouping import group_above_background
+
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(3.0, 200)
+    bkg = rng.uniform(0, 2.5, 200)
+    assert np.array_equal(group_above_background(counts, bkg, ncts, chan=chan),
+                          _idl_grpabovebgd(counts, bkg, ncts, chan))
+
+
+@pytest.mark.slow
+def test_grpabovebgd_cli_groups_stand_above_the_background(idl_fit, idl_workdir, tmp_path, capsys):
+    from nuskybgd_engine.cli import main
+    from nuskybgd_engine.spectra.grouping import group_starts
+
+    d = idl_workdir
+    bgd = _bgdspec(idl_fit, d, tmp_path / "bgd.pha", "--perfect")
+    out = tmp_path / "grp.pha"
+    assert main(["grpabovebgd", str(d / "srcA_sr.pha"), str(tmp_path / "bgd.pha"), str(out), "10"]) == 0
+    src, grp = read_pha(d / "srcA_sr.pha"), read_pha(out)
+    assert np.array_equal(grp.counts, src.counts)
+    scaled = bgd.counts * (src.backscal * src.exposure) / (bgd.backscal * bgd.exposure)
+    starts = list(group_starts(grp.grouping)) + [src.counts.size]
+    net = [src.counts[a:b].sum() - scaled[a:b].sum() for a, b in zip(starts[:-1], starts[1:])]
+    assert len(net) > 3 and all(n >= 10 for n in net[:-1])  # the last group may fall short, as in IDL
     capsys.readouterr()

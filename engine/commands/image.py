@@ -15,6 +15,12 @@ def register(subparsers):
                    help="NAME.json EMIN EMAX, or as nuskybgd-py bgdinfo.json FIT.xcm EMIN EMAX (the two files in "
                         "either order, told apart by content)")
     p.add_argument("--bgdinfo", default=None, help="bgdinfo.json, when FIT is an .xcm")
+    p.add_argument("--countsimg", default=None, metavar="IMAGE",
+                   help="IDL nuskybgd_image: for this counts image (e.g. imA3to20keV.fits of `nuskybgd mkimgs`) also "
+                        "write bgd<IMAGE> (the total background at the image's LIVETIME) and <IMAGE stem>bsub.fits "
+                        "(counts minus background) next to it")
+    p.add_argument("--nobsub", action="store_true",
+                   help="IDL /nobsub: with --countsimg, write only the background image, not the subtracted one")
     p.add_argument("--prefix", default="", help="prefix of the output names (directory allowed)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=run)
@@ -52,16 +58,34 @@ def run(args):
     from ..workflow import background_images, load_fit
 
     fit, bgdinfo, args.emin, args.emax = parse_items(args.items, args.bgdinfo)
+    if args.nobsub and not args.countsimg:
+        from ..errors import BadConfigError
+
+        raise BadConfigError("--nobsub needs --countsimg (the counts image to subtract from)", field="nobsub")
     analysis = load_fit(fit, bgdinfo)
     images = background_images(analysis, (args.emin, args.emax))
     lo, hi = band_to_channels(args.emin, args.emax)
     e0, e1 = channels_to_band(lo, hi)
     targets = []
+    extra = []
+    if args.countsimg:
+        from ..idl import image_background, image_output_names
+
+        _m, chdr, data, bgd = image_background(analysis, images, args.countsimg, (args.emin, args.emax))
+        bgd_path, bsub_path = image_output_names(args.countsimg)
+        extra.append((bgd_path, chdr, bgd, "model background (nuskybgd image, IDL bgd<image>)"))
+        if not args.nobsub:
+            extra.append((bsub_path, chdr, data - bgd, "counts minus model background (IDL <image>bsub)"))
     for m, per in images.items():
         for comp, img in per.items():
             targets.append((Path(f"{args.prefix}bgd_{comp}_{m}.fits"), m, comp, img))
-    for path, *_ in targets:
+    for path, *_ in targets + extra:
         check_writable(path, overwrite=args.overwrite)
+    for path, chdr, img, what in extra:
+        hdr = chdr.copy()
+        hdr["HISTORY"] = what
+        write_fits(fits.HDUList([fits.PrimaryHDU(img, header=hdr)]), path, overwrite=args.overwrite)
+        print(f"wrote {path}")
     for path, m, comp, img in targets:
         hdr = analysis.maps[m].header.copy()
         r = analysis.state.modules.index(m) + 1
