@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .errors import BadConfigError
+from .errors import BadConfigError, positive_number
 
 __all__ = ["is_idl_session", "idl_to_nuskybgd", "IdlConversion", "apply_fit_options", "apply_bgdinfo_options",
            "average_fcxb", "fake_background", "nominal_fcxb_norm", "IDL_EXPFACTOR", "image_background",
@@ -369,12 +369,7 @@ def fake_background(bspec, *, expfactor=IDL_EXPFACTOR, perfect=False, seed=None)
 
     from .io.ogip import Spectrum
 
-    try:
-        expfactor = float(expfactor)
-    except (TypeError, ValueError):
-        raise BadConfigError(f"expfactor must be a number, got {expfactor!r}", field="expfactor") from None
-    if not (math.isfinite(expfactor) and expfactor > 0):
-        raise BadConfigError(f"expfactor must be > 0, got {expfactor:g}", field="expfactor")
+    expfactor = positive_number(expfactor, field="expfactor", what="expfactor")
     lam = np.maximum(np.asarray(bspec.counts, float), 0.0) * expfactor
     counts = lam if perfect else np.random.default_rng(seed).poisson(lam).astype(np.int64)
     header = dict(bspec.header)

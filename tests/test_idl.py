@@ -530,3 +530,18 @@ def test_grpabovebgd_cli_groups_stand_above_the_background(idl_fit, idl_workdir,
     net = [src.counts[a:b].sum() - scaled[a:b].sum() for a, b in zip(starts[:-1], starts[1:])]
     assert len(net) > 3 and all(n >= 10 for n in net[:-1])  # the last group may fall short, as in IDL
     capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_our_fit_xcm_with_its_bgdinfo_is_continued(idl_fit, idl_workdir, tmp_path, capsys):
+    """A nuskybgd-py style pair (bgdinfo.json + the fit's .xcm, as after `save all`) refits from the file's values."""
+    from nuskybgd_engine.cli import main
+
+    first = json.loads(idl_fit.read_text())
+    assert main(["fit", str(idl_workdir / "bgdinfo.json"), f"savefile={tmp_path / 'again'}", "--run",
+                 f"xcm={idl_workdir / 'fitted.xcm'}"]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["value"] == pytest.approx(first["value"], rel=1e-6, abs=1e-6)
+    assert main(["fit", str(idl_workdir / "bgdinfo.json"), f"savefile={tmp_path / 'x'}", "--run",
+                 f"xcm={idl_workdir / 'fitted.xcm'}", "fixap=yes"]) == 2
+    capsys.readouterr()

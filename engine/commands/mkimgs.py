@@ -87,7 +87,8 @@ def _parse(inputs):
     if len(rest) == 2 and Path(rest[0]).is_dir() and not Path(rest[1]).is_file():
         files = find_event_files(rest[0], rest[1])
         return files, bands, None, files[0].parent
-    if len(rest) == 2 and Path(rest[0]).is_file() and not Path(rest[1]).exists():
+    looks_like_file = rest[1].lower().endswith((".evt", ".evt.gz", ".fits", ".fits.gz")) if len(rest) == 2 else True
+    if len(rest) == 2 and Path(rest[0]).is_file() and not Path(rest[1]).exists() and not looks_like_file:
         if len(bands) != 1:
             raise BadConfigError("the EVT OUTNAME form takes one band", field="band")
         return [Path(rest[0])], bands, rest[1], Path(".")

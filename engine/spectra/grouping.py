@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BadConfigError
+from ..errors import BadConfigError, positive_number
 
 __all__ = ["group_min_counts", "group_above_background", "background_scale", "apply_grouping",
            "grouped_channel_ranges", "group_starts"]
@@ -129,12 +129,7 @@ def group_above_background(counts, background, minimum, *, chan=0):
     b = np.asarray(background, dtype=np.float64)
     if b.shape != c.shape or not np.all(np.isfinite(b)):
         raise BadConfigError(f"background must be {c.size} finite numbers, got shape {b.shape}", field="background")
-    try:
-        minimum = float(minimum)
-    except (TypeError, ValueError):
-        raise BadConfigError(f"minimum counts must be a number, got {minimum!r}", field="ncts") from None
-    if not (np.isfinite(minimum) and minimum > 0):
-        raise BadConfigError(f"minimum counts must be > 0, got {minimum:g}", field="ncts")
+    minimum = positive_number(minimum, field="ncts", what="minimum counts")
     grouping = np.empty(c.size, dtype=np.int16)
     cts = bcts = 0.0
     first = True
