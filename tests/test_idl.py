@@ -545,3 +545,24 @@ def test_our_fit_xcm_with_its_bgdinfo_is_continued(idl_fit, idl_workdir, tmp_pat
     assert main(["fit", str(idl_workdir / "bgdinfo.json"), f"savefile={tmp_path / 'x'}", "--run",
                  f"xcm={idl_workdir / 'fitted.xcm'}", "fixap=yes"]) == 2
     capsys.readouterr()
+
+
+def test_post_2015_idl_layout_apec_last_without_nuabs():
+    """IDL after 2015: apbgd cutoffpl, intbgd `lorentz+...(29)+apec` (apec last, line k norm at 3k)."""
+    lines = []
+    for k in range(29):
+        lines += [ParamLine(3.0 + k, -1), ParamLine(0.1, -1),
+                  (ParamLine(1e-3 * (k + 1), 1e-4) if k == 3 else Link(0.5 + k, "intbgd", 12))]
+    apec = [ParamLine(1.14579, -1), ParamLine(1.32692, -1), ParamLine(0.0, -1), ParamLine(0.2, 0.02)]
+    block = make_block(3, "intbgd", " + ".join(["lorentz"] * 29 + ["apec"]), lines + apec)
+    ap = make_block(2, "apbgd", "cutoffpl", [ParamLine(1.29, -1), ParamLine(41.13, -1), ParamLine(1e-3, 1e-4)])
+    session = XcmSession(models=[ap, block])
+    assert is_idl_session(session)
+    new, conv = idl_to_nuskybgd(session)
+    b = new.model("intbgd")
+    assert [t for _c, t in b.components] == ["apec"] + ["lorentz"] * 29
+    assert [p.value for p in b.params[:4]] == [1.14579, 1.32692, 0.0, 0.2] and b.params[3].delta == 0.02
+    # line 1 (IDL local 1-3) is now local 5-7; `=intbgd:12*r` (line 4 norm) becomes `=intbgd:16*r`
+    assert b.params[4].value == 3.0 and b.params[6].index == 16 and b.params[6].factor == 0.5
+    assert b.params[15].value == pytest.approx(4e-3)
+    assert new.model("apbgd").params[2].value == 1e-3 and not conv.nuabs and not conv.norm_factors

@@ -17,7 +17,8 @@ def register(subparsers):
                     "overwritten). Define your source model as model 1 in XSPEC and fit.")
     p.add_argument("items", nargs="+", metavar="ARG",
                    help="FIT.json SRC.reg[,SRC2.reg] SRC.pha[,SRC2.pha]  or, as nuskybgd-py, "
-                        "bgdinfo.json FIT.xcm SRC.reg SRC.pha (a hand-edited .xcm is read, never executed)")
+                        "bgdinfo.json FIT.xcm SRC.reg SRC.pha (the two files in either order; a hand-edited or IDL "
+                        "nuskybgd .xcm is read, never executed)")
     p.add_argument("--savefile", default=None, help="output .xcm (default bgd_<region stem>.xcm)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=run)
