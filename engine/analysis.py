@@ -20,6 +20,7 @@ from .fit.goodness import cstat_expectation
 from .fit.native import GeneralProblem, LinearProblem
 from .fit.registry import get_backend
 from .fit.statistics import get_statistic
+from .idl import apply_bgdinfo_options
 from .groups import group_from_spectrum_file, read_projected_maps
 from .io.ogip import read_pha
 from .io.regions import RegionSet
@@ -95,6 +96,7 @@ class BackgroundAnalysis:
         options = BackgroundOptions(fcxb_links=list(info.fcxb_links), fix_line_ratios=info.fix_line_ratios,
                                     no_solar=info.no_solar, negative_norms=bool(negative_norms))
         obj = cls(groups, options=options, **kw)
+        apply_bgdinfo_options(obj, info)  # IDL fitab's fixap/fixfcxb/tieap
         obj.bgdinfo = info
         obj.grid = grid
         obj.maps = maps

@@ -4,7 +4,12 @@ Keys (nuskybgd-py): ``bgfiles`` (spectra, XSPEC data-group order), ``regfiles`` 
 ``refimgf`` (an image with the sky WCS), ``bgdapfiles`` {"A": …, "B": …}, ``bgddetfiles``
 {"A": [4 files], "B": [4 files]}; optional ``fcxb_config: {"links": [[i, j], …]}`` and
 ``intbgd_fix_line_ratios``. Our additions (optional): ``no_solar`` (bool), ``negative_norms`` (bool, norms
-may go below 0, see :class:`~nuskybgd_engine.model.background.BackgroundOptions`) and ``statistic``.
+may go below 0, see :class:`~nuskybgd_engine.model.background.BackgroundOptions`) and ``statistic``; the IDL
+``nuskybgd_fitab`` switches ``fixap``, ``fixfcxb`` and ``tieap`` (bool, IDL meaning, see
+:mod:`nuskybgd_engine.idl`).
+
+Keys we do not know are kept (users' files carry their own; nuskybgd-py ignores them): a
+:class:`UnknownKeyWarning` names them and :func:`write_bgdinfo` writes them back unchanged.
 
 Unlike nuskybgd-py (§7 item 9) a module's maps are only required when a spectrum of that module
 is listed. Relative paths are relative to the JSON file's directory.
@@ -16,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BadConfigError
-from .io.files import read_json
+from .io.files import read_json, write_json
 from .io.ogip import read_pha
 
-__all__ = ["BgdInfo", "read_bgdinfo", "TEMPLATE"]
+__all__ = ["BgdInfo", "read_bgdinfo", "write_bgdinfo", "bgdinfo_dict", "UnknownKeyWarning", "TEMPLATE", "IDL_FIT_OPTIONS"]
 
 TEMPLATE = {
     "bgfiles": ["bgd1A_sr_g30.pha", "bgd1B_sr_g30.pha", "bgd2A_sr_g30.pha", "bgd2B_sr_g30.pha",
@@ -33,8 +38,15 @@ TEMPLATE = {
     "intbgd_fix_line_ratios": False,
 }
 
+#: IDL nuskybgd_fitab keywords accepted as bgdinfo keys (bool) and their defaults here.
+IDL_FIT_OPTIONS = {"fixap": False, "fixfcxb": False, "tieap": True}
+
 _KNOWN = {"bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles", "fcxb_config", "intbgd_fix_line_ratios",
-          "no_solar", "negative_norms", "statistic"}
+          "no_solar", "negative_norms", "statistic", *IDL_FIT_OPTIONS}
+
+
+class UnknownKeyWarning(UserWarning):
+    """A bgdinfo.json key this package does not use (kept, and written back by :func:`write_bgdinfo`)."""
 
 
 @dataclass
@@ -52,6 +64,10 @@ class BgdInfo:
     no_solar: bool = False
     negative_norms: bool = False
     statistic: str | None = None
+    #: IDL nuskybgd_fitab switches (see :mod:`nuskybgd_engine.idl`).
+    fixap: bool = False
+    fixfcxb: bool = False
+    tieap: bool = True
     raw: dict = field(default_factory=dict)
     #: Module ('A'/'B') of each spectrum, read from its header; None when read with ``check_files=False``.
     modules: list | None = None
@@ -85,7 +101,10 @@ def read_bgdinfo(path, *, check_files=True):
         raise BadConfigError("must be a JSON object", path=path)
     unknown = sorted(set(data) - _KNOWN)
     if unknown:
-        raise BadConfigError(f"unknown key(s) {', '.join(unknown)}", path=path, field=unknown[0])
+        import warnings
+
+        warnings.warn(f"{path.name}: key(s) not used by nuskybgd, kept as they are: {', '.join(unknown)}",
+                      UnknownKeyWarning, stacklevel=2)
     for key in ("bgfiles", "regfiles", "bgdapfiles", "bgddetfiles"):
         if key not in data:
             raise BadConfigError("required key missing", path=path, field=key)
@@ -124,7 +143,7 @@ def read_bgdinfo(path, *, check_files=True):
                 raise BadConfigError(f"link {pair!r} must be two different spectrum numbers 1..{len(bg)}",
                                      path=path, field="fcxb_config.links")
             links.append(tuple(pair))
-    for key in ("intbgd_fix_line_ratios", "no_solar", "negative_norms"):
+    for key in ("intbgd_fix_line_ratios", "no_solar", "negative_norms", *IDL_FIT_OPTIONS):
         if key in data and not isinstance(data[key], bool):
             raise BadConfigError("must be true or false", path=path, field=key)
     stat = data.get("statistic")
@@ -133,4 +152,48 @@ def read_bgdinfo(path, *, check_files=True):
     return BgdInfo(path=path, bgfiles=bgfiles, regfiles=regfiles, refimgf=refimgf, bgdapfiles=bgdap,
                    bgddetfiles=bgddet, fcxb_links=links, fix_line_ratios=bool(data.get("intbgd_fix_line_ratios")),
                    no_solar=bool(data.get("no_solar")), negative_norms=bool(data.get("negative_norms")),
-                   statistic=stat, raw=data, modules=modules if check_files else None)
+                   statistic=stat, raw=data, modules=modules if check_files else None,
+                   **{k: bool(data.get(k, default)) for k, default in IDL_FIT_OPTIONS.items()})
+
+
+def _as_written(value, old_base, new_base):
+    """A file entry as the user wrote it, made absolute when the file moves to another directory."""
+    if isinstance(value, list):
+        return [_as_written(v, old_base, new_base) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_written(v, old_base, new_base) for k, v in value.items()}
+    if not isinstance(value, str) or Path(value).is_absolute() or old_base == new_base:
+        return value
+    return str((old_base / value).resolve())
+
+
+def bgdinfo_dict(info):
+    """The JSON object of ``info``: the file as read (unknown keys included) with the options of ``info``."""
+    data = dict(info.raw)
+    data["intbgd_fix_line_ratios"] = bool(info.fix_line_ratios)
+    if info.fcxb_links or "fcxb_config" in data:
+        cfg = dict(data.get("fcxb_config") or {})
+        cfg["links"] = [list(p) for p in info.fcxb_links]
+        data["fcxb_config"] = cfg
+    for key in ("no_solar", "negative_norms", *IDL_FIT_OPTIONS):
+        value = bool(getattr(info, key))
+        if key in data or value != IDL_FIT_OPTIONS.get(key, False):
+            data[key] = value
+    if info.statistic is not None:
+        data["statistic"] = info.statistic
+    return data
+
+
+def write_bgdinfo(info, path, *, overwrite=False):
+    """Write ``info`` as a bgdinfo.json at ``path`` (atomic; never replaces a file unless ``overwrite``).
+
+    Every key of the file it was read from is kept, including the ones nuskybgd does not use;
+    relative file names are kept when ``path`` is in the same directory, else made absolute.
+    """
+    path = Path(path)
+    data = bgdinfo_dict(info)
+    old_base, new_base = info.path.parent.resolve(), path.parent.resolve()
+    for key in ("bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles"):
+        if key in data:
+            data[key] = _as_written(data[key], old_base, new_base)
+    return write_json(path, data, overwrite=overwrite, indent=4)

@@ -14,6 +14,7 @@ import importlib
 import pkgutil
 import re
 import sys
+import warnings
 
 from . import __version__
 from .commands._argtypes import yes_no  # noqa: F401  (re-exported: argument type of the steps)
@@ -75,7 +76,13 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(normalise_argv(argv))
     try:
-        status = args.func(args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            try:
+                status = args.func(args)
+            finally:
+                for w in caught:  # one line each (e.g. unknown bgdinfo.json keys), not Python's two
+                    print(f"nuskybgd {args.command}: warning: {w.message}", file=sys.stderr)
     except NuSkyBgdError as exc:
         print(f"nuskybgd {args.command}: error: {exc}", file=sys.stderr)
         return 2

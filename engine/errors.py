@@ -14,6 +14,7 @@ __all__ = [
     "BadRegionError",
     "BadConfigError",
     "CalibrationNotFoundError",
+    "positive_number",
     "OutputExistsError",
     "FitError",
 ]
@@ -77,3 +78,16 @@ class OutputExistsError(NuSkyBgdError):
 
 class FitError(NuSkyBgdError):
     """A fit could not be set up or did not converge."""
+
+
+def positive_number(value, *, field, what):
+    """``value`` as a finite float > 0, else a :class:`BadConfigError` naming ``what`` and ``field``."""
+    import math
+
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadConfigError(f"{what} must be a number, got {value!r}", field=field) from None
+    if not (math.isfinite(number) and number > 0):
+        raise BadConfigError(f"{what} must be > 0, got {number:g}", field=field)
+    return number

@@ -17,6 +17,7 @@ from .analysis import BackgroundAnalysis
 from .constants import band_to_channels
 from .errors import BadConfigError
 from .export import ExportWriter, group_files
+from .idl import idl_to_nuskybgd, is_idl_session
 from .io.files import atomic_output, read_json
 from .model.background import BackgroundOptions, add_linked_groups
 from .model.folding import FoldedModel
@@ -45,7 +46,10 @@ def load_fit_json(path):
                              field="bgdinfo")
     opts = data.get("options", {})
     negative_norms = bool(opts.get("negative_norms", False))
-    analysis = BackgroundAnalysis.from_bgdinfo(data["bgdinfo"], negative_norms=negative_norms)
+    if data.get("xcm"):  # continued from an .xcm (nuskybgd-py or IDL): its links and frozen flags
+        analysis = analysis_from_xcm(data["bgdinfo"], data["xcm"])
+    else:
+        analysis = BackgroundAnalysis.from_bgdinfo(data["bgdinfo"], negative_norms=negative_norms)
     # Record the options of the fit (the check of the free parameters below catches a bgdinfo.json
     # whose other options no longer give the fitted model).
     analysis.options = BackgroundOptions(fcxb_links=[tuple(p) for p in opts.get("fcxb_links", [])],
@@ -217,6 +221,8 @@ def analysis_from_xcm(bgdinfo, xcm_path):
     """
     analysis = BackgroundAnalysis.from_bgdinfo(bgdinfo)
     session = read_xcm(xcm_path)
+    if is_idl_session(session):  # IDL nuskybgd: nuabs, powerlaw*highecut, apec last
+        session = idl_to_nuskybgd(session)[0]
     names = [Path(d.file).name for d in sorted(session.data, key=lambda d: d.spectrum)]
     want = [Path(g.name).name for g in analysis.groups]
     if names[: len(want)] != want or len(names) != len(want):
@@ -231,6 +237,7 @@ def analysis_from_xcm(bgdinfo, xcm_path):
     state.modules, state.weights = analysis.state.modules, analysis.state.weights
     analysis.state = state
     analysis.model = FoldedModel(state, analysis.groups, apec=analysis.apec, ignore=analysis.model.ignore)
+    analysis.source_xcm = Path(xcm_path).resolve()  # a fit of it is restored from this structure
     return analysis
 
 

@@ -66,6 +66,24 @@ def test_cli_mkimgs_dir_obsid_and_files(tmp_path, event_file, capsys):
     assert main(["mkimgs", str(obs / a.name), "3", "20", f"outdir={out}", "--overwrite"]) == 0
 
 
+
+def test_cli_mkimgs_seed_and_idl_forms(tmp_path, event_file, monkeypatch, capsys):
+    """IDL/seed README `mkimgs ./ OBSID 3 20` writes into OBSID/event_cl (comma band lists as IDL);
+    nuskybgd-py's `mkimgs EVT OUTNAME 3 20` writes OUTNAME.fits and OUTNAMEdet.fits."""
+    obs = tmp_path / "60001001002" / "event_cl"
+    obs.mkdir(parents=True)
+    a = event_file("nu60001001002A01_cl.evt")
+    a.rename(obs / a.name)
+    monkeypatch.chdir(tmp_path)
+    assert main(["mkimgs", "./", "60001001002", "3,20", "20,40"]) == 0
+    assert sorted(p.name for p in obs.glob("im*")) == ["imA20to40keV.fits", "imA3to20keV.fits"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["60001001002"]
+    assert main(["mkimgs", str(obs / a.name), "myim", "3", "20"]) == 0
+    assert (tmp_path / "myim.fits").is_file() and (tmp_path / "myimdet.fits").is_file()
+    assert main(["mkimgs", str(obs / a.name), "missing_B01_cl.evt", "3", "20"]) == 2  # a file, not a name
+    assert main(["mkimgs", "./", "60001001002", "3,20", "20"]) == 2
+    capsys.readouterr()
+
 def _aspect_file(path, module="A", t0=1e8):
     t = t0 + np.arange(0, 1000, 0.25)
     rng = np.random.default_rng(0)

@@ -20,6 +20,14 @@ def register(subparsers):
     p.add_argument("--seed", type=int, default=None, help="random seed of the draws")
     p.add_argument("--systematic", type=float, default=None,
                    help="fractional systematic error per channel (default 0.04/1.645, Wik et al.)")
+    p.add_argument("--expfactor", type=float, default=None,
+                   help="IDL nuskybgd_spec: write the background faked for EXPFACTOR x the source exposure (EXPOSURE "
+                        "set so; IDL's default 100), Poisson counts unless --perfect, instead of the model with errors")
+    p.add_argument("--perfect", action="store_true",
+                   help="IDL /perfect: the faked background without shot noise (model counts x EXPFACTOR)")
+    p.add_argument("--avgfcxb", action="store_true",
+                   help="IDL /avgfcxb: the focused CXB at its nominal value for the region (0.002353 x solid angle) "
+                        "instead of the fitted one")
     p.add_argument("--update-source", action="store_true",
                    help="set BACKFILE of the source spectrum to the written file (atomic rewrite)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -37,7 +45,22 @@ def run(args):
     analysis = load_fit_json(args.fit)
     rs = RegionSet.read_ds9(args.region)
     bspec = background_spectrum(analysis, rs, args.spectrum, systematic=args.systematic)
-    written = [write_background_spectrum(bspec, out, fit_path=args.fit, overwrite=args.overwrite)]
+    if args.avgfcxb:
+        from ..idl import average_fcxb
+
+        bspec, fitted, nominal = average_fcxb(bspec, analysis, rs)
+        print(f"fcxb norm in the region: nominal {nominal:.4g} (fitted {fitted:.4g})")
+    if args.expfactor is not None or args.perfect:
+        from ..idl import IDL_EXPFACTOR, fake_background
+        from ..io.ogip import write_pha
+
+        factor = IDL_EXPFACTOR if args.expfactor is None else args.expfactor
+        fake = fake_background(bspec, expfactor=factor, perfect=args.perfect, seed=args.seed)
+        written = [write_pha(fake, out, overwrite=args.overwrite)]
+        print(f"faked for {factor:g} x {bspec.exposure:.0f} s ({'noise-free' if args.perfect else 'Poisson'}): "
+              f"{float(fake.counts.sum()):.1f} counts")
+    else:
+        written = [write_background_spectrum(bspec, out, fit_path=args.fit, overwrite=args.overwrite)]
     if args.draws:
         written += write_draws(bspec, out, args.draws, seed=args.seed, fit_path=args.fit, overwrite=args.overwrite)
     for lo, hi in ((3.0, 20.0), (20.0, 50.0)):

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from ._argtypes import yes_no
 from ..errors import BadConfigError
 
 
@@ -23,6 +24,18 @@ def register(subparsers):
     p.add_argument("--stat", choices=("cstat", "chi"), default=None,
                    help="fit statistic (default: bgdinfo 'statistic', else cstat with --run, chi in the file)")
     p.add_argument("--backend", default="native", help="native (default) or pyxspec")
+    p.add_argument("--xcm", default=None, metavar="FIT.xcm",
+                   help="continue a fit saved in XSPEC (nuskybgd-py `save all`, or IDL nuskybgd's, nuabs included): "
+                        "its values, links and frozen flags are the starting model (spectra must be bgdinfo's)")
+    p.add_argument("--fixap", type=yes_no, default=None, metavar="yes|no",
+                   help="IDL nuskybgd_fitab /fixap: freeze the apbgd reference norms at their nominal value "
+                        "(default: bgdinfo 'fixap', else no)")
+    p.add_argument("--fixfcxb", type=yes_no, default=None, metavar="yes|no",
+                   help="IDL /fixfcxb: freeze every fcxb norm that is not linked at its nominal value "
+                        "(default: bgdinfo 'fixfcxb', else no)")
+    p.add_argument("--tieap", type=yes_no, default=None, metavar="yes|no",
+                   help="IDL /tieap: one apbgd reference norm per module for all observations (default: bgdinfo "
+                        "'tieap', else yes; no = each further OBS_ID gets its own, IDL's default)")
     p.add_argument("--template", action="store_true", help="print a bgdinfo.json template and exit")
     p.add_argument("--overwrite", action="store_true", help="replace NAME.xcm/NAME.json instead of numbering")
     p.set_defaults(func=run)
@@ -54,7 +67,18 @@ def run(args):
     if not args.bgdinfo:
         raise BadConfigError("give a bgdinfo.json (or --template)", field="bgdinfo")
     info = read_bgdinfo(args.bgdinfo)
-    analysis = BackgroundAnalysis.from_bgdinfo(info)
+    if args.xcm and any(getattr(args, k) is not None for k in ("fixap", "fixfcxb", "tieap")):
+        raise BadConfigError("--xcm carries its own frozen flags and links; edit them there, not with "
+                             "--fixap/--fixfcxb/--tieap", field="xcm")
+    for key in ("fixap", "fixfcxb", "tieap"):  # IDL switches on the command line override the file
+        if getattr(args, key) is not None:
+            setattr(info, key, getattr(args, key))
+    if args.xcm:
+        from ..workflow import analysis_from_xcm
+
+        analysis = analysis_from_xcm(info, args.xcm)
+    else:
+        analysis = BackgroundAnalysis.from_bgdinfo(info)
     stat = args.stat or info.statistic or ("cstat" if args.run else "chi")
     xcm, js = output_names(args.savefile, args.overwrite)
     if args.run:

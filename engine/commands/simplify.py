@@ -11,8 +11,9 @@ def register(subparsers):
         description="Read bgd_<src>.xcm (from `nuskybgd spec`), evaluate every link numerically, delete the first N "
                     "data groups (the background spectra; N from bgdinfo.json or --ndrop) and freeze every "
                     "background parameter. Writes bgd_only_<src>.xcm (numbered, never overwritten).")
-    p.add_argument("xcm", help="bgd_<src>.xcm")
-    p.add_argument("bgdinfo", nargs="?", help="bgdinfo.json (gives N = number of background spectra)")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="bgd_<src>.xcm and bgdinfo.json (gives N = number of background spectra), in either order "
+                        "(nuskybgd-py: `simplify bgdinfo.json bgd_src.xcm`); told apart by content")
     p.add_argument("--ndrop", type=int, default=None, help="number of background spectra to drop")
     p.add_argument("--savefile", default=None)
     p.add_argument("--overwrite", action="store_true")
@@ -27,10 +28,17 @@ def run(args):
     from ..workflow import simplify_session
     from ..xcm import format_xcm, read_xcm
 
-    if args.ndrop is None and args.bgdinfo is None:
+    from ._forms import sort_inputs
+
+    if len(args.files) > 2:
+        raise BadConfigError("expected bgd_<src>.xcm and bgdinfo.json", field="arguments")
+    given = sort_inputs(args.files, {"xcm", "bgdinfo"})
+    if "xcm" not in given:
+        raise BadConfigError("no .xcm given (bgd_<src>.xcm written by `nuskybgd spec`)", field="arguments")
+    if args.ndrop is None and "bgdinfo" not in given:
         raise BadConfigError("give bgdinfo.json or --ndrop", field="ndrop")
-    n = args.ndrop if args.ndrop is not None else len(read_bgdinfo(args.bgdinfo, check_files=False).bgfiles)
-    src = Path(args.xcm)
+    n = args.ndrop if args.ndrop is not None else len(read_bgdinfo(given["bgdinfo"], check_files=False).bgfiles)
+    src = given["xcm"]
     session = simplify_session(read_xcm(src), n)
     name = src.name.replace("bgd_", "bgd_only_", 1) if src.name.startswith("bgd_") else f"bgd_only_{src.name}"
     out = Path(args.savefile) if args.savefile else src.with_name(name)

@@ -17,7 +17,8 @@ def register(subparsers):
                     "overwritten). Define your source model as model 1 in XSPEC and fit.")
     p.add_argument("items", nargs="+", metavar="ARG",
                    help="FIT.json SRC.reg[,SRC2.reg] SRC.pha[,SRC2.pha]  or, as nuskybgd-py, "
-                        "bgdinfo.json FIT.xcm SRC.reg SRC.pha (a hand-edited .xcm is read, never executed)")
+                        "bgdinfo.json FIT.xcm SRC.reg SRC.pha (the two files in either order; a hand-edited or IDL "
+                        "nuskybgd .xcm is read, never executed)")
     p.add_argument("--savefile", default=None, help="output .xcm (default bgd_<region stem>.xcm)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=run)
@@ -29,11 +30,16 @@ def run(args):
     from ..io.files import numbered_path
     from ..workflow import load_fit, spec_export
 
-    if len(args.items) == 3:
-        bgdinfo, fit, regions, spectra = None, *args.items
-    elif len(args.items) == 4:
-        bgdinfo, fit, regions, spectra = args.items
-    else:
+    from ._forms import sort_inputs
+
+    if len(args.items) not in (3, 4):
+        raise BadConfigError("expected FIT.json SRC.reg SRC.pha or bgdinfo.json FIT.xcm SRC.reg SRC.pha",
+                             field="arguments")
+    *files, regions, spectra = args.items
+    given = sort_inputs(files, {"fit", "xcm", "bgdinfo"})
+    fit = given.get("fit") or given.get("xcm")
+    bgdinfo = given.get("bgdinfo")
+    if fit is None or ("xcm" in given and bgdinfo is None) or ("fit" in given and len(given) > 1):
         raise BadConfigError("expected FIT.json SRC.reg SRC.pha or bgdinfo.json FIT.xcm SRC.reg SRC.pha",
                              field="arguments")
     regs = [Path(r) for r in regions.split(",") if r]

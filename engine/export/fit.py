@@ -48,6 +48,7 @@ def save_fit_json(analysis, path, *, overwrite=False):
     info = getattr(analysis, "bgdinfo", None)
     data["bgdinfo"] = str(info.path.resolve()) if info is not None else None
     data["spectra"] = [g.name for g in analysis.groups]
+    data["xcm"] = str(analysis.source_xcm) if getattr(analysis, "source_xcm", None) else None
     data["modules"] = [g.module for g in analysis.groups]
     data["options"] = {"fcxb_links": [list(p) for p in analysis.options.fcxb_links],
                        "fix_line_ratios": analysis.options.fix_line_ratios, "no_solar": analysis.options.no_solar,

@@ -1,4 +1,5 @@
-"""Channel grouping of PHA spectra: grppha's ``group min N`` and applying OGIP GROUPING.
+"""Channel grouping of PHA spectra: grppha's ``group min N``, IDL nuskybgd's ``grpabovebgd`` and
+applying OGIP GROUPING.
 
 OGIP GROUPING flags (OGIP/92-007): ``1`` starts a group, ``-1`` continues the current group,
 ``0`` means no grouping information (treated here as the start of a one-channel group).
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BadConfigError
+from ..errors import BadConfigError, positive_number
 
-__all__ = ["group_min_counts", "apply_grouping", "grouped_channel_ranges", "group_starts"]
+__all__ = ["group_min_counts", "group_above_background", "background_scale", "apply_grouping",
+           "grouped_channel_ranges", "group_starts"]
 
 
 def _counts_array(counts):
@@ -95,6 +97,52 @@ def group_min_counts(counts, minimum, *, quality=None):
         grouping[i + 1: end + 1] = -1
         i = end + 1
     return grouping, q
+
+
+def background_scale(src_exposure, src_backscal, bkg_exposure, bkg_backscal):
+    """Factor that turns background counts into counts expected in the source spectrum:
+    ``(BACKSCAL_src EXPOSURE_src) / (BACKSCAL_bkg EXPOSURE_bkg)`` (IDL grpabovebgd, XSPEC)."""
+    vals = [float(np.mean(v)) for v in (src_exposure, src_backscal, bkg_exposure, bkg_backscal)]
+    if not all(np.isfinite(v) and v > 0 for v in vals):
+        raise BadConfigError(f"EXPOSURE and BACKSCAL must be > 0 (source {vals[0]:g}, {vals[1]:g}; background "
+                             f"{vals[2]:g}, {vals[3]:g})", field="BACKSCAL")
+    return vals[1] * vals[0] / (vals[3] * vals[2])
+
+
+def group_above_background(counts, background, minimum, *, chan=0):
+    """Grouping of IDL nuskybgd's ``grpabovebgd``: each group's source counts exceed the (scaled)
+    background counts by at least ``minimum``.
+
+    Transcribes ``pro/grpabovebgd.pro``: channels are walked in order, summing source counts
+    ``cts`` and background counts ``bcts`` (already scaled to the source: see
+    :func:`background_scale`); a group closes at the channel where ``cts - bcts >= minimum`` (or at
+    channel index ``chan - 1`` when ``chan`` > 0), and the next channel starts a new group. The
+    channels after the last closed group form one last group that does not meet the criterion
+    (IDL leaves it so; its quality is not changed).
+
+    Returns
+    -------
+    ndarray of int16
+        OGIP GROUPING (1 starts a group, -1 continues it).
+    """
+    c = _counts_array(counts)
+    b = np.asarray(background, dtype=np.float64)
+    if b.shape != c.shape or not np.all(np.isfinite(b)):
+        raise BadConfigError(f"background must be {c.size} finite numbers, got shape {b.shape}", field="background")
+    minimum = positive_number(minimum, field="ncts", what="minimum counts")
+    grouping = np.empty(c.size, dtype=np.int16)
+    cts = bcts = 0.0
+    first = True
+    for i in range(c.size):
+        cts += c[i]
+        bcts += b[i]
+        grouping[i] = 1 if first else -1
+        if cts - bcts >= minimum or i == int(chan) - 1:
+            cts = bcts = 0.0
+            first = True
+        else:
+            first = False
+    return grouping
 
 
 def group_starts(grouping):
