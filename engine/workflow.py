@@ -115,7 +115,8 @@ def group_from_spectrum_file(spec_path, regions, grid, maps, *, name=None, rmf_c
     RMF is read once (≈ 1 s, 28 MB) and its folded templates are shared by the fit.
     """
     from .calibration.products import load_rmf
-    from .io.ogip import read_pha, read_rmf
+    from .io.ogip import read_pha
+    from .io.responsecache import read_response
 
     spec_path = Path(spec_path)
     spec = read_pha(spec_path)
@@ -134,7 +135,7 @@ def group_from_spectrum_file(spec_path, regions, grid, maps, *, name=None, rmf_c
         if rmf_cache is not None and key in rmf_cache:
             rmf = rmf_cache[key]
         else:
-            rmf = read_rmf(rpath, module=spec.module)
+            rmf = read_response(rpath, module=spec.module)
             if rmf_cache is not None:
                 rmf_cache[key] = rmf
         files["rmf"] = str(rpath)
@@ -614,12 +615,14 @@ def _same_content(path, arrays):
 
 def _same_response(path, resp):
     """True when the RMF file at ``path`` has the same grid and matrix as ``resp``."""
-    from .io.ogip import read_rmf
+    from .io.responsecache import read_response
 
     try:
-        other = read_rmf(path)
+        other = read_response(path)
     except Exception:  # noqa: BLE001 - unreadable: not reusable
         return False
+    if other is resp:
+        return True
     return (other.matrix.shape == resp.matrix.shape and np.array_equal(other.energ_lo, resp.energ_lo)
             and np.array_equal(other.e_min, resp.e_min) and abs(other.matrix - resp.matrix).max() == 0)
 
@@ -760,6 +763,7 @@ def save_fit_json(analysis, path, *, overwrite=False):
     frozen, link), plus what is needed to restore the fit (bgdinfo path, covariance)."""
     import json
 
+    from .fitcache import sidecar_name, write_sidecar
     from .io.fitsutil import atomic_output
 
     if analysis.result is None:
@@ -773,17 +777,22 @@ def save_fit_json(analysis, path, *, overwrite=False):
                        "fix_line_ratios": analysis.options.fix_line_ratios, "no_solar": analysis.options.no_solar,
                        "negative_norms": analysis.options.negative_norms}
     data["ignore"] = list(analysis.model.ignore)
+    data["sidecar"] = sidecar_name(analysis, path)
     # An undetermined parameter has error NaN (and NaN covariance, already None in to_dict): JSON
     # has no NaN, so write null (json.dumps(allow_nan=False) would raise a raw ValueError).
     data["parameters"] = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in p.items()}
                           for p in data["parameters"]]
     with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(data, indent=1, allow_nan=False, default=float) + "\n")
+    if data["sidecar"]:
+        write_sidecar(analysis, path, data["sidecar"])
     return Path(path)
 
 
 def load_fit_json(path):
-    """Restore a fit saved by :func:`save_fit_json`: the analysis (from its bgdinfo) at the fitted values."""
+    """Restore a fit saved by :func:`save_fit_json`: the analysis (from its sidecar, else its
+    bgdinfo) at the fitted values."""
+    from .fitcache import open_fit, write_sidecar
     from .io.jsonfile import read_json
 
     path = Path(path)
@@ -796,7 +805,7 @@ def load_fit_json(path):
                              field="bgdinfo")
     opts = data.get("options", {})
     negative_norms = bool(opts.get("negative_norms", False))
-    analysis = BackgroundAnalysis.from_bgdinfo(data["bgdinfo"], negative_norms=negative_norms)
+    analysis, rebuild = open_fit(path, data, negative_norms)  # the sidecar, else the inputs
     # Record the options of the fit (the check of the free parameters below catches a bgdinfo.json
     # whose other options no longer give the fitted model).
     analysis.options = BackgroundOptions(fcxb_links=[tuple(p) for p in opts.get("fcxb_links", [])],
@@ -836,6 +845,8 @@ def load_fit_json(path):
                                 backend=data.get("backend", "native"), warnings=list(data.get("warnings", [])),
                                 apec=data.get("apec", {}), expected=data.get("expected"),
                                 expected_sigma=data.get("expected_sigma"))
+    if rebuild:
+        write_sidecar(analysis, path, rebuild)
     return analysis
 
 

@@ -184,7 +184,9 @@ def caldb_detector_rmf_paths(module, date=None):
 
 @functools.lru_cache(maxsize=4)
 def _read_rmf_cached(path, mtime, size, module):
-    return read_rmf(path, module=module)
+    from ..io.responsecache import read_response
+
+    return read_response(path, module=module)
 
 
 def _read_rmf(path, module):

@@ -1,0 +1,290 @@
+"""Responses read once: RMFs shared in a process and cached on disk by content hash.
+
+A NuSTAR RMF keeps its low-energy tail (28 MB, 7 M non-zero values) and takes ~0.5-1 s to read
+through FITS. :func:`read_response` reads each distinct response once:
+
+* in a process, every file with the same content gives the same :class:`~.ogip.Response` object
+  (so the folded model shares its templates between spectra);
+* on disk, the sparse matrix is kept in the user cache (:func:`cache_root`) as ``<sha256>.npz``:
+  the float values as stored and the matrix structure as runs of consecutive channels (a
+  little more than the values themselves), read back in a few tens of milliseconds. A cache file
+  that does not read back whole and consistent (zip CRC, shapes, ranges) is reported and rebuilt
+  from the RMF.
+
+File identity (:func:`content_hash`): the sha256 of the content, remembered per (path, size,
+mtime_ns, inode) in memory and in the cache, so an unchanged file is hashed once. Any ordinary
+rewrite changes mtime_ns (and an atomic replace the inode), so a changed file is hashed again;
+only an edit that keeps size and mtime_ns and inode deliberately would go unseen.
+
+The cache lives in ``$NUSKYBGD_RESPONSE_CACHE``, else ``$XDG_CACHE_HOME/nuskybgd/responses``, else
+``~/.cache/nuskybgd/responses`` (``$NUSKYBGD_CACHE`` is the auxil cache of ``nuskybgd auxil
+fetch``); nothing is ever written next to the user's data. A cache that cannot be written is
+not an error: the response is then read from its file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import weakref
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadFileError
+from .ogip import Response
+
+__all__ = ["read_response", "cached_response", "content_hash", "cache_root", "LazyResponse", "CACHE_ENV", "FORMAT"]
+
+CACHE_ENV = "NUSKYBGD_RESPONSE_CACHE"
+#: Version of the cache layout (part of every cache file; another version is rebuilt).
+FORMAT = 1
+
+log = logging.getLogger(__name__)
+
+# content hash -> Response: shared while someone holds it, never kept alive by the cache.
+_SHARED = weakref.WeakValueDictionary()
+# (path, size, mtime_ns, inode) -> sha256 of the file content.
+_HASHES = {}
+
+
+def cache_root():
+    """Directory of the response cache (need not exist yet)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "nuskybgd" / "responses"
+
+
+def _stat_key(path):
+    st = os.stat(path)
+    return (os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def content_hash(path):
+    """sha256 (hex) of a file's content, hashed once per file version (see the module notes)."""
+    path = Path(path).resolve()
+    try:
+        key = _stat_key(path)
+    except OSError as exc:
+        raise BadFileError(f"cannot read ({exc.strerror})", path=path) from None
+    digest = _HASHES.get(key)
+    if digest is not None:
+        return digest
+    memo = cache_root() / "hashes" / (hashlib.sha1(repr(key).encode()).hexdigest() + ".txt")
+    try:
+        text = memo.read_text().strip()
+        if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+            digest = text
+    except OSError:
+        pass
+    if digest is None:
+        try:
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    h.update(chunk)
+            digest = h.hexdigest()
+        except OSError as exc:
+            raise BadFileError(f"cannot read ({exc.strerror})", path=path) from None
+        _write_atomic(memo, lambda tmp: tmp.write_text(digest + "\n"))
+    _HASHES[key] = digest
+    return digest
+
+
+def _write_atomic(path, writer):
+    """Write a cache file atomically (temporary file + rename); a failure only logs."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            writer(Path(tmp))
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return True
+    except OSError as exc:
+        log.warning("nuskybgd: cannot write the cache file %s (%s); continuing without it", path, exc)
+        return False
+
+
+def _runs(matrix):
+    """CSR structure as runs of consecutive columns: (start position in data, first column)."""
+    indptr, indices = matrix.indptr, matrix.indices.astype(np.int64)
+    new = np.ones(indices.size, dtype=bool)
+    if indices.size > 1:
+        new[1:] = indices[1:] != indices[:-1] + 1
+    new[indptr[:-1][np.diff(indptr) > 0]] = True  # a run never crosses a row boundary
+    starts = np.flatnonzero(new)
+    return starts, indices[starts]
+
+
+def _save(path, resp):
+    m = resp.matrix.tocsr()
+    m.sum_duplicates()
+    starts, cols = _runs(m)
+    meta = {"format": FORMAT, "shape": list(m.shape), "first_channel": int(resp.first_channel),
+            "module": resp.module, "header": {k: v for k, v in resp.header.items()
+                                              if isinstance(v, (str, int, float, bool)) or v is None}}
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), energ_lo=resp.energ_lo, energ_hi=resp.energ_hi,
+                     e_min=resp.e_min, e_max=resp.e_max, channel=np.asarray(resp.channel), data=m.data,
+                     indptr=m.indptr.astype(np.int64), run_start=starts, run_col=cols.astype(np.int32))
+
+    return _write_atomic(path, write)
+
+
+def _load(path, source):
+    """The Response stored in cache file ``path``; raises ValueError (with the reason) if it is unusable."""
+    import scipy.sparse as sp
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("meta", "energ_lo", "energ_hi", "e_min", "e_max", "channel", "data",
+                                        "indptr", "run_start", "run_col")}
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"unreadable ({exc})") from None
+    meta = json.loads(str(arrays["meta"]))
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"layout {meta.get('format')}, not {FORMAT}")
+    n_e, n_chan = (int(v) for v in meta["shape"])
+    data, indptr, starts, cols = arrays["data"], arrays["indptr"], arrays["run_start"], arrays["run_col"]
+    nnz = data.size
+    lengths = np.diff(np.append(starts, nnz))
+    ok = (indptr.shape == (n_e + 1,) and indptr[0] == 0 and indptr[-1] == nnz and np.all(np.diff(indptr) >= 0)
+          and starts.shape == cols.shape and (starts.size == 0 or (starts[0] == 0 and np.all(lengths > 0)))
+          and (cols.size == 0 or (cols.min() >= 0 and np.max(cols.astype(np.int64) + lengths) <= n_chan))
+          and arrays["energ_lo"].shape == (n_e,) and arrays["energ_hi"].shape == (n_e,)
+          and arrays["e_min"].shape == (n_chan,) and arrays["e_max"].shape == (n_chan,))
+    if not ok:
+        raise ValueError("inconsistent sparse structure")
+    indices = (np.repeat(cols.astype(np.int64) - starts, lengths) + np.arange(nnz)).astype(np.int32)
+    matrix = sp.csr_matrix((data, indices, indptr), shape=(n_e, n_chan))
+    return Response(energ_lo=arrays["energ_lo"], energ_hi=arrays["energ_hi"], e_min=arrays["e_min"],
+                    e_max=arrays["e_max"], matrix=matrix, channel=arrays["channel"],
+                    first_channel=int(meta["first_channel"]), module=meta["module"], header=meta["header"],
+                    path=os.fspath(source))
+
+
+def cached_response(digest, source):
+    """The response of content hash ``digest``: shared in memory, else from the disk cache, else
+    read from ``source`` (an RMF file with that content) and cached. None if ``source`` is None
+    and neither cache has it."""
+    from .ogip import read_rmf
+
+    resp = _SHARED.get(digest)
+    if resp is not None:
+        return resp
+    path = cache_root() / f"{digest}.npz"
+    if path.is_file():
+        try:
+            resp = _load(path, source or path)
+        except ValueError as exc:
+            log.warning("nuskybgd: response cache file %s is corrupt (%s); rebuilt from %s", path, exc,
+                        source or "its RMF")
+    if resp is None:
+        if source is None:
+            return None
+        resp = read_rmf(source)
+        if content_hash(source) != digest:  # the file changed since the caller hashed it
+            raise BadFileError("changed while it was being read", path=source)
+        _save(path, resp)
+    _SHARED[digest] = resp
+    return resp
+
+
+def read_response(path, module=None):
+    """:func:`~.ogip.read_rmf` through the process and disk caches (same :class:`~.ogip.Response`).
+
+    The returned object may be shared by every caller that read the same content: never modify it.
+    ``module`` is checked against INSTRUME as :func:`~.ogip.read_rmf` does.
+    """
+    from .ogip import _check_module
+
+    path = Path(path)
+    resp = cached_response(content_hash(path), path)
+    _check_module(resp.module, module, resp.header, path, "MATRIX")
+    return resp
+
+
+def _lazy_field(name):
+    def get(self):
+        known = self.__dict__["_known"]
+        return known[name] if name in known else getattr(self.real(), name)
+
+    return property(get, doc=f"``{name}`` of the response (read when first needed if not given).")
+
+
+class LazyResponse(Response):
+    """Stands for a :class:`~.ogip.Response` whose matrix is read only when something needs it.
+
+    A reopened fit (:mod:`~nuskybgd_engine.fitcache`) has every template folded already: its
+    responses need their grids (given here) but not their matrices, which come from the
+    response cache (content hash ``digest``, else the RMF ``path`` if it still has that
+    content) or from ``loader`` on first use of any attribute not given.
+    """
+
+    def __init__(self, *, digest=None, loader=None, shape=None, **known):
+        self.__dict__.update(_known=known, digest=digest, _loader=loader, _shape=shape, _real=None)
+
+    @classmethod
+    def of(cls, loader):
+        """A response made by ``loader()`` (returning a Response or a (Response, source) pair) when first used."""
+        return cls(loader=loader)
+
+    def real(self):
+        """The full response (read on first call)."""
+        if self._real is None:
+            if self._loader is not None:
+                resp = self._loader()
+                resp = resp[0] if isinstance(resp, tuple) else resp
+            else:
+                path = self._known.get("path")
+                resp = cached_response(self.digest, path if path and os.path.isfile(path) else None)
+                if resp is None:
+                    raise BadFileError("response no longer available (not in the response cache and its RMF "
+                                       "changed or is gone)", path=path)
+            if self._shape is not None and tuple(resp.matrix.shape) != tuple(self._shape):
+                raise BadFileError(f"response has shape {resp.matrix.shape}, expected {tuple(self._shape)}",
+                                   path=self._known.get("path"))
+            self.__dict__["_real"] = resp
+        return self._real
+
+    energ_lo = _lazy_field("energ_lo")
+    energ_hi = _lazy_field("energ_hi")
+    e_min = _lazy_field("e_min")
+    e_max = _lazy_field("e_max")
+    channel = _lazy_field("channel")
+    first_channel = _lazy_field("first_channel")
+    module = _lazy_field("module")
+    header = _lazy_field("header")
+    path = _lazy_field("path")
+
+    @property
+    def matrix(self):
+        return self.real().matrix
+
+    @property
+    def matrix64(self):
+        return self.real().matrix64
+
+    @property
+    def n_energies(self):
+        return int(self._shape[0]) if self._shape is not None else self.real().n_energies
+
+    @property
+    def n_channels(self):
+        return int(self._shape[1]) if self._shape is not None else self.real().n_channels
+
+    def __repr__(self):
+        state = "read" if self._real is not None else "not read yet"
+        return f"LazyResponse({self._known.get('path') or self.digest or 'calibration'}, {state})"
