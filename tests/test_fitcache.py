@@ -5,6 +5,7 @@ modules, each module's spectra naming one RMF) fitted by ``nuskybgd fit --run``;
 that work directory when they change a file.
 """
 
+import copy
 import json
 import logging
 import shutil
@@ -189,8 +190,15 @@ def test_response_cache_shares_and_rebuilds(base, tmp_path, monkeypatch, caplog)
     want = read_rmf(path)
     first = read_response(path, module="A")
     assert read_response(path) is first  # shared in the process
-    entry = cache_root() / f"{content_hash(path)}.npz"
+    entry = cache_root() / f"{responsecache._matrix_of(content_hash(path))}.npz"
     assert entry.is_file() and entry.stat().st_size < 1.2 * path.stat().st_size
+    # Another file with the same response (other keywords, other bytes) shares the object.
+    other = tmp_path / "other.rmf"
+    relabelled = copy.copy(want)
+    relabelled.header = {**want.header, "OBS_ID": "12345678901"}
+    write_rmf(relabelled, other)
+    assert other.read_bytes() != path.read_bytes()
+    assert read_response(other) is first
     responsecache._SHARED.clear()
     second = read_response(path)
     assert second is not first and (second.matrix != want.matrix).nnz == 0

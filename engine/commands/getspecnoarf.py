@@ -121,8 +121,13 @@ def run(args):
     jobs, rs, source = make_products(evt, args.reg, outdir=args.outdir, stem=args.outprefix, group=args.group,
                                      rmffile=args.rmffile, arf=args.arf, detabsfile=args.detabsfile,
                                      allow_empty=args.allow_empty, overwrite=args.overwrite)
+    from ..io.ogip import Response
+    from ..io.responsecache import remember
+
     for path, writer, obj in jobs:
         writer(obj, path, overwrite=args.overwrite)
+        if isinstance(obj, Response):
+            remember(path, obj)  # later steps find this RMF in the response cache instead of parsing it
         print(f"wrote {path}")
     dc = rs.det_counts.tolist()
     print(f"{rs.total_counts} counts, {rs.npix} sky pixels (BACKSCAL {rs.spectrum.backscal:.6g}), "

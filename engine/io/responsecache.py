@@ -3,13 +3,16 @@
 A NuSTAR RMF keeps its low-energy tail (28 MB, 7 M non-zero values) and takes ~0.5-1 s to read
 through FITS. :func:`read_response` reads each distinct response once:
 
-* in a process, every file with the same content gives the same :class:`~.ogip.Response` object
-  (so the folded model shares its templates between spectra);
-* on disk, the sparse matrix is kept in the user cache (:func:`cache_root`) as ``<sha256>.npz``:
-  the float values as stored and the matrix structure as runs of consecutive channels (a
-  little more than the values themselves), read back in a few tens of milliseconds. A cache file
-  that does not read back whole and consistent (zip CRC, shapes, ranges) is reported and rebuilt
-  from the RMF.
+* a response is identified by the digest of its module, grids, channels and matrix
+  (:func:`_response_digest`): every RMF file holding the same response (e.g. the region RMFs of
+  one detector mix, which differ only in keywords such as checksums) gives the same
+  :class:`~.ogip.Response` object in a process, so the folded model transposes and folds it once;
+* on disk (:func:`cache_root`), ``<digest>.npz`` holds the matrix — the float values as stored
+  and the structure as runs of consecutive channels (barely more than the values), read back in
+  a few tens of milliseconds — and ``files/<sha256 of an RMF file>.txt`` the digest of that
+  file's response, so a known file is never parsed again. :func:`remember` records a file
+  just written (``getspecnoarf``). A cache file that does not read back whole and consistent
+  (zip CRC, shapes, ranges) is reported and rebuilt from the RMF.
 
 File identity (:func:`content_hash`): the sha256 of the content, remembered per (path, size,
 mtime_ns, inode) in memory and in the cache, so an unchanged file is hashed once. Any ordinary
@@ -38,7 +41,8 @@ import numpy as np
 from ..errors import BadFileError
 from .ogip import Response
 
-__all__ = ["read_response", "cached_response", "content_hash", "cache_root", "LazyResponse", "CACHE_ENV", "FORMAT"]
+__all__ = ["read_response", "cached_response", "remember", "content_hash", "cache_root", "LazyResponse",
+           "CACHE_ENV", "FORMAT"]
 
 CACHE_ENV = "NUSKYBGD_RESPONSE_CACHE"
 #: Version of the cache layout (part of every cache file; another version is rebuilt).
@@ -50,6 +54,8 @@ log = logging.getLogger(__name__)
 _SHARED = weakref.WeakValueDictionary()
 # (path, size, mtime_ns, inode) -> sha256 of the file content.
 _HASHES = {}
+# sha256 of an RMF file -> digest of its response (see _response_digest).
+_ALIASES = {}
 
 
 def cache_root():
@@ -126,13 +132,35 @@ def _runs(matrix):
     return starts, indices[starts]
 
 
+def _clean_header(header):
+    return {k: v for k, v in header.items() if isinstance(v, (str, int, float, bool)) or v is None}
+
+
+def _response_digest(resp):
+    """sha256 of what makes two responses the same for the model: module, grids, channels and matrix.
+
+    Informational keywords (OBS_ID, RMFSRC, checksums) are left out, so e.g. the region RMFs of
+    one detector mix share one object and one folding; the shared object keeps the keywords of
+    the first file read.
+    """
+    m = resp.matrix.tocsr()
+    m.sum_duplicates()
+    h = hashlib.sha256()
+    meta = {"shape": list(m.shape), "first_channel": int(resp.first_channel), "module": resp.module,
+            "dtype": str(m.data.dtype)}
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    for a in (resp.energ_lo, resp.energ_hi, resp.e_min, resp.e_max, resp.channel, m.indptr.astype(np.int64),
+              m.indices.astype(np.int32), m.data):
+        h.update(np.ascontiguousarray(a).view(np.uint8))
+    return h.hexdigest()
+
+
 def _save(path, resp):
     m = resp.matrix.tocsr()
     m.sum_duplicates()
     starts, cols = _runs(m)
     meta = {"format": FORMAT, "shape": list(m.shape), "first_channel": int(resp.first_channel),
-            "module": resp.module, "header": {k: v for k, v in resp.header.items()
-                                              if isinstance(v, (str, int, float, bool)) or v is None}}
+            "module": resp.module, "header": _clean_header(resp.header)}
 
     def write(tmp):
         with open(tmp, "wb") as f:
@@ -151,9 +179,9 @@ def _load(path, source):
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ("meta", "energ_lo", "energ_hi", "e_min", "e_max", "channel", "data",
                                         "indptr", "run_start", "run_col")}
+        meta = json.loads(str(arrays["meta"]))
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"unreadable ({exc})") from None
-    meta = json.loads(str(arrays["meta"]))
     if meta.get("format") != FORMAT:
         raise ValueError(f"layout {meta.get('format')}, not {FORMAT}")
     n_e, n_chan = (int(v) for v in meta["shape"])
@@ -167,7 +195,12 @@ def _load(path, source):
           and arrays["e_min"].shape == (n_chan,) and arrays["e_max"].shape == (n_chan,))
     if not ok:
         raise ValueError("inconsistent sparse structure")
-    indices = (np.repeat(cols.astype(np.int64) - starts, lengths) + np.arange(nnz)).astype(np.int32)
+    # Column indices: +1 along a run, a jump at each run start (one cumulative sum, no int64 temporaries).
+    step = np.ones(nnz, dtype=np.int32)
+    if starts.size:
+        step[0] = cols[0]
+        step[starts[1:]] = cols[1:] - (cols[:-1] + lengths[:-1].astype(np.int32) - 1)
+    indices = np.cumsum(step, dtype=np.int32)
     matrix = sp.csr_matrix((data, indices, indptr), shape=(n_e, n_chan))
     return Response(energ_lo=arrays["energ_lo"], energ_hi=arrays["energ_hi"], e_min=arrays["e_min"],
                     e_max=arrays["e_max"], matrix=matrix, channel=arrays["channel"],
@@ -175,38 +208,84 @@ def _load(path, source):
                     path=os.fspath(source))
 
 
-def cached_response(digest, source):
-    """The response of content hash ``digest``: shared in memory, else from the disk cache, else
-    read from ``source`` (an RMF file with that content) and cached. None if ``source`` is None
-    and neither cache has it."""
-    from .ogip import read_rmf
+def _alias_path(file_digest):
+    return cache_root() / "files" / f"{file_digest}.txt"
 
+
+def _matrix_of(file_digest):
+    """The response digest recorded for a file content, or None."""
+    digest = _ALIASES.get(file_digest)
+    if digest is None:
+        try:
+            text = _alias_path(file_digest).read_text().strip()
+        except OSError:
+            return None
+        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+            return None
+        digest = _ALIASES[file_digest] = text
+    return digest
+
+
+def _from_cache(digest, source):
+    """The response of response digest ``digest`` from memory or the disk cache, else None."""
     resp = _SHARED.get(digest)
     if resp is not None:
         return resp
     path = cache_root() / f"{digest}.npz"
-    if path.is_file():
-        try:
-            resp = _load(path, source or path)
-        except ValueError as exc:
-            log.warning("nuskybgd: response cache file %s is corrupt (%s); rebuilt from %s", path, exc,
-                        source or "its RMF")
-    if resp is None:
-        if source is None:
-            return None
-        resp = read_rmf(source)
-        if content_hash(source) != digest:  # the file changed since the caller hashed it
-            raise BadFileError("changed while it was being read", path=source)
-        _save(path, resp)
+    if not path.is_file():
+        return None
+    try:
+        resp = _load(path, source or path)
+    except ValueError as exc:
+        log.warning("nuskybgd: response cache file %s is corrupt (%s); rebuilt from %s", path, exc,
+                    source or "its RMF")
+        return None
     _SHARED[digest] = resp
     return resp
 
 
-def read_response(path, module=None):
-    """:func:`~.ogip.read_rmf` through the process and disk caches (same :class:`~.ogip.Response`).
+def remember(path, resp):
+    """Record that RMF file ``path`` holds ``resp`` (e.g. just written), so that reading it is a
+    cache hit; returns the shared response of that content (``resp`` if it is the first)."""
+    file_digest = content_hash(path)
+    digest = _response_digest(resp)
+    shared = _SHARED.get(digest)
+    if shared is None:
+        cache_file = cache_root() / f"{digest}.npz"
+        if not cache_file.is_file():
+            _save(cache_file, resp)
+        _SHARED[digest] = shared = resp
+    if _ALIASES.get(file_digest) != digest:
+        _ALIASES[file_digest] = digest
+        _write_atomic(_alias_path(file_digest), lambda tmp: tmp.write_text(digest + "\n"))
+    return shared
 
-    The returned object may be shared by every caller that read the same content: never modify it.
-    ``module`` is checked against INSTRUME as :func:`~.ogip.read_rmf` does.
+
+def cached_response(file_digest, source):
+    """The response of the RMF content ``file_digest`` (sha256 of the file): shared in memory,
+    else from the disk cache, else read from ``source`` (a file with that content) and cached.
+    None when ``source`` is None and neither cache has it."""
+    from .ogip import read_rmf
+
+    digest = _matrix_of(file_digest)
+    if digest is not None:
+        resp = _from_cache(digest, source)
+        if resp is not None:
+            return resp
+    if source is None:
+        return None
+    resp = read_rmf(source)
+    if content_hash(source) != file_digest:  # the file changed since the caller hashed it
+        raise BadFileError("changed while it was being read", path=source)
+    return remember(source, resp)
+
+
+def read_response(path, module=None):
+    """:func:`~.ogip.read_rmf` through the process and disk caches.
+
+    Every RMF with the same response (grids, matrix, keywords) gives the same
+    :class:`~.ogip.Response` object while one is alive: never modify it. ``module`` is checked
+    against INSTRUME as :func:`~.ogip.read_rmf` does.
     """
     from .ogip import _check_module
 
