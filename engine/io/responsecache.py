@@ -41,7 +41,7 @@ import numpy as np
 from ..errors import BadFileError
 from .ogip import Response
 
-__all__ = ["read_response", "cached_response", "remember", "content_hash", "cache_root", "LazyResponse",
+__all__ = ["read_response", "cached_response", "remember", "built_response", "content_hash", "cache_root", "LazyResponse",
            "CACHE_ENV", "FORMAT"]
 
 CACHE_ENV = "NUSKYBGD_RESPONSE_CACHE"
@@ -205,7 +205,7 @@ def _load(path, source):
     return Response(energ_lo=arrays["energ_lo"], energ_hi=arrays["energ_hi"], e_min=arrays["e_min"],
                     e_max=arrays["e_max"], matrix=matrix, channel=arrays["channel"],
                     first_channel=int(meta["first_channel"]), module=meta["module"], header=meta["header"],
-                    path=os.fspath(source))
+                    path=os.fspath(source) if source else None)
 
 
 def _alias_path(file_digest):
@@ -235,7 +235,8 @@ def _from_cache(digest, source):
     if not path.is_file():
         return None
     try:
-        resp = _load(path, source or path)
+        resp = _load(path, source)
+        resp.__dict__["_cache_digest"] = digest
     except ValueError as exc:
         log.warning("nuskybgd: response cache file %s is corrupt (%s); rebuilt from %s", path, exc,
                     source or "its RMF")
@@ -244,21 +245,47 @@ def _from_cache(digest, source):
     return resp
 
 
-def remember(path, resp):
-    """Record that RMF file ``path`` holds ``resp`` (e.g. just written), so that reading it is a
-    cache hit; returns the shared response of that content (``resp`` if it is the first)."""
-    file_digest = content_hash(path)
-    digest = _response_digest(resp)
+def _share(resp):
+    """The shared response equal to ``resp`` (``resp`` itself if it is the first), saved in the
+    disk cache; returns (shared response, its digest)."""
+    digest = resp.__dict__.get("_cache_digest") or _response_digest(resp)
     shared = _SHARED.get(digest)
     if shared is None:
         cache_file = cache_root() / f"{digest}.npz"
         if not cache_file.is_file():
             _save(cache_file, resp)
+        resp.__dict__["_cache_digest"] = digest
         _SHARED[digest] = shared = resp
+    return shared, digest
+
+
+def _alias(file_digest, digest):
     if _ALIASES.get(file_digest) != digest:
         _ALIASES[file_digest] = digest
         _write_atomic(_alias_path(file_digest), lambda tmp: tmp.write_text(digest + "\n"))
+
+
+def remember(path, resp):
+    """Record that RMF file ``path`` holds ``resp`` (e.g. just written), so that reading it is a
+    cache hit; returns the shared response of that content (``resp`` if it is the first)."""
+    shared, digest = _share(resp)
+    _alias(content_hash(path), digest)
     return shared
+
+
+def built_response(label, sources, build):
+    """A response computed by ``build()`` (e.g. the nominal RMF, ~0.3 s) once, then read from the
+    cache: keyed by ``label`` and the content of the files it is computed from (``sources``,
+    e.g. the coefficients and the code), so that a change of either builds it again."""
+    key = hashlib.sha256(json.dumps([str(label)] + [content_hash(f) for f in sources]).encode()).hexdigest()
+    digest = _matrix_of(key)
+    if digest is not None:
+        resp = _from_cache(digest, None)
+        if resp is not None:
+            return resp
+    resp, digest = _share(build())
+    _alias(key, digest)
+    return resp
 
 
 def cached_response(file_digest, source):
