@@ -7,7 +7,8 @@ to a fresh temporary ``NUSKYBGD_RESPONSE_CACHE`` so that the first steps run col
 Printed, one row per step:
 
 * ``cli``: wall time of the command in a new process (Python start-up and imports included), the
-  way a user or a script runs it;
+  way a user or a script runs it, and ``cli cpu`` its CPU time (user + system; what the wall
+  time is on an idle machine, give or take the disk);
 * ``engine``: the same work on in-memory objects in this (warm) process — the floor the command
   could reach without start-up, file reading and writing.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -42,31 +44,48 @@ NUSKYBGD = [sys.executable, "-m", "nuskybgd_engine"]
 ROWS = []
 
 
+class T(float):
+    """A command's wall time (the float) with its CPU time (user + system) in ``cpu``."""
+
+    def __new__(cls, wall, cpu):
+        obj = super().__new__(cls, wall)
+        obj.cpu = cpu
+        return obj
+
+    def __add__(self, other):
+        return T(float(self) + float(other), self.cpu + getattr(other, "cpu", 0.0))
+
+    __radd__ = __add__
+
+
 def cli(*args, cwd, expect=0):
-    """Run ``nuskybgd ARGS`` in a new process; its wall time (s) and stdout."""
+    """Run ``nuskybgd ARGS`` in a new process; its times (:class:`T`) and the finished process."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(NUSKYBGD + [str(a) for a in args], cwd=cwd, capture_output=True, text=True)
     dt = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if expect is not None and proc.returncode != expect:
         raise RuntimeError(f"nuskybgd {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr}")
-    return dt, proc
+    return T(dt, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)), proc
 
 
 def row(step, cli_s, engine_s=None, note=""):
     ROWS.append((step, cli_s, engine_s, note))
     eng = f"{engine_s:8.3f}" if engine_s is not None else "       -"
-    print(f"{step:<44} {cli_s:8.3f} {eng}  {note}", flush=True)
+    cpu = f"{cli_s.cpu:8.3f}" if isinstance(cli_s, T) else "       -"
+    print(f"{step:<44} {cli_s:8.3f} {cpu} {eng}  {note}", flush=True)
 
 
 def quickstart(obs, work):
     """The seed's CLI chain for one observation; returns the bgdinfo path and total wall time."""
     obsid = obs.name
     evt = obs / "event_cl"
-    total = 0.0
+    total = T(0.0, 0.0)
     t, _ = cli("mkimgs", obs, obsid, 3, 20, cwd=work)
     row("mkimgs (A+B)", t)
     total += t
-    t_ext = 0.0
+    t_ext = T(0.0, 0.0)
     stems = []
     for r in ("bgd1", "bgd2", "bgd3", "bgd4", "src_point"):
         for m in ("A", "B"):
@@ -83,7 +102,7 @@ def quickstart(obs, work):
                                 f"out=aspecthist{m}.fits"] for m in "AB"]),
             ("projbgd x2", [["projbgd", f"refimg=im{m}3to20keV.fits", f"out=bgdap{m}.fits", f"mod={m}", "det=1234",
                              f"chipmap=newinstrmap{m}.fits", f"aspect=aspecthist{m}.fits"] for m in "AB"])):
-        t = sum(cli(*a, cwd=work)[0] for a in argv)
+        t = sum((cli(*a, cwd=work)[0] for a in argv), T(0.0, 0.0))
         row(step, t)
         total += t
     for r in ("bgd1", "bgd2", "bgd3", "bgd4", "src_point"):
@@ -114,7 +133,7 @@ def engine_times(obs, work):
     from nuskybgd_engine.model.background import region_weights
     from nuskybgd_engine.spectra.extract import extract_spectrum
     from nuskybgd_engine.spectra.responses import region_rmf
-    from nuskybgd_engine.workflow import BackgroundAnalysis, background_images
+    from nuskybgd_engine.workflow import BackgroundAnalysis, background_images, load_fit_json
 
     obsid = obs.name
     evt = obs / "event_cl"
@@ -140,7 +159,7 @@ def engine_times(obs, work):
     cwd = os.getcwd()
     os.chdir(work)
     try:
-        out["load"], analysis = best_time(lambda: BackgroundAnalysis.from_bgdinfo(work / "bgdinfo.json"), 1)
+        out["from_bgdinfo"], analysis = best_time(lambda: BackgroundAnalysis.from_bgdinfo(work / "bgdinfo.json"), 1)
         out["fit"], _ = best_time(lambda: analysis.fit("cstat"), 3)
         w = region_weights(regs["src_point"], analysis.grid, analysis.maps["A"], name="src")
         out["predict"], _ = best_time(lambda: analysis.predict(w, band=(3, 20)), 5)
@@ -149,6 +168,7 @@ def engine_times(obs, work):
         out["predict8"], _ = best_time(lambda: [analysis.predict(x, band=b) for x in ws
                                                 for b in ((3, 20), (10, 30))], 3)
         out["image"], _ = best_time(lambda: background_images(analysis, (3, 20)), 3)
+        out["load_fit_json"], _ = best_time(lambda: load_fit_json(work / "bgdfit.json"), 3)
     finally:
         os.chdir(cwd)
     return out
@@ -173,7 +193,7 @@ def main(argv=None):
 def run(tmp, args):
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
           f"NUSKYBGD_RESPONSE_CACHE={os.environ['NUSKYBGD_RESPONSE_CACHE']}")
-    print(f"{'step':<44} {'cli s':>8} {'engine s':>8}")
+    print(f"{'step':<44} {'cli s':>8} {'cli cpu':>8} {'engine s':>8}")
     sim = tmp / "sim"
     sim.mkdir()
     t, _ = cli("simulate", sim, "--exposure", args.exposure, cwd=tmp)
@@ -187,17 +207,18 @@ def run(tmp, args):
     row("nuskybgd predict --help", t)
     quickstart(obs, work)
     eng = engine_times(obs, work)
-    for k in ("mkimgs", "getspecnoarf", "mkinstrmap", "aspecthist", "projbgd", "load"):
-        print(f"  engine {k:<36} {'':8} {eng[k]:8.3f}")
+    for k in ("mkimgs", "getspecnoarf", "mkinstrmap", "aspecthist", "projbgd", "from_bgdinfo", "load_fit_json"):
+        print(f"  engine {k:<36} {'':8} {'':8} {eng[k]:8.3f}")
 
     t, _ = cli("fit", "bgdinfo.json", "savefile=bgdfit2", "--run", cwd=work)
     row("fit --run (target < 2 s)", t, eng["fit"], "engine: the fit alone")
     times = [cli("predict", "bgdfit.json", "src_point.reg", "--module", "A", "--band", 3, 20, cwd=work)[0]
              for _ in range(3)]
     row("predict, first call (sidecar built if new)", times[0], eng["predict"])
-    row("predict (best of 3; target < 1 s)", min(times[1:]), eng["predict"])
+    row("predict (best of 3; target < 1 s)", min(times[1:], key=float), eng["predict"])
     cases = [(r, m, b) for r in ("src_point.reg", "bgd1.reg") for m in "AB" for b in ((3, 20), (10, 30))]
-    t8 = sum(cli("predict", "bgdfit.json", r, "--module", m, "--band", *b, cwd=work)[0] for r, m, b in cases)
+    t8 = sum((cli("predict", "bgdfit.json", r, "--module", m, "--band", *b, cwd=work)[0] for r, m, b in cases),
+             T(0.0, 0.0))
     row("predict 8 cases in 8 calls", t8, eng["predict8"])
     t, proc = cli("predict", "bgdfit.json", "src_point.reg", "bgd1.reg", "--module", "A", "B", "--band", 3, 20,
                   "--band", 10, 30, cwd=work, expect=None)

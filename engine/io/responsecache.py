@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import weakref
 import zipfile
 from pathlib import Path
@@ -104,19 +103,16 @@ def content_hash(path):
 
 
 def _write_atomic(path, writer):
-    """Write a cache file atomically (temporary file + rename); a failure only logs."""
+    """Write a cache file atomically (:func:`~.fitsutil.atomic_output`); a failure only logs."""
+    from ..errors import NuSkyBgdError
+    from .fitsutil import atomic_output
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            writer(Path(tmp))
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_output(path, overwrite=True) as tmp:
+            writer(tmp)
         return True
-    except OSError as exc:
+    except (OSError, NuSkyBgdError) as exc:
         log.warning("nuskybgd: cannot write the cache file %s (%s); continuing without it", path, exc)
         return False
 
