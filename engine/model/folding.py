@@ -175,11 +175,12 @@ class FoldedModel:
         resp, _arf, (rkey, _a) = self._response(g, source)
         entry = self._matrices[rkey]
         if entry[1] is None:
-            # Transposed CSR: folding is then a row-wise product (fast), shared by every group
-            # and source that uses the same response object.
+            # The float64 matrix's transpose as a CSC view (no copy: as fast to multiply as a
+            # transposed CSR, and the same sums in the same order), shared by every group and
+            # source that uses the same response object.
             which = RESPONSE_OF_SOURCE[source][0]
             group = self.groups[g - 1]
-            entry[1:] = [resp.matrix.T.tocsr().astype(np.float64), _edges(resp, group.files.get(which, group.name))]
+            entry[1:] = [resp.matrix64.T, _edges(resp, group.files.get(which, group.name))]
         return entry[1], entry[2]
 
     # -- templates -----------------------------------------------------------------------------
