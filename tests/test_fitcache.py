@@ -20,7 +20,7 @@ from nuskybgd_engine.fitcache import sidecar_path
 from nuskybgd_engine.io import responsecache
 from nuskybgd_engine.io.ogip import read_pha, read_rmf, write_pha, write_rmf
 from nuskybgd_engine.io.regions import RegionSet
-from nuskybgd_engine.io.responsecache import LazyResponse, cache_root, content_hash, read_response
+from nuskybgd_engine.io.responsecache import LazyResponse, cache_root, content_hash, read_response, write_response
 from nuskybgd_engine.maps.projection import write_projected_maps
 from nuskybgd_engine.observation import prepare_observation
 from nuskybgd_engine.predictions import predict_regions
@@ -236,3 +236,24 @@ def test_cli_predict_several_regions_modules_bands(fitted, base, capsys):
     assert lines[0].split()[:2] == ["region", "FPM"] and len(lines) == 3
     assert lines[1].split()[:3] == ["src_point", "B", "3-20"]
     assert read_pha(base / "bgd1A_sr.pha").module == "A"
+
+
+def test_written_rmfs_are_serialised_once(base, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("NUSKYBGD_RESPONSE_CACHE", str(tmp_path / "cache"))
+    resp = read_rmf(base / "respB.rmf")
+    first = write_response(resp, tmp_path / "a.rmf")
+    second = write_response(resp, tmp_path / "b.rmf")
+    assert first.read_bytes() == second.read_bytes()
+    back = read_rmf(second)
+    assert (back.matrix != resp.matrix).nnz == 0 and back.module == "B"
+    assert read_response(second) is read_response(first)
+    with pytest.raises(Exception, match="exists"):
+        write_response(resp, second)  # never replaced unless asked
+    kept = next((tmp_path / "cache" / "written").glob("*.rmf"))
+    raw = bytearray(kept.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    kept.write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING):
+        third = write_response(resp, tmp_path / "c.rmf")
+    assert any("damaged" in r.getMessage() for r in caplog.records)
+    assert (read_rmf(third).matrix != resp.matrix).nnz == 0

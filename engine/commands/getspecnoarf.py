@@ -49,7 +49,8 @@ def make_products(evtfile, regfile, *, outdir=".", stem=None, group=30, rmffile=
     """Compute every product in memory and check the outputs; return ``[(path, writer, obj)]``."""
     from ..io.events import read_events
     from ..io.fitsutil import check_writable
-    from ..io.ogip import Spectrum, write_arf, write_pha, write_rmf
+    from ..io.ogip import Spectrum, write_arf, write_pha
+    from ..io.responsecache import write_response
     from ..io.regions import RegionSet
     from ..spectra.extract import SPECTRUM_COLUMNS, EmptyRegionWarning, extract_spectrum
     from ..spectra.grouping import group_min_counts
@@ -80,7 +81,7 @@ def make_products(evtfile, regfile, *, outdir=".", stem=None, group=30, rmffile=
                        extra_hdus=spec.extra_hdus)
     rmf.header["RMFSRC"] = source
     rmf.header["OBS_ID"] = events.obsid
-    jobs = [(paths["pha"], write_pha, spec), (paths["grp"], write_pha, grouped), (paths["rmf"], write_rmf, rmf)]
+    jobs = [(paths["pha"], write_pha, spec), (paths["grp"], write_pha, grouped), (paths["rmf"], write_response, rmf)]
     if arf:
         weights = rs.det_counts if rs.det_counts.sum() > 0 else [1, 1, 1, 1]
         arf_obj, _ = region_arf(events.module, weights, detabs=detabsfile, date=events.header.get("DATE-OBS"))
@@ -121,13 +122,8 @@ def run(args):
     jobs, rs, source = make_products(evt, args.reg, outdir=args.outdir, stem=args.outprefix, group=args.group,
                                      rmffile=args.rmffile, arf=args.arf, detabsfile=args.detabsfile,
                                      allow_empty=args.allow_empty, overwrite=args.overwrite)
-    from ..io.ogip import Response
-    from ..io.responsecache import remember
-
     for path, writer, obj in jobs:
         writer(obj, path, overwrite=args.overwrite)
-        if isinstance(obj, Response):
-            remember(path, obj)  # later steps find this RMF in the response cache instead of parsing it
         print(f"wrote {path}")
     dc = rs.det_counts.tolist()
     print(f"{rs.total_counts} counts, {rs.npix} sky pixels (BACKSCAL {rs.spectrum.backscal:.6g}), "

@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import BadFileError
 from .ogip import Response
 
-__all__ = ["read_response", "cached_response", "remember", "built_response", "content_hash", "cache_root", "LazyResponse",
+__all__ = ["read_response", "write_response", "cached_response", "remember", "built_response", "content_hash", "cache_root", "LazyResponse",
            "CACHE_ENV", "FORMAT"]
 
 CACHE_ENV = "NUSKYBGD_RESPONSE_CACHE"
@@ -267,6 +267,42 @@ def remember(path, resp):
     shared, digest = _share(resp)
     _alias(content_hash(path), digest)
     return shared
+
+
+def write_response(resp, path, overwrite=False):
+    """:func:`~.ogip.write_rmf`, serialising each (response, keywords) once.
+
+    The first file written for a response and its keywords is kept in the cache
+    (``written/``); later ones are copies of it (a file copy instead of ~0.5 s of FITS
+    serialisation: e.g. ``getspecnoarf`` writes the same nominal RMF for every region). The copy
+    is hashed and compared with the kept file, so a damaged cache file is never propagated: it
+    is written anew. The file is recorded (:func:`remember`) for the steps that read it.
+    """
+    import shutil
+
+    from .fitsutil import atomic_output
+    from .ogip import write_rmf
+
+    _shared, digest = _share(resp)
+    head = json.dumps(_clean_header(resp.header), sort_keys=True, default=str)
+    kept = cache_root() / "written" / (hashlib.sha256((digest + head).encode()).hexdigest() + ".rmf")
+    path = Path(path)
+    record = kept.with_suffix(".sha256")  # the kept file's hash when it was made
+    if kept.is_file() and record.is_file():
+        want = record.read_text().strip()
+        with atomic_output(path, overwrite=overwrite) as tmp:
+            shutil.copyfile(kept, tmp)
+        if content_hash(path) == want:
+            _alias(want, digest)
+            return path
+        log.warning("nuskybgd: cached RMF %s is damaged; writing %s anew", kept, path)
+        overwrite = True
+    write_rmf(resp, path, overwrite=overwrite)
+    file_digest = content_hash(path)
+    _alias(file_digest, digest)
+    if _write_atomic(kept, lambda tmp: shutil.copyfile(path, tmp)):
+        _write_atomic(record, lambda tmp: tmp.write_text(file_digest + "\n"))
+    return path
 
 
 def built_response(label, sources, build):
