@@ -49,7 +49,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy import sparse
-from scipy.special import erf
 
 from ..constants import CHANNEL_DE, N_CHANNELS, channel_edges
 from ..errors import BadConfigError, BadFileError
@@ -231,6 +230,8 @@ def _lin(knots_e, values, e):
 
 def _gauss_block(centre_ch, sigma_ch, half, ncols):
     """Channel-integrated unit Gaussians, one per row: (rows, cols, vals) for csr assembly."""
+    from scipy.special import erf  # here, not at import (start-up time)
+
     nrow = centre_ch.size
     base = np.rint(centre_ch).astype(int)
     cols = base[:, None] + np.arange(-half, half + 1)[None, :]
