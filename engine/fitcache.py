@@ -234,9 +234,11 @@ def read_sidecar(fit_path, name, negative_norms=False):
     changed = _changed_input(meta["inputs"])
     if changed:
         return None, f"{changed} changed since the fit"
+    from .errors import NuSkyBgdError
+
     try:
         return _restore(meta, arrays, negative_norms), None
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
+    except (KeyError, ValueError, TypeError, IndexError, NuSkyBgdError) as exc:
         return None, f"{path.name} is inconsistent ({exc})"
 
 
