@@ -219,24 +219,26 @@ def read_sidecar(fit_path, name, negative_norms=False):
     path = sidecar_path(fit_path, name)
     if not path.is_file():
         return None, f"{name} is missing"
+    from .errors import NuSkyBgdError
+
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays.pop("meta")))
+        if not isinstance(meta, dict):
+            raise ValueError("no metadata")
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         return None, f"{path.name} is unreadable ({exc})"
-    if meta.get("format") != FORMAT or meta.get("engine") != _engine_version():
-        return None, f"{path.name} was written by another version"
-    if meta.get("fit_sha256") != _fit_hash(fit_path):
-        return None, f"{Path(fit_path).name} changed since {path.name} was written"
-    if meta.get("calibration_env") != _calibration_env():
-        return None, "the calibration environment (NUSKYBGD_AUXIL, CALDB, ...) changed"
-    changed = _changed_input(meta["inputs"])
-    if changed:
-        return None, f"{changed} changed since the fit"
-    from .errors import NuSkyBgdError
-
     try:
+        if meta.get("format") != FORMAT or meta.get("engine") != _engine_version():
+            return None, f"{path.name} was written by another version"
+        if meta.get("fit_sha256") != _fit_hash(fit_path):
+            return None, f"{Path(fit_path).name} changed since {path.name} was written"
+        if meta.get("calibration_env") != _calibration_env():
+            return None, "the calibration environment (NUSKYBGD_AUXIL, CALDB, ...) changed"
+        changed = _changed_input(meta["inputs"])
+        if changed:
+            return None, f"{changed} changed since the fit"
         return _restore(meta, arrays, negative_norms), None
     except (KeyError, ValueError, TypeError, IndexError, NuSkyBgdError) as exc:
         return None, f"{path.name} is inconsistent ({exc})"
