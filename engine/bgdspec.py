@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,7 +147,7 @@ def background_spectrum(analysis, regions, source, *, grid=None, maps=None, syst
                            path=source, field="INSTRUME")
     grid = grid if grid is not None else getattr(analysis, "grid", None)
     maps = maps if maps is not None else getattr(analysis, "maps", None)
-    if isinstance(maps, dict):
+    if isinstance(maps, Mapping):  # {module: maps} (a reopened fit reads them when first used)
         if m not in maps:
             raise BadConfigError(f"no FPM{m} projected maps", field="maps")
         maps = maps[m]

@@ -14,7 +14,8 @@ import numpy as np
 from .calibration.products import load_arf, load_diag_rmf, load_rmf
 from .errors import BadConfigError, BadFileError
 from .io.fitsutil import read_fits
-from .io.ogip import read_pha, read_rmf
+from .io.ogip import read_pha
+from .io.responsecache import read_response
 from .maps.projection import ProjectedMaps
 from .model.background import region_weights
 from .model.folding import GroupData
@@ -97,7 +98,7 @@ def group_from_spectrum_file(spec_path, regions, grid, maps, *, name=None, rmf_c
         if rmf_cache is not None and key in rmf_cache:
             rmf = rmf_cache[key]
         else:
-            rmf = read_rmf(rpath, module=spec.module)
+            rmf = read_response(rpath, module=spec.module)
             if rmf_cache is not None:
                 rmf_cache[key] = rmf
         files["rmf"] = str(rpath)

@@ -17,6 +17,7 @@ from .analysis import BackgroundAnalysis
 from .constants import band_to_channels
 from .errors import BadConfigError
 from .export import ExportWriter, group_files
+from .fitcache import open_fit, write_sidecar
 from .idl import idl_to_nuskybgd, is_idl_session
 from .io.files import atomic_output, read_json
 from .model.background import BackgroundOptions, add_linked_groups
@@ -35,7 +36,8 @@ __all__ = ["load_fit_json", "analysis_from_xcm", "load_fit", "spec_export", "sim
 
 
 def load_fit_json(path):
-    """Restore a fit saved by :func:`save_fit_json`: the analysis (from its bgdinfo) at the fitted values."""
+    """Restore a fit saved by :func:`~.fitcache.save_fit` (or :func:`~.export.save_fit_json`): the analysis
+    (from its sidecar when current, else its bgdinfo) at the fitted values."""
     path = Path(path)
     data = read_json(path, not_found="fit file not found", invalid="not a valid fit JSON ({exc})")
     for key in ("bgdinfo", "parameters", "free", "covariance", "statistic", "value", "dof"):
@@ -47,9 +49,9 @@ def load_fit_json(path):
     opts = data.get("options", {})
     negative_norms = bool(opts.get("negative_norms", False))
     if data.get("xcm"):  # continued from an .xcm (nuskybgd-py or IDL): its links and frozen flags
-        analysis = analysis_from_xcm(data["bgdinfo"], data["xcm"])
+        analysis, rebuild = analysis_from_xcm(data["bgdinfo"], data["xcm"]), None
     else:
-        analysis = BackgroundAnalysis.from_bgdinfo(data["bgdinfo"], negative_norms=negative_norms)
+        analysis, rebuild = open_fit(path, data, negative_norms)  # the sidecar, else the inputs
     # Record the options of the fit (the check of the free parameters below catches a bgdinfo.json
     # whose other options no longer give the fitted model).
     analysis.options = BackgroundOptions(fcxb_links=[tuple(p) for p in opts.get("fcxb_links", [])],
@@ -89,6 +91,8 @@ def load_fit_json(path):
                                 backend=data.get("backend", "native"), warnings=list(data.get("warnings", [])),
                                 apec=data.get("apec", {}), expected=data.get("expected"),
                                 expected_sigma=data.get("expected_sigma"))
+    if rebuild:
+        write_sidecar(analysis, path, rebuild)
     return analysis
 
 

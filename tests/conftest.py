@@ -139,8 +139,11 @@ def event_file(tmp_path):
 
 
 def pytest_configure(config):
-    """Keep the tests out of the user's caches: the demo observation goes to a temporary directory."""
+    """Keep the tests out of the user's caches: the demo observation and the response cache go to
+    temporary directories."""
     import tempfile
 
     if "NUSKYBGD_DEMO_DIR" not in os.environ:
         os.environ["NUSKYBGD_DEMO_DIR"] = tempfile.mkdtemp(prefix="nuskybgd-demo-tests-")
+    if "NUSKYBGD_RESPONSE_CACHE" not in os.environ:
+        os.environ["NUSKYBGD_RESPONSE_CACHE"] = tempfile.mkdtemp(prefix="nuskybgd-responses-tests-")

@@ -18,7 +18,8 @@ import numpy as np
 
 from ..analysis import BackgroundAnalysis
 from ..errors import BadConfigError, BadRegionError
-from ..export import export_fit_xcm, save_fit_json
+from ..export import export_fit_xcm
+from ..fitcache import save_fit
 from ..groups import group_from_events
 from ..io.regions import RegionSet
 from ..model.background import region_weights
@@ -117,7 +118,7 @@ def _write_products(analysis, rows, target, extra, regions=(), grid=None):
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         written = export_fit_xcm(analysis, stage / "bgd_fit.xcm", statistic=analysis.result.statistic)
-        written.append(save_fit_json(analysis, stage / "bgd_fit.json"))
+        written.append(save_fit(analysis, stage / "bgd_fit.json"))
         _write_json(stage / "summary.json", {"rows": rows, **extra})
         for name, rs in regions:
             rs.write_ds9(stage / f"{name}.reg", coord="fk5", grid=grid)

@@ -49,8 +49,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy import sparse
-from scipy.interpolate import PchipInterpolator
-from scipy.special import erf
 
 from ..constants import CHANNEL_DE, N_CHANNELS, channel_edges
 from ..errors import BadConfigError, BadFileError
@@ -185,6 +183,8 @@ def pixmap(module):
 
 def eval_knots(rows, values, nrows):
     """PCHIP in (log E, log value) through knot rows of the standard grid; rows ``0..nrows-1``."""
+    from scipy.interpolate import PchipInterpolator  # imported here: 0.25 s that most steps never need
+
     lo, hi = energy_grid()
     le = np.log(0.5 * (lo + hi))
     rows = np.asarray(rows, int)
@@ -231,6 +231,8 @@ def _lin(knots_e, values, e):
 
 def _gauss_block(centre_ch, sigma_ch, half, ncols):
     """Channel-integrated unit Gaussians, one per row: (rows, cols, vals) for csr assembly."""
+    from scipy.special import erf  # here, not at import (start-up time)
+
     nrow = centre_ch.size
     base = np.rint(centre_ch).astype(int)
     cols = base[:, None] + np.arange(-half, half + 1)[None, :]

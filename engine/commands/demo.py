@@ -25,7 +25,8 @@ def run(args):
     from ..observation import prepare_observation
     from ..startvalues import apply_start_values
     from ..analysis import BackgroundAnalysis
-    from ..export import export_fit_xcm, save_fit_json
+    from ..export import export_fit_xcm
+    from ..fitcache import save_fit
     from ..groups import group_from_events
     from .fit import output_names
 
@@ -55,7 +56,7 @@ def run(args):
     outdir.mkdir(exist_ok=True)
     xcm, js = output_names(outdir / "demo_fit.xcm")  # one number for both files
     written = export_fit_xcm(analysis, xcm, statistic="cstat")
-    written.append(save_fit_json(analysis, js))
+    written.append(save_fit(analysis, js))
     for path in written:
         print(f"wrote {path}")
     src = RegionSet.read_ds9(regdir / "src_point.reg")

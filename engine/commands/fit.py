@@ -59,7 +59,8 @@ def output_names(savefile, overwrite=False):
 def run(args):
     from ..bgdinfo import TEMPLATE, read_bgdinfo
     from ..analysis import BackgroundAnalysis
-    from ..export import export_fit_xcm, save_fit_json
+    from ..export import export_fit_xcm
+    from ..fitcache import save_fit
 
     if args.template:
         print(json.dumps(TEMPLATE, indent=4))
@@ -85,7 +86,7 @@ def run(args):
         result = analysis.fit(stat, backend=args.backend)
         print(repr(result))
         written = export_fit_xcm(analysis, xcm, statistic=stat, overwrite=args.overwrite)
-        written.append(save_fit_json(analysis, js, overwrite=args.overwrite))
+        written.append(save_fit(analysis, js, overwrite=args.overwrite))
     else:
         written = export_fit_xcm(analysis, xcm, statistic=stat, overwrite=args.overwrite)
         if analysis.apec.evaluated_by != "pyxspec":

@@ -49,7 +49,8 @@ def make_products(evtfile, regfile, *, outdir=".", stem=None, group=30, rmffile=
     """Compute every product in memory and check the outputs; return ``[(path, writer, obj)]``."""
     from ..io.events import read_events
     from ..io.fitsutil import check_writable
-    from ..io.ogip import Spectrum, write_arf, write_pha, write_rmf
+    from ..io.ogip import Spectrum, write_arf, write_pha
+    from ..io.responsecache import write_response
     from ..io.regions import RegionSet
     from ..spectra.extract import SPECTRUM_COLUMNS, EmptyRegionWarning, extract_spectrum
     from ..spectra.grouping import group_min_counts
@@ -82,7 +83,7 @@ def make_products(evtfile, regfile, *, outdir=".", stem=None, group=30, rmffile=
                        extra_hdus=spec.extra_hdus)
     rmf.header["RMFSRC"] = source
     rmf.header["OBS_ID"] = events.obsid
-    jobs = [(paths["pha"], write_pha, spec), (paths["grp"], write_pha, grouped), (paths["rmf"], write_rmf, rmf)]
+    jobs = [(paths["pha"], write_pha, spec), (paths["grp"], write_pha, grouped), (paths["rmf"], write_response, rmf)]
     if arf:
         weights = rs.det_counts if rs.det_counts.sum() > 0 else [1, 1, 1, 1]
         arf_obj, _ = region_arf(events.module, weights, detabs=detabsfile, date=events.header.get("DATE-OBS"))

@@ -1,4 +1,4 @@
-"""``nuskybgd predict``: predicted background counts in any region and band, with 1σ."""
+"""``nuskybgd predict``: predicted background counts in any regions and bands, with 1σ."""
 
 from __future__ import annotations
 
@@ -14,30 +14,29 @@ def register(subparsers):
                     "error from the fit covariance and a systematic floor (≈4 % at 90 %% confidence, Wik et al.) "
                     "added in quadrature.")
     p.add_argument("fit", help="NAME.json written by `nuskybgd fit --run`")
-    p.add_argument("region", help="ds9 region file")
-    p.add_argument("--module", required=True, choices=("A", "B"), help="focal plane module")
-    p.add_argument("--band", nargs=2, type=float, default=(3.0, 20.0), metavar=("EMIN", "EMAX"),
-                   help="energy band in keV (default 3 20)")
+    p.add_argument("region", nargs="+", help="ds9 region file(s)")
+    p.add_argument("--module", required=True, nargs="+", choices=("A", "B"), help="focal plane module(s)")
+    p.add_argument("--band", nargs=2, type=float, action="append", default=None, metavar=("EMIN", "EMAX"),
+                   help="energy band in keV (default 3 20); repeat for several bands")
     p.add_argument("--exposure", type=float, default=None, help="exposure in s (default: the reference spectrum's)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
 
 def run(args):
-    from ..io.regions import RegionSet
-    from ..model.background import region_weights
+    from ..predictions import format_table, predict_regions
     from ..workflow import load_fit_json
 
     analysis = load_fit_json(args.fit)
-    rs = RegionSet.read_ds9(args.region)
-    for note in rs.notes:  # shapes with no area (point, text ...) that the mask skips; stdout may be JSON
-        print(f"note: {args.region} {note}", file=sys.stderr)
-    if args.module not in analysis.maps:
-        from ..errors import BadConfigError
-
-        raise BadConfigError(f"the fit has no FPM{args.module} maps", field="module")
-    w = region_weights(rs, analysis.grid, analysis.maps[args.module], name=str(args.region))
-    pred = analysis.predict(w, band=tuple(args.band), exposure=args.exposure)
+    cases = predict_regions(analysis, args.region, modules=args.module, bands=args.band or [(3.0, 20.0)],
+                            exposure=args.exposure)
+    for path, notes in dict((c.path, c.notes) for c in cases).items():
+        for note in notes:  # shapes with no area that the mask skips; on stderr, as stdout may be JSON
+            print(f"note: {path} {note}", file=sys.stderr)
+    if len(cases) > 1:  # several regions, modules or bands: a table (or a JSON list), one line per case
+        print(json.dumps([c.to_dict() for c in cases], indent=1) if args.json else format_table(cases))
+        return 0
+    pred = cases[0].prediction
     if args.json:
         print(json.dumps(pred.to_dict(), indent=1))
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..io.files import read_json
 
 
 def register(subparsers):
@@ -27,6 +26,8 @@ def register(subparsers):
 
 
 def read_norms(path):
+    from ..io.files import read_json
+
     return read_json(path, not_found="norms file not found", invalid="cannot read norms JSON: {exc}")
 
 

@@ -39,7 +39,7 @@ def export_fit_xcm(analysis, path, *, statistic=None, overwrite=False):
     return [path] + writer.written
 
 
-def save_fit_json(analysis, path, *, overwrite=False):
+def save_fit_json(analysis, path, *, overwrite=False, sidecar=None):
     """``NAME.json``: statistic, value, dof and every parameter (source, group, name, value, error,
     frozen, link), plus what is needed to restore the fit (bgdinfo path, covariance)."""
     if analysis.result is None:
@@ -54,5 +54,6 @@ def save_fit_json(analysis, path, *, overwrite=False):
                        "fix_line_ratios": analysis.options.fix_line_ratios, "no_solar": analysis.options.no_solar,
                        "negative_norms": analysis.options.negative_norms}
     data["ignore"] = list(analysis.model.ignore)
+    data["sidecar"] = sidecar  # NAME.npz of :func:`~nuskybgd_engine.fitcache.save_fit`, or None
     # An undetermined parameter has error NaN (and NaN covariance): written as null.
     return write_json(path, data, overwrite=overwrite)

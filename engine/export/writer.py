@@ -15,7 +15,8 @@ from ..constants import channel_edges
 from ..errors import BadFileError
 from ..io.files import numbered_path
 from ..io.fitsutil import read_fits
-from ..io.ogip import Arf, Spectrum, read_rmf, write_arf, write_pha, write_rmf
+from ..io.ogip import Arf, Spectrum, write_arf, write_pha, write_rmf
+from ..io.responsecache import read_response
 
 __all__ = ["ExportWriter", "group_files"]
 
@@ -41,9 +42,11 @@ def _same_content(path, arrays):
 def _same_response(path, resp):
     """True when the RMF file at ``path`` has the same grid and matrix as ``resp``."""
     try:
-        other = read_rmf(path)
+        other = read_response(path)
     except Exception:  # noqa: BLE001 - unreadable: not reusable
         return False
+    if other is resp:
+        return True
     return (other.matrix.shape == resp.matrix.shape and np.array_equal(other.energ_lo, resp.energ_lo)
             and np.array_equal(other.e_min, resp.e_min) and abs(other.matrix - resp.matrix).max() == 0)
 

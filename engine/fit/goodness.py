@@ -26,7 +26,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import gammaln
 
 from ..errors import FitError
 from .statistics import CSTAT_FLOOR
@@ -45,6 +44,8 @@ _TABLE_POINTS = 4000
 
 def _terms(k, mu):
     """Per-count C contributions 2 (μ − k + k ln(k/μ)) and log Poisson probabilities."""
+    from scipy.special import gammaln  # here, not at import: scipy.special is slow to import
+
     with np.errstate(divide="ignore", invalid="ignore"):
         klogk = np.where(k > 0, k * np.log(np.where(k > 0, k, 1.0) / mu), 0.0)
     c = 2.0 * (mu - k + klogk)

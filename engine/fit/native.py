@@ -34,7 +34,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq
 
 from ..errors import FitError
 from .result import ConfidenceInterval, FitOutput
@@ -784,6 +783,8 @@ def confidence_interval(fit_output, index, problem_or_fn=None, *, delta_stat=1.0
             if dv >= delta_stat:
                 a, b = (prev, x) if sign > 0 else (x, prev)
                 xtol = 1e-10 * max(abs(a), abs(b), step) + 1e-300
+                from scipy.optimize import brentq  # lazy: scipy.optimize costs 0.2 s of every CLI start-up
+
                 root = brentq(lambda v: profile(v) - delta_stat, a, b, xtol=xtol, rtol=1e-10)
                 return root, False
             if x == limit:

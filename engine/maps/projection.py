@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from scipy import fft as sfft
 
 from ..constants import DET1_NPIX, DET1_REFPIX, NUDGE_DET1, PA_OFFSET_DEG, SKY_NPIX
 from ..errors import BadConfigError, BadFileError
@@ -193,6 +192,8 @@ def _convolve(stack, kernel):
     shape = (h + kh - 1, w + kw - 1)
     if kh * kw == 1:
         return stack * kernel[0, 0]
+    from scipy import fft as sfft  # here, not at import: scipy.fft pulls scipy.special (start-up time)
+
     fshape = tuple(sfft.next_fast_len(n, real=True) for n in shape)
     kf = sfft.rfft2(kernel, fshape)
     sf = sfft.rfft2(stack, fshape, axes=(-2, -1))

@@ -53,14 +53,14 @@ class GroupData:
         if not np.all(np.isfinite(self.counts)) or np.any(self.counts < 0):
             raise BadFileError("spectrum has NaN or negative counts", path=self.files.get("spectrum", self.name),
                                field="COUNTS")
-        n_chan = self.rmf.matrix.shape[1]
+        n_chan = self.rmf.n_channels
         if self.counts.size != n_chan:
             raise BadFileError(f"spectrum has {self.counts.size} channels, its RMF {n_chan}",
                                path=self.files.get("spectrum", self.name), field="RESPFILE")
         for key in ("ap_arf", "fcxb_arf"):
             arr = np.asarray(getattr(self, key), dtype=float)
-            if arr.shape != (self.rmf.matrix.shape[0],):
-                raise BadFileError(f"{key} has {arr.size} rows, the RMF {self.rmf.matrix.shape[0]}",
+            if arr.shape != (self.rmf.n_energies,):
+                raise BadFileError(f"{key} has {arr.size} rows, the RMF {self.rmf.n_energies}",
                                    path=self.files.get(key, self.name))
             setattr(self, key, arr)
 
@@ -160,20 +160,28 @@ class FoldedModel:
     # -- responses ---------------------------------------------------------------------------
 
     def _response(self, g, source):
-        """(transposed float64 matrix, energy edges, ARF or None, cache key) of a (group, source)."""
+        """(response, ARF or None, cache key) of a (group, source)."""
         group = self.groups[g - 1]
         which, arf_name = RESPONSE_OF_SOURCE[source]
         resp = group.rmf if which == "rmf" else group.diag
-        rkey = id(resp)
-        if rkey not in self._matrices:
-            # Transposed CSR: folding is then a row-wise product (fast), shared by every group
-            # and source that uses the same response object.
-            self._matrices[rkey] = (resp, resp.matrix.T.tocsr().astype(np.float64),
-                                    _edges(resp, group.files.get(which, group.name)))
-        _, mt, edges = self._matrices[rkey]
         arf = None if arf_name is None else getattr(group, arf_name)
         akey = None if arf is None else hash(arf.tobytes())
-        return mt, edges, arf, (rkey, akey)
+        # The entry keeps the response alive, so that its id() keys no other object's templates.
+        self._matrices.setdefault(id(resp), [resp, None, None])
+        return resp, arf, (id(resp), akey)
+
+    def _matrix(self, g, source):
+        """(transposed float64 matrix, energy edges) of a (group, source), made when first folded."""
+        resp, _arf, (rkey, _a) = self._response(g, source)
+        entry = self._matrices[rkey]
+        if entry[1] is None:
+            # The float64 matrix's transpose as a CSC view (no copy: as fast to multiply as a
+            # transposed CSR, and the same sums in the same order), shared by every group and
+            # source that uses the same response object.
+            which = RESPONSE_OF_SOURCE[source][0]
+            group = self.groups[g - 1]
+            entry[1:] = [resp.matrix64.T, _edges(resp, group.files.get(which, group.name))]
+        return entry[1], entry[2]
 
     # -- templates -----------------------------------------------------------------------------
 
@@ -200,9 +208,10 @@ class FoldedModel:
         """Unit-norm folded counts/s per channel of the (ctype, shape) pairs in ``wanted``, cached
         per response and ARF (groups sharing a response share the work); all missing components of
         the source are folded in one sparse × dense product."""
-        mt, edges, arf, rkey = self._response(g, source)
+        resp, arf, rkey = self._response(g, source)
         missing = [w for w in wanted if (rkey, w) not in self._templates]
         if missing:
+            mt, edges = self._matrix(g, source)
             flux = np.stack([self._flux(ctype, shape, edges) for ctype, shape in missing], axis=1)
             if arf is not None:
                 flux *= arf[:, None]
@@ -212,6 +221,25 @@ class FoldedModel:
                 col.setflags(write=False)
                 self._templates[(rkey, w)] = col
         return [self._templates[(rkey, w)] for w in wanted]
+
+    def folded_templates(self, g):
+        """Unit-norm folded templates of group ``g`` at the current shape values:
+        ``{source: [((ctype, shape), counts/s per channel), ...]}`` (see :meth:`add_templates`)."""
+        out = {}
+        for source in RESPONSE_OF_SOURCE:
+            if source in self.state.sources:
+                wanted = [(ctype, shape) for _n, ctype, shape, _i in self._component_params(source, g)]
+                out[source] = list(zip(wanted, self._fold(g, source, wanted)))
+        return out
+
+    def add_templates(self, g, source, entries):
+        """Put templates folded earlier for group ``g`` and ``source`` (``[((ctype, shape), array)]``,
+        as :meth:`folded_templates` gives them, for the same responses and ARFs) in the cache."""
+        _resp, _arf, rkey = self._response(g, source)
+        for w, tpl in entries:
+            tpl = np.array(tpl, dtype=float)
+            tpl.setflags(write=False)
+            self._templates[(rkey, (w[0], tuple(w[1])))] = tpl
 
     def components(self, g):
         """List of (source, component, template (counts per channel, norm 1), norm global index) of group ``g``."""

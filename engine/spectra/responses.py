@@ -39,6 +39,7 @@ from ..constants import N_CHANNELS, channel_edges
 from ..errors import BadConfigError, BadFileError, CalibrationNotFoundError
 from ..io.fitsutil import hdu_name, read_fits, require_columns
 from ..io.ogip import Arf, Response, _check_module, module_of, read_rmf
+from ..io.responsecache import read_response
 
 __all__ = [
     "DetAbs",
@@ -182,7 +183,7 @@ def caldb_detector_rmf_paths(module, date=None):
 
 @functools.lru_cache(maxsize=4)
 def _read_rmf_cached(path, mtime, size, module):
-    return read_rmf(path, module=module)
+    return read_response(path, module=module)
 
 
 def _read_rmf(path, module):
