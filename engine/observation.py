@@ -92,7 +92,8 @@ def find_observation_files(obsdir, obsid=None, modules=("A", "B")):
     return obsid, out
 
 
-def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "B"), progress=None):
+def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "B"), progress=None,
+                        drop_invalid=False):
     """Counts images, instrument maps, aspect histograms and projected maps of an observation.
 
     Parameters
@@ -103,6 +104,9 @@ def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "
         Energy band of the counts images (keV).
     modules : sequence of {'A', 'B'}
     progress : callable(str), optional
+    drop_invalid : bool
+        Leave out events with values outside their columns' TLMIN..TLMAX (reported through
+        ``progress``) instead of refusing the file (see :func:`~nuskybgd_engine.io.events.read_events`).
 
     Returns
     -------
@@ -118,7 +122,9 @@ def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "
     products = {}
     for m, f in files.items():
         say(f"FPM{m}: reading events")
-        ev = read_events(f["events"], module=m)
+        ev = read_events(f["events"], module=m, drop_invalid=drop_invalid)
+        if ev.dropped:
+            say(ev.dropped_note())
         say(f"FPM{m}: counts image {band[0]:g}-{band[1]:g} keV")
         image = make_counts_image(ev, *band)
         say(f"FPM{m}: instrument map")

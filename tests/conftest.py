@@ -106,6 +106,12 @@ def make_event_hdul(n=200, module="A", seed=1, pa_pnt=30.0, columns=None, obsid=
 
 
 @pytest.fixture
+def event_hdul():
+    """Factory: the in-memory event file of :func:`make_event_hdul`, to alter before writing."""
+    return make_event_hdul
+
+
+@pytest.fixture
 def event_file(tmp_path):
     """Factory: write a tiny synthetic event file and return its path."""
 

@@ -45,7 +45,7 @@ def _group_value(value):
 
 
 def make_products(evtfile, regfile, *, outdir=".", stem=None, group=30, rmffile=None, arf=False,
-                  detabsfile=None, allow_empty=False, overwrite=False):
+                  detabsfile=None, allow_empty=False, overwrite=False, drop_invalid=False):
     """Compute every product in memory and check the outputs; return ``[(path, writer, obj)]``."""
     from ..io.events import read_events
     from ..io.fitsutil import check_writable
@@ -56,7 +56,9 @@ def make_products(evtfile, regfile, *, outdir=".", stem=None, group=30, rmffile=
     from ..spectra.responses import region_arf, region_rmf
 
     group = _group_value(group)
-    events = read_events(evtfile, columns=SPECTRUM_COLUMNS)
+    events = read_events(evtfile, columns=SPECTRUM_COLUMNS, drop_invalid=drop_invalid)
+    if events.dropped:
+        print(events.dropped_note())
     regions = RegionSet.read_ds9(regfile)
     stem = stem or Path(regfile).stem
     if not stem or "/" in stem:
@@ -109,6 +111,9 @@ def register(subparsers):
     p.add_argument("--allow-empty", type=yes_no, default=False, metavar="yes|no",
                    help="write an empty spectrum (with a warning) when the region has no event")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--drop-invalid", action="store_true",
+                   help="leave out (and count) events with a value outside its column's TLMIN..TLMAX "
+                        "(default: such events are an error)")
     p.set_defaults(func=run)
 
 
@@ -120,7 +125,8 @@ def run(args):
         print(f"note: attfile {args.attfile} not needed (the event file's X/Y columns are used)")
     jobs, rs, source = make_products(evt, args.reg, outdir=args.outdir, stem=args.outprefix, group=args.group,
                                      rmffile=args.rmffile, arf=args.arf, detabsfile=args.detabsfile,
-                                     allow_empty=args.allow_empty, overwrite=args.overwrite)
+                                     allow_empty=args.allow_empty, overwrite=args.overwrite,
+                                     drop_invalid=args.drop_invalid)
     for path, writer, obj in jobs:
         writer(obj, path, overwrite=args.overwrite)
         print(f"wrote {path}")

@@ -13,10 +13,10 @@ def register(subparsers):
                     "(stated in the header). The fcxb image is per module (nuskybgd-py pooled A and B).")
     p.add_argument("fit", help="NAME.json (or an .xcm with --bgdinfo)")
     p.add_argument("--bgdinfo", default=None, help="bgdinfo.json, when FIT is an .xcm")
-    p.add_argument("emin", type=float)
-    p.add_argument("emax", type=float)
+    p.add_argument("emin", type=float, help="lower edge of the band (keV)")
+    p.add_argument("emax", type=float, help="upper edge of the band (keV)")
     p.add_argument("--prefix", default="", help="prefix of the output names (directory allowed)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=run)
 
 

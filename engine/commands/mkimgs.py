@@ -49,6 +49,9 @@ def register(subparsers):
     p.add_argument("--det1", type=yes_no, default=False, metavar="yes|no",
                    help="also write the DET1 image <name>det.fits (RAWX, RAWY 1..30, as the seed)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--drop-invalid", action="store_true",
+                   help="leave out (and count) events with a value outside its column's TLMIN..TLMAX "
+                        "(default: such events are an error)")
     p.set_defaults(func=run)
 
 
@@ -74,7 +77,10 @@ def run(args):
     outdir = Path(args.outdir)
     label = band_label(emin, emax)
     events = [read_events(f, columns=("X", "Y", "PI", "DET1X", "DET1Y", "RAWX", "RAWY") if args.det1
-                          else ("X", "Y", "PI")) for f in files]
+                          else ("X", "Y", "PI"), drop_invalid=args.drop_invalid) for f in files]
+    for ev in events:
+        if ev.dropped:
+            print(ev.dropped_note())
     modules = [ev.module for ev in events]
     if len(set(modules)) != len(modules):
         raise BadConfigError(f"two event files of the same module FPM{modules[0]} given", field="inputs")

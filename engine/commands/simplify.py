@@ -14,8 +14,10 @@ def register(subparsers):
     p.add_argument("xcm", help="bgd_<src>.xcm")
     p.add_argument("bgdinfo", nargs="?", help="bgdinfo.json (gives N = number of background spectra)")
     p.add_argument("--ndrop", type=int, default=None, help="number of background spectra to drop")
-    p.add_argument("--savefile", default=None)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--savefile", default=None,
+                   help="output NAME.xcm (.xcm added when missing; default bgd_only_<src>.xcm next to XCM)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output instead of numbering it (NAME2.xcm, NAME3.xcm ...)")
     p.set_defaults(func=run)
 
 
@@ -25,6 +27,7 @@ def run(args):
     from ..io.fitsutil import atomic_output
     from ..workflow import _numbered, simplify_session
     from ..xcm import format_xcm, read_xcm
+    from .fit import xcm_path
 
     if args.ndrop is None and args.bgdinfo is None:
         raise BadConfigError("give bgdinfo.json or --ndrop", field="ndrop")
@@ -32,7 +35,7 @@ def run(args):
     src = Path(args.xcm)
     session = simplify_session(read_xcm(src), n)
     name = src.name.replace("bgd_", "bgd_only_", 1) if src.name.startswith("bgd_") else f"bgd_only_{src.name}"
-    out = Path(args.savefile) if args.savefile else src.with_name(name)
+    out = xcm_path(args.savefile) if args.savefile else src.with_name(name)
     if not args.overwrite:
         out = _numbered(out)
     with atomic_output(out, overwrite=args.overwrite) as tmp:

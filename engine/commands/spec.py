@@ -18,14 +18,17 @@ def register(subparsers):
     p.add_argument("items", nargs="+", metavar="ARG",
                    help="FIT.json SRC.reg[,SRC2.reg] SRC.pha[,SRC2.pha]  or, as nuskybgd-py, "
                         "bgdinfo.json FIT.xcm SRC.reg SRC.pha (a hand-edited .xcm is read, never executed)")
-    p.add_argument("--savefile", default=None, help="output .xcm (default bgd_<region stem>.xcm)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--savefile", default=None,
+                   help="output NAME.xcm (.xcm added when missing; default bgd_<region stem>.xcm)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output instead of numbering it (NAME2.xcm, NAME3.xcm ...)")
     p.set_defaults(func=run)
 
 
 def run(args):
     from ..io.regions import RegionSet
     from ..workflow import _numbered, group_from_spectrum_file, load_fit, spec_export
+    from .fit import xcm_path
 
     if len(args.items) == 3:
         bgdinfo, fit, regions, spectra = None, *args.items
@@ -49,7 +52,7 @@ def run(args):
             raise BadConfigError(f"{s.name} is FPM{m}, but the fit has no FPM{m} spectra", path=s, field="INSTRUME")
         groups.append(group_from_spectrum_file(s, RegionSet.read_ds9(r), analysis.grid, analysis.maps[m],
                                                name=s.name))
-    out = Path(args.savefile) if args.savefile else specs[0].parent / f"bgd_{regs[0].stem}.xcm"
+    out = xcm_path(args.savefile) if args.savefile else specs[0].parent / f"bgd_{regs[0].stem}.xcm"
     if not args.overwrite:
         out = _numbered(out)
     for path in spec_export(analysis, groups, out, overwrite=args.overwrite):
