@@ -9,8 +9,10 @@ help; then, from that environment only,
 
 - ``nuskybgd-dashboard --demo`` serves the page, which headless chromium (driven from this
   process: Playwright is not installed there) must render with the Fit button, no cell error, no
-  HTTP 500 and no request leaving the machine; the first page simulates the demo observation;
-- ``nuskybgd demo`` runs the whole workflow headlessly and prints its summary.
+  HTTP 500 and no request leaving the machine; the first page simulates the demo observation
+  (into an empty demo directory, as for a new user);
+- ``nuskybgd demo`` runs the whole workflow headlessly on the same demo directory (simulated
+  once, then reused, as the README says) and writes its fit.
 
 Skipped, with the reason, when the package index cannot be reached; the browser part also without
 ``/usr/bin/chromium`` or Playwright. The screenshot is kept in ``test-artifacts/``.
@@ -94,14 +96,13 @@ def _install(base):
                         f"{OFFLINE.search(log).group(0)}")
         pytest.fail(f"`{' '.join(README_INSTALL)}` failed in a new virtual environment:\n{log[-4000:]}")
     print(f"fresh venv + `{' '.join(README_INSTALL)}`: {time.monotonic() - t0:.1f} s")
-    return {"base": base, "src": src, "venv": venv_dir, "bin": venv_dir / "bin"}
+    return {"base": base, "src": src, "venv": venv_dir, "bin": venv_dir / "bin", "demo": base / "demo"}
 
 
 def test_dashboard_demo_renders_from_a_fresh_install(browser, fresh, serve_dashboard, open_page):
     base = fresh["base"]
     workspace = base / "workspace"
-    # a demo directory of its own, empty: the first page simulates the demo, as for a new user
-    env = _fresh_env(fresh["venv"], NUSKYBGD_DEMO_DIR=base / "demo-dashboard")
+    env = _fresh_env(fresh["venv"], NUSKYBGD_DEMO_DIR=fresh["demo"])
     log = base / "dashboard.log"
     t0 = time.monotonic()
     argv = [fresh["bin"] / "nuskybgd-dashboard", "--demo", "--no-browser", "--workspace", workspace]
@@ -128,15 +129,20 @@ def test_dashboard_demo_renders_from_a_fresh_install(browser, fresh, serve_dashb
             page.close()
     server_log = log.read_text()
     assert "Traceback" not in server_log, server_log[-3000:]
+    # the start log is ours (address, data root, workspace), without Jupyter's noise
+    assert server_log.startswith(f"nuskybgd-dashboard: {url}"), server_log[:2000]
+    for noise in ("without encryption", "is not trusted", "No web browser", "[Voila]"):
+        assert noise not in server_log, server_log[:3000]
 
 
 def test_headless_demo_from_a_fresh_install(fresh):
     base = fresh["base"]
-    env = _fresh_env(fresh["venv"], NUSKYBGD_DEMO_DIR=base / "demo-cli")
+    env = _fresh_env(fresh["venv"], NUSKYBGD_DEMO_DIR=fresh["demo"])
     t0 = time.monotonic()
     proc = subprocess.run([str(fresh["bin"] / "nuskybgd"), "demo"], cwd=base, env=env, capture_output=True,
                           text=True, timeout=DEMO_TIMEOUT_S)
     print(f"`nuskybgd demo` in the fresh venv: {time.monotonic() - t0:.1f} s")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert list((base / "demo-cli").rglob("demo_fit*.xcm")), proc.stdout[-2000:]
+    assert list(fresh["demo"].rglob("demo_fit*.xcm")), proc.stdout[-2000:]
+    assert "predicted vs simulated truth" in proc.stdout, proc.stdout[-2000:]

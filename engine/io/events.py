@@ -300,13 +300,17 @@ def invalid_rows(header, columns, path=None):
         if lo is None and hi is None:
             continue
         values = np.asarray(columns[name])
-        bad = np.zeros(values.shape, dtype=bool)
-        if lo is not None:
-            bad |= values < lo
-        if hi is not None:
-            bad |= values > hi
+        values = values.astype(values.dtype.newbyteorder("="), copy=False)  # FITS is big-endian: swap once
+        if values.dtype.kind in "iu":  # compare in the column's own type (no float copies)
+            info = np.iinfo(values.dtype)
+            lo = None if lo is None else int(np.clip(np.ceil(lo), info.min, info.max))
+            hi = None if hi is None else int(np.clip(np.floor(hi), info.min, info.max))
+        if lo is not None and hi is not None:
+            bad = (values < lo) | (values > hi)
+        else:
+            bad = values < lo if lo is not None else values > hi
         null = header.get(f"TNULL{n}") if n else None
-        if null is not None:
+        if null is not None and bad.any():
             bad &= values != null
         if bad.any():
             out[name] = (bad, lo, hi)
