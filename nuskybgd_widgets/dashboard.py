@@ -240,9 +240,10 @@ def _quiet_stderr(noise=QUIET_LOG_LINES):
 
     def pump():
         with os.fdopen(read, "rb") as pipe:
-            for line in pipe:
+            for line in pipe:  # keeps draining even when the terminal is gone: writers never block
                 if not any(text in line for text in noise):
-                    os.write(real, line)
+                    with contextlib.suppress(OSError):
+                        os.write(real, line)
 
     thread = threading.Thread(target=pump, name="nuskybgd-dashboard-log", daemon=True)
     thread.start()
