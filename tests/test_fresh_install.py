@@ -39,8 +39,8 @@ INSTALL_TIMEOUT_S = 900
 PAGE_READY_MS = 180_000  # kernel start, demo simulated on first use, maps and model
 DEMO_TIMEOUT_S = 300
 # Copying the working tree (uncommitted changes included) leaves out what a fresh clone does not have.
-COPY_IGNORE = shutil.ignore_patterns(".git", "*.egg-info", "__pycache__", ".pytest_cache", "build", "dist",
-                                     "test-artifacts", "workspace", "nuskybgd-workspace", ".ipynb_checkpoints")
+_COPY_IGNORE_ANYWHERE = ("__pycache__", ".pytest_cache", ".ipynb_checkpoints")
+_COPY_IGNORE_TOP = (".git", "build", "dist", "test-artifacts", "workspace", "nuskybgd-workspace")
 # pip's words for "the package index cannot be reached" (the test then says so and skips).
 OFFLINE = re.compile(r"NewConnectionError|Temporary failure in name resolution|Network is unreachable|"
                      r"Could not fetch URL|ProxyError|ConnectTimeout")
@@ -64,6 +64,12 @@ def _fresh_env(venv_dir, **extra):
     env.update(VIRTUAL_ENV=str(venv_dir), PATH=f"{venv_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
                PIP_DISABLE_PIP_VERSION_CHECK="1", **{k: str(v) for k, v in extra.items()})
     return env
+
+
+def _copy_ignore(directory, names):
+    top = Path(directory) == REPO
+    return {n for n in names
+            if n in _COPY_IGNORE_ANYWHERE or n.endswith(".egg-info") or (top and n in _COPY_IGNORE_TOP)}
 
 
 def _scratch():
@@ -95,7 +101,7 @@ def fresh():
 
 def _install(base):
     src, venv_dir = base / "nuskybgd-widgets", base / "venv"
-    shutil.copytree(REPO, src, ignore=COPY_IGNORE, symlinks=True)
+    shutil.copytree(REPO, src, ignore=_copy_ignore, symlinks=True)
     t0 = time.monotonic()
     try:
         venv.EnvBuilder(with_pip=True, system_site_packages=False, clear=True).create(venv_dir)
