@@ -59,6 +59,13 @@ def yes_no(value):
     raise argparse.ArgumentTypeError(f"expected yes or no, got {value!r}")
 
 
+def add_drop_invalid(parser):
+    """``--drop-invalid`` of the steps that read events (see ``read_events(drop_invalid=...)``)."""
+    parser.add_argument("--drop-invalid", action="store_true",
+                        help="leave out (and count) events with a value outside its column's TLMIN..TLMAX "
+                             "(default: such events are an error)")
+
+
 def build_parser():
     parser = _Parser(
         prog="nuskybgd",

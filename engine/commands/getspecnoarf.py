@@ -18,7 +18,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from ..cli import yes_no
+from ..cli import add_drop_invalid, yes_no
 from ..errors import BadConfigError
 
 __all__ = ["register", "run", "output_paths", "make_products"]
@@ -111,9 +111,7 @@ def register(subparsers):
     p.add_argument("--allow-empty", type=yes_no, default=False, metavar="yes|no",
                    help="write an empty spectrum (with a warning) when the region has no event")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--drop-invalid", action="store_true",
-                   help="leave out (and count) events with a value outside its column's TLMIN..TLMAX "
-                        "(default: such events are an error)")
+    add_drop_invalid(p)
     p.set_defaults(func=run)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import yes_no
+from ..cli import add_drop_invalid, yes_no
 from ..errors import BadConfigError, BadFileError
 
 __all__ = ["register", "run", "find_event_files"]
@@ -49,9 +49,7 @@ def register(subparsers):
     p.add_argument("--det1", type=yes_no, default=False, metavar="yes|no",
                    help="also write the DET1 image <name>det.fits (RAWX, RAWY 1..30, as the seed)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--drop-invalid", action="store_true",
-                   help="leave out (and count) events with a value outside its column's TLMIN..TLMAX "
-                        "(default: such events are an error)")
+    add_drop_invalid(p)
     p.set_defaults(func=run)
 
 
