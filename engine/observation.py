@@ -98,7 +98,8 @@ def find_observation_files(obsdir, obsid=None, modules=("A", "B")):
     return obsid, out
 
 
-def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "B"), progress=None, gti=None):
+def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "B"), progress=None, gti=None,
+                        drop_invalid=False):
     """Counts images, instrument maps, aspect histograms and projected maps of an observation.
 
     Parameters
@@ -112,6 +113,9 @@ def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "
     gti : Gti, GTI file name(s) or a list of these, optional
         User GTIs (nuproducts ``usrgtifile``), intersected with each module's GTI for the events
         (images, spectra, EXPOSURE scaled by LIVETIME/ONTIME) and the aspect histogram.
+    drop_invalid : bool
+        Leave out events with values outside their columns' TLMIN..TLMAX (reported through
+        ``progress``) instead of refusing the file (see :func:`~nuskybgd_engine.io.events.read_events`).
 
     Returns
     -------
@@ -122,7 +126,9 @@ def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "
     products = {}
     for m, f in files.items():
         say(f"FPM{m}: reading events")
-        ev = read_events(f["events"], module=m)
+        ev = read_events(f["events"], module=m, drop_invalid=drop_invalid)
+        if ev.dropped:
+            say(ev.dropped_note())
         if gti is not None:
             ev = apply_gti(ev, gti)
         say(f"FPM{m}: counts image {band[0]:g}-{band[1]:g} keV")
@@ -138,8 +144,8 @@ def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "
         if f["det1"] is None or not ev.frame.celestial:
             # No det1 file, or solar X/Y events (the det1 file tracks RA/Dec pixels): measure it.
             say(f"FPM{m}: aspect and roll measured from the events")
-            track = aspect_from_events(read_events(f["events"], module=m, columns=("TIME", "X", "Y", "DET1X",
-                                                                                   "DET1Y")), good).track
+            track = aspect_from_events(read_events(f["events"], module=m, columns=("TIME", "X", "Y", "DET1X", "DET1Y"),
+                                                   drop_invalid=drop_invalid), good).track
         else:
             track = read_aspect(f["det1"], module=m)
         hist = aspect_histogram(track, good)

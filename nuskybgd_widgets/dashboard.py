@@ -21,14 +21,19 @@ Examples
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
+import socket
 import sys
+import threading
 from pathlib import Path
 
 from nuskybgd_engine.errors import NuSkyBgdError
 
-__all__ = ["DEFAULT_PORT", "DEFAULT_WORKSPACE", "ENV_DATA_ROOT", "ENV_DEMO", "ENV_WORKSPACE", "app_from_environment",
-           "build_parser", "dashboard_environment", "main", "notebook_path", "voila_argv", "voila_config"]
+__all__ = ["DEFAULT_PORT", "DEFAULT_WORKSPACE", "ENV_DATA_ROOT", "ENV_DEMO", "ENV_WORKSPACE", "QUIET_LOG_LINES",
+           "TEMPLATE", "app_from_environment", "build_parser", "check_port_free", "dashboard_environment",
+           "jupyter_data_path", "main", "notebook_path", "voila_argv", "voila_config"]
 
 #: Environment variable holding the resolved data root (observations are read under it).
 ENV_DATA_ROOT = "NUSKYBGD_DATA_ROOT"
@@ -41,7 +46,16 @@ DEFAULT_PORT = 8866
 #: Workspace (in the current directory) when none is given.
 DEFAULT_WORKSPACE = "nuskybgd-workspace"
 
+#: Voila template shipped with the package: Voila's "lab" page with nothing fetched from the internet.
+TEMPLATE = "nuskybgd"
+#: Server and kernel log lines that say nothing to a user of the dashboard (shown with ``--verbose``):
+#: the kernels talk to the server over loopback TCP, the notebook is ours, and a headless machine has
+#: no browser to open.
+QUIET_LOG_LINES = (b"Kernel is running over TCP without encryption", b"is not trusted", b"No web browser found")
+
 _TRUE = ("1", "yes", "true", "on")
+# Distributions whose Jupyter data files (Voila templates, widget front-ends) the served page needs.
+_DATA_DISTRIBUTIONS = ("voila", "jupyterlab_widgets", "bqplot", "bqplot-image-gl")
 
 
 def notebook_path():
@@ -90,7 +104,61 @@ def build_parser():
     p.add_argument("--ip", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    p.add_argument("--verbose", action="store_true",
+                   help="show the full Voila, Jupyter server and kernel log (default: the address, the data "
+                        "root, the workspace, then only warnings and errors that concern the user)")
     return p
+
+
+def check_port_free(ip, port):
+    """Raise a one-line error when ``ip:port`` cannot be listened on (taken, or not an address here).
+
+    Checked before Voila starts, so the user gets a message naming the port and the option
+    rather than Voila's "no available port" log and exit status 1. The socket is opened as the
+    server opens its own (``SO_REUSEADDR``), so a port left in TIME_WAIT by a previous run counts
+    as free, as it is for the server.
+
+    Raises
+    ------
+    NuSkyBgdError
+        The port is in use, or ``ip`` is not an address of this machine.
+    """
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((ip, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise NuSkyBgdError(f"port {port} on {ip} is already in use (another dashboard or server?); "
+                                    f"choose another with --port N") from None
+            raise NuSkyBgdError(f"cannot listen on {ip}:{port} ({exc.strerror}); check --ip and --port") from None
+
+
+def jupyter_data_path(environ=None):
+    """``JUPYTER_PATH`` for the server: the package's Voila template first, then the Jupyter data
+    directories of the installed Voila and widget front-ends, then the inherited value.
+
+    Jupyter looks for templates and front-end extensions under ``sys.prefix``; a virtual
+    environment that uses the system's packages, or a ``pip install --user``, puts them under
+    another prefix, where the page would then miss them.
+    """
+    from importlib import metadata
+
+    environ = os.environ if environ is None else environ
+    dirs = [str(Path(__file__).resolve().parent / "jupyter")]
+    share = os.sep + os.path.join("share", "jupyter") + os.sep
+    for name in _DATA_DISTRIBUTIONS:
+        try:
+            files = metadata.distribution(name).files or ()
+        except metadata.PackageNotFoundError:
+            continue
+        located = (os.path.normpath(os.fspath(f.locate())) for f in files)
+        root = next((path.split(share)[0] for path in located if share in path), None)
+        if root is not None:
+            dirs.append(root + share.rstrip(os.sep))
+    inherited = [d for d in environ.get("JUPYTER_PATH", "").split(os.pathsep) if d]
+    return os.pathsep.join(dict.fromkeys(dirs + inherited))
 
 
 def dashboard_environment(data_root=None, workspace=None, demo=False):
@@ -132,7 +200,7 @@ def dashboard_environment(data_root=None, workspace=None, demo=False):
     return env
 
 
-def voila_argv(notebook, *, port=DEFAULT_PORT, ip="127.0.0.1", open_browser=False):
+def voila_argv(notebook, *, port=DEFAULT_PORT, ip="127.0.0.1", open_browser=False, verbose=False):
     """Voila's command-line arguments (without the program name) to serve ``notebook``."""
     argv = [
         str(notebook),
@@ -141,7 +209,10 @@ def voila_argv(notebook, *, port=DEFAULT_PORT, ip="127.0.0.1", open_browser=Fals
         # A taken port is an error, not a silent move to another port the user does not know.
         "--Voila.port_retries=0",
         "--VoilaConfiguration.show_tracebacks=False",
+        f"--VoilaConfiguration.template={TEMPLATE}",
     ]
+    if not verbose:  # our start line says where to go; Voila's INFO lines only with --verbose
+        argv.append("--Voila.log_level=WARN")
     if not open_browser:
         argv.append("--no-browser")
     return argv
@@ -155,6 +226,34 @@ def voila_config():
     cfg = Config()
     cfg.VoilaConfiguration.file_allowlist = []
     return cfg
+
+
+@contextlib.contextmanager
+def _quiet_stderr(noise=QUIET_LOG_LINES):
+    """Drop the lines containing any of ``noise`` from everything written to file descriptor 2
+    (this process and the kernels it starts, which inherit it) until the block ends."""
+    sys.stderr.flush()
+    real = os.dup(2)
+    read, write = os.pipe()
+    os.dup2(write, 2)
+    os.close(write)
+
+    def pump():
+        with os.fdopen(read, "rb") as pipe:
+            for line in pipe:  # keeps draining even when the terminal is gone: writers never block
+                if not any(text in line for text in noise):
+                    with contextlib.suppress(OSError):
+                        os.write(real, line)
+
+    thread = threading.Thread(target=pump, name="nuskybgd-dashboard-log", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real, 2)  # closes the pipe's last write end held here: the pump ends at EOF
+        thread.join(timeout=2)
+        os.close(real)
 
 
 def app_from_environment(environ=None):
@@ -189,17 +288,21 @@ def main(argv=None):
     try:
         env = dashboard_environment(data_root, workspace, args.demo)
         notebook = notebook_path()
+        check_port_free(args.ip, args.port)
     except NuSkyBgdError as exc:
         print(f"nuskybgd-dashboard: error: {exc}", file=sys.stderr)
         return 2
     os.environ.update(env)
+    os.environ["JUPYTER_PATH"] = jupyter_data_path()
     from voila.app import Voila
 
-    print(f"nuskybgd-dashboard: serving http://{args.ip}:{args.port}/ (Ctrl-C to stop); "
-          f"{'demo observation; ' if args.demo else ''}reading under {env[ENV_DATA_ROOT]}, "
-          f"writing under {env[ENV_WORKSPACE]}", file=sys.stderr)
-    Voila.launch_instance(argv=voila_argv(notebook, port=args.port, ip=args.ip, open_browser=not args.no_browser),
-                          config=voila_config())
+    host = f"[{args.ip}]" if ":" in args.ip else args.ip
+    print(f"nuskybgd-dashboard: http://{host}:{args.port}/ (Ctrl-C to stop)\n"
+          f"  data root: {env[ENV_DATA_ROOT]}{' (demo observation)' if args.demo else ''}\n"
+          f"  workspace: {env[ENV_WORKSPACE]}", file=sys.stderr, flush=True)
+    argv = voila_argv(notebook, port=args.port, ip=args.ip, open_browser=not args.no_browser, verbose=args.verbose)
+    with contextlib.nullcontext() if args.verbose else _quiet_stderr():
+        Voila.launch_instance(argv=argv, config=voila_config())
     return 0
 
 

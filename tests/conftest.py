@@ -127,6 +127,12 @@ def make_event_hdul(n=200, module="A", seed=1, pa_pnt=30.0, columns=None, obsid=
 
 
 @pytest.fixture
+def event_hdul():
+    """Factory: the in-memory event file of :func:`make_event_hdul`, to alter before writing."""
+    return make_event_hdul
+
+
+@pytest.fixture
 def event_file(tmp_path):
     """Factory: write a tiny synthetic event file and return its path."""
 
@@ -147,3 +153,133 @@ def pytest_configure(config):
         os.environ["NUSKYBGD_DEMO_DIR"] = tempfile.mkdtemp(prefix="nuskybgd-demo-tests-")
     if "NUSKYBGD_RESPONSE_CACHE" not in os.environ:
         os.environ["NUSKYBGD_RESPONSE_CACHE"] = tempfile.mkdtemp(prefix="nuskybgd-responses-tests-")
+
+
+# ---------------------------------------------------------------------------------------------
+# The served dashboard in headless chromium (tests/test_dashboard_browser.py, test_fresh_install.py)
+# ---------------------------------------------------------------------------------------------
+
+import contextlib  # noqa: E402
+import ipaddress  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SERVER_START_S = 90  # Voila + kernel start, bounded
+
+
+def _free_port():
+    """A TCP port free on 127.0.0.1 now (the server is told to fail rather than move if it is taken)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc, timeout=20):
+    """Stop a server and everything in its process group: TERM, then KILL after ``timeout``."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _is_loopback(url):
+    """Whether ``url`` stays on this machine (loopback host, or no network at all: data:, blob:, ...)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", "ws", "wss", "ftp"):
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def serve_dashboard():
+    """Factory of context managers: ``with serve_dashboard(argv, cwd=..., env=..., log=...) as url``
+    runs the dashboard command line ``argv`` (``--port N`` appended, N free) until the block ends.
+
+    Fails the test, with the end of the server log, if the server exits or does not listen within
+    ``SERVER_START_S``. The page itself is not fetched here (that would start a kernel).
+    """
+
+    @contextlib.contextmanager
+    def serve(argv, *, cwd, env, log):
+        port = _free_port()
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([*map(str, argv), "--port", str(port)], cwd=cwd, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            deadline = time.monotonic() + SERVER_START_S
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"{argv[0]} exited with {proc.returncode}:\n{Path(log).read_text()[-3000:]}")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=2):
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{argv[0]} did not answer on {url} within {SERVER_START_S} s:\n"
+                                f"{Path(log).read_text()[-3000:]}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            _stop(proc)
+
+    return serve
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian chromium driven by Playwright (never ``playwright install``); skips without them."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not found: run .ci/install-browser (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (pip install -e .[test]; the system "
+                                          "chromium is used, never `playwright install`)")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="session")
+def open_page(browser):
+    """Factory: a new tab that records what the page asks of the network, then goes to ``url``.
+
+    The page gets ``nsb_external`` (every request or web socket to a host other than this
+    machine), ``nsb_http_errors`` (responses with status >= 500, as ``"STATUS URL"``),
+    ``nsb_errors`` (uncaught JavaScript errors) and ``nsb_status`` (status of ``url`` itself).
+    """
+
+    def open_(url, *, timeout_ms, viewport=(1600, 1200)):
+        p = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        p.nsb_external, p.nsb_http_errors, p.nsb_errors = [], [], []
+        p.on("request", lambda r: None if _is_loopback(r.url) else p.nsb_external.append(r.url))
+        p.on("websocket", lambda ws: None if _is_loopback(ws.url) else p.nsb_external.append(ws.url))
+        p.on("response", lambda r: p.nsb_http_errors.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+        p.on("pageerror", lambda exc: p.nsb_errors.append(str(exc)))
+        response = p.goto(url, timeout=timeout_ms)
+        p.nsb_status = response.status if response is not None else None
+        return p
+
+    return open_

@@ -1,5 +1,6 @@
 """The ``nuskybgd`` command-line front end: syntax, help and one-line errors."""
 
+import argparse
 import subprocess
 import sys
 
@@ -38,6 +39,31 @@ def test_every_step_has_help(capsys):
             main([name, "--help"])
         assert exit_.value.code == 0
         assert "usage: nuskybgd" in capsys.readouterr().out
+
+
+def _arguments(parser, path=()):
+    """(step path, action) of every argument of every step, sub-steps included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _arguments(sub, (*path, name))
+        elif not isinstance(action, argparse._HelpAction):
+            yield " ".join(path), action
+
+
+def test_every_argument_of_every_step_has_help():
+    missing = [f"{step} {'/'.join(a.option_strings) or a.dest}" for step, a in _arguments(build_parser())
+               if not (a.help or "").strip()]
+    assert not missing, missing
+    assert sum(1 for _ in _arguments(build_parser())) > 50  # the walk reaches every step
+
+
+def test_help_prints_percent_signs_once(capsys):
+    for step in ("predict", "mkinstrmap"):
+        with pytest.raises(SystemExit):
+            main([step, "--help"])
+        out = capsys.readouterr().out
+        assert "%%" not in out and " %" in out
 
 
 def test_unknown_step_is_one_line_exit_2(capsys):

@@ -15,58 +15,21 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 
-SERVER_START_S = 90  # Voila + kernel start, bounded
 PAGE_READY_MS = 120_000  # first page: kernel start, demo maps and model
 STEP_MS = 60_000  # one user action (draw, fit, export) until its visible effect
 
-if not CHROMIUM.is_file():
-    pytest.skip(f"{CHROMIUM} not found: run .ci/install-browser (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api",
-                               reason="playwright is not installed (pip install -e .[test]; the system chromium "
-                                      "is used, never `playwright install`)")
 pytest.importorskip("voila", reason="voila is not installed")
 pytest.importorskip("nuskybgd_widgets.app", reason="the dashboard app (nuskybgd_widgets.app) is not there")
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-
-def free_port():
-    """A TCP port free on 127.0.0.1 now (the server is told to fail rather than move if it is taken)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop(proc, timeout=20):
-    """Stop the server and everything in its process group: TERM, then KILL after ``timeout``."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -85,59 +48,26 @@ def dirs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(dirs):
-    """``python -m nuskybgd_widgets.dashboard DATA --demo --workspace WS --port N`` until the module ends."""
-    port = free_port()
+def server(dirs, browser, serve_dashboard):
+    """``python -m nuskybgd_widgets.dashboard DATA --demo --workspace WS --port N`` until the module ends
+    (after the browser, so that without one nothing is started)."""
     env = dict(os.environ, NUSKYBGD_DEMO_DIR=str(dirs["data"]))
-    log_path = dirs["base"] / "voila.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nuskybgd_widgets.dashboard", str(dirs["data"]), "--demo", "--port", str(port),
-             "--workspace", str(dirs["workspace"]), "--no-browser"],
-            cwd=dirs["base"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"nuskybgd-dashboard exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:  # listening: the page itself is not fetched here, that would start a kernel
-                with socket.create_connection(("127.0.0.1", port), timeout=2):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"nuskybgd-dashboard did not answer on {url} within {SERVER_START_S} s:\n"
-                            f"{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield {"url": url, "log": log_path, **dirs}
-    finally:
-        stop(proc)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    log = dirs["base"] / "voila.log"
+    argv = [sys.executable, "-m", "nuskybgd_widgets.dashboard", dirs["data"], "--demo",
+            "--workspace", dirs["workspace"], "--no-browser"]
+    with serve_dashboard(argv, cwd=dirs["base"], env=env, log=log) as url:
+        yield {"url": url, "log": log, **dirs}
 
 
 @pytest.fixture
-def page(browser, server, request):
+def page(open_page, server, request):
     """A fresh tab (a fresh kernel and app) on the dashboard, ready; screenshot on the way out."""
     ARTIFACTS.mkdir(exist_ok=True)
-    p = browser.new_page(viewport={"width": 1600, "height": 1200})
-    errors = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    p.goto(server["url"], timeout=PAGE_READY_MS)
+    p = open_page(server["url"], timeout_ms=PAGE_READY_MS)
     p.locator(".nsb-fit-button").wait_for(timeout=PAGE_READY_MS)
     # the demo's regions have spectra and a statistic before the user does anything
     p.wait_for_function("() => /=/.test(document.querySelector('.nsb-stat-readout')?.innerText || '')",
                         timeout=PAGE_READY_MS)
-    p.nsb_errors = errors
     try:
         yield p
     finally:
@@ -239,3 +169,21 @@ def test_path_traversal_is_refused_visibly(page, server, typed, why):
     shot(page, f"5-refused-{why.replace(' ', '-')}")
     assert why in messages(page)
     assert page.locator(".nsb-data-status").inner_text() == status_before  # nothing was opened
+
+
+def test_page_asks_nothing_of_the_internet(page):
+    """Offline: every request and web socket of the loaded, working page goes to this machine, and
+    the Fit button's Font Awesome icon is drawn with the font the server itself serves."""
+    page.wait_for_load_state("networkidle", timeout=STEP_MS)
+    icon = page.locator(".nsb-fit-button i.fa-play")
+    icon.wait_for(timeout=STEP_MS)
+    family = icon.evaluate("e => getComputedStyle(e, '::before').fontFamily")
+    assert "Font Awesome" in family, family
+    loaded = page.evaluate("() => Array.from(document.fonts).filter(f => /Font Awesome/.test(f.family)"
+                           " && f.status === 'loaded').map(f => f.family)")
+    assert loaded, "no Font Awesome font was loaded"
+    glyph_width = icon.evaluate("e => e.getBoundingClientRect().width")
+    assert glyph_width > 4, glyph_width  # a drawn glyph, not an empty box
+    assert page.nsb_status == 200 and not page.nsb_http_errors, page.nsb_http_errors
+    assert not page.nsb_external, f"the page reached outside this machine: {page.nsb_external}"
+    assert not page.nsb_errors, page.nsb_errors

@@ -43,6 +43,9 @@ def voila_calls(monkeypatch):
     # main() writes its variables into os.environ for the kernels: restore them afterwards
     for name in ENV_NAMES:
         monkeypatch.setenv(name, os.environ.get(name, ""))
+    monkeypatch.setenv("JUPYTER_PATH", os.environ.get("JUPYTER_PATH", ""))
+    # whatever else listens on this machine's default port does not concern these tests
+    monkeypatch.setattr(dash, "check_port_free", lambda ip, port: None)
     return calls
 
 
@@ -55,6 +58,8 @@ def test_serves_the_packaged_notebook_on_localhost_by_default(clean_env, voila_c
     assert argv[0] == str(dash.notebook_path())
     assert "--port=9123" in argv and "--Voila.ip=127.0.0.1" in argv and "--no-browser" in argv
     assert "--Voila.port_retries=0" in argv  # a taken port is an error, not a silent move
+    assert f"--VoilaConfiguration.template={dash.TEMPLATE}" in argv  # nothing fetched from the internet
+    assert "--Voila.log_level=WARN" in argv  # a short log unless --verbose
     assert call["config"].VoilaConfiguration.file_allowlist == []
     assert call["env"][dash.ENV_DATA_ROOT] == str(data.resolve())
     assert call["env"][dash.ENV_DEMO] == "0"
@@ -151,3 +156,55 @@ def test_app_from_environment_without_variables_opens_the_demo_sandboxed(clean_e
 def test_notebook_is_shipped_inside_the_package():
     path = dash.notebook_path()
     assert path.is_file() and path.parent.parent == Path(dash.__file__).resolve().parent
+
+
+def test_verbose_shows_voilas_whole_log(clean_env, voila_calls):
+    assert dash.main(["--demo", "--no-browser", "--verbose"]) == 0
+    assert not any(a.startswith("--Voila.log_level") for a in voila_calls[0]["argv"])
+
+
+def test_taken_port_is_one_line_naming_the_port_and_the_option(clean_env, monkeypatch, capsys):
+    import socket
+
+    from voila.app import Voila
+
+    monkeypatch.setattr(Voila, "launch_instance", classmethod(lambda cls, **kw: pytest.fail("Voila started")))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert dash.main(["--demo", "--no-browser", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"port {port}" in err and "--port" in err and "in use" in err
+
+
+def test_address_not_of_this_machine_is_refused(clean_env, capsys):
+    with pytest.raises(dash.NuSkyBgdError, match="--ip"):
+        dash.check_port_free("192.0.2.1", 8866)  # TEST-NET-1: never an address of this machine
+
+
+def test_start_log_hides_jupyters_noise_from_the_server_and_its_kernels():
+    """Lines of the server process and of its children (the kernels) pass through the filter."""
+    import subprocess
+
+    script = (
+        "import os, subprocess, sys\n"
+        "from nuskybgd_widgets.dashboard import _quiet_stderr\n"
+        "with _quiet_stderr():\n"
+        "    print('server line', file=sys.stderr, flush=True)\n"
+        "    print('[Voila] WARNING | Notebook dashboard.ipynb is not trusted', file=sys.stderr, flush=True)\n"
+        "    subprocess.run([sys.executable, '-c', 'import sys; sys.stderr.write(\"[IPKernelApp] WARNING | Kernel '\n"
+        "                    'is running over TCP without encryption. All...\\\\nkernel line\\\\n\")'])\n"
+        "print('after', file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines() == ["server line", "kernel line", "after"]
+
+
+def test_jupyter_path_finds_the_template_and_voilas_own_files():
+    """Voila's templates are found wherever pip put them (a venv using the system's packages too)."""
+    dirs = [Path(d) for d in dash.jupyter_data_path({}).split(os.pathsep)]
+    assert (dirs[0] / "voila" / "templates" / dash.TEMPLATE / "index.html.j2").is_file()
+    assert any((d / "voila" / "templates" / "lab" / "index.html.j2").is_file() for d in dirs)
+    assert dash.jupyter_data_path({"JUPYTER_PATH": "/mine"}).split(os.pathsep)[-1] == "/mine"

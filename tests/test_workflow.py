@@ -512,6 +512,8 @@ def test_cli_spec_and_simplify(cli_fit, loaded, workdir):
             assert line.value == pytest.approx(values[(block.name, orig.global_index(7, k))], rel=1e-15)
     assert main(["simplify", str(out), "--ndrop", "6"]) == 0
     assert (workdir / "bgd_only_src2.xcm").exists()
+    assert main(["simplify", str(out), "--ndrop", "6", "--savefile", str(workdir / "mine")]) == 0
+    assert read_xcm(workdir / "mine.xcm").n_groups == 1  # NAME -> NAME.xcm, as `fit --savefile`
     assert main(["simplify", str(out), "--ndrop", "7"]) == 2
 
 

@@ -41,6 +41,12 @@ def register(subparsers):
     p.set_defaults(func=run)
 
 
+def xcm_path(savefile):
+    """``NAME`` or ``NAME.xcm`` given to ``--savefile`` -> the path ``NAME.xcm``."""
+    name = str(savefile)
+    return Path(name if name.endswith(".xcm") else f"{name}.xcm")
+
+
 def output_names(savefile, overwrite=False):
     """NAME.xcm and NAME.json, numbered (NAME2, NAME3 ...) when either exists, unless overwrite."""
     stem = str(savefile)

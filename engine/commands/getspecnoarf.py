@@ -18,7 +18,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from ._argtypes import yes_no
+from ._argtypes import add_drop_invalid, yes_no
 from ..errors import BadConfigError
 
 __all__ = ["register", "run", "output_paths", "make_products"]
@@ -45,7 +45,7 @@ def _group_value(value):
 
 
 def make_products(evtfile, regfile, *, outdir=".", stem=None, group=30, rmffile=None, arf=False,
-                  detabsfile=None, allow_empty=False, overwrite=False, usrgti=None):
+                  detabsfile=None, allow_empty=False, overwrite=False, usrgti=None, drop_invalid=False):
     """Compute every product in memory and check the outputs; return ``[(path, writer, obj)]``."""
     from ..io.events import read_events
     from ..io.fitsutil import check_writable
@@ -57,7 +57,9 @@ def make_products(evtfile, regfile, *, outdir=".", stem=None, group=30, rmffile=
     from ..spectra.responses import region_arf, region_rmf
 
     group = _group_value(group)
-    events = read_events(evtfile, columns=SPECTRUM_COLUMNS + (("TIME",) if usrgti else ()))
+    events = read_events(evtfile, columns=SPECTRUM_COLUMNS + (("TIME",) if usrgti else ()), drop_invalid=drop_invalid)
+    if events.dropped:
+        print(events.dropped_note())
     regions = RegionSet.read_ds9(regfile)
     for note in regions.notes:  # shapes with no area (point, text ...) that the mask skips
         print(f"note: {regfile} {note}")
@@ -116,6 +118,7 @@ def register(subparsers):
                    help="user GTI file(s), intersected with the event file's GTI (nuproducts usrgtifile); "
                         "comma-separated or repeated; EXPOSURE/LIVETIME scaled by the file's LIVETIME/ONTIME")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_drop_invalid(p)
     p.set_defaults(func=run)
 
 
@@ -127,7 +130,8 @@ def run(args):
         print(f"note: attfile {args.attfile} not needed (the event file's X/Y columns are used)")
     jobs, rs, source = make_products(evt, args.reg, outdir=args.outdir, stem=args.outprefix, group=args.group,
                                      rmffile=args.rmffile, arf=args.arf, detabsfile=args.detabsfile,
-                                     allow_empty=args.allow_empty, overwrite=args.overwrite, usrgti=args.usrgti)
+                                     allow_empty=args.allow_empty, overwrite=args.overwrite, usrgti=args.usrgti,
+                                     drop_invalid=args.drop_invalid)
     for path, writer, obj in jobs:
         writer(obj, path, overwrite=args.overwrite)
         print(f"wrote {path}")

@@ -26,7 +26,7 @@ def register(subparsers):
     p.add_argument("outspec", help="grouped output spectrum")
     p.add_argument("ncts", type=float, help="counts above the background per group")
     p.add_argument("--chan", type=int, default=0, help="also end a group at channel index CHAN-1 (IDL chan=)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=run)
 
 

@@ -22,7 +22,7 @@ def register(subparsers):
     p.add_argument("--nobsub", action="store_true",
                    help="IDL /nobsub: with --countsimg, write only the background image, not the subtracted one")
     p.add_argument("--prefix", default="", help="prefix of the output names (directory allowed)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=run)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._argtypes import yes_no
+from ._argtypes import add_drop_invalid, yes_no
 from ..errors import BadConfigError, BadFileError
 
 __all__ = ["register", "run", "find_event_files"]
@@ -62,6 +62,7 @@ def register(subparsers):
                    help="user GTI file(s), intersected with the event file's GTI (nuproducts usrgtifile); "
                         "comma-separated or repeated; EXPOSURE/LIVETIME scaled by the file's LIVETIME/ONTIME")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_drop_invalid(p)
     p.set_defaults(func=run)
 
 
@@ -109,7 +110,10 @@ def run(args):
     det1 = args.det1 if args.det1 is not None else stem is not None
     cols = ("X", "Y", "PI") + (("DET1X", "DET1Y", "RAWX", "RAWY") if det1 else ()) + (
         ("TIME",) if args.usrgti else ())
-    events = [read_events(f, columns=cols) for f in files]
+    events = [read_events(f, columns=cols, drop_invalid=args.drop_invalid) for f in files]
+    for ev in events:
+        if ev.dropped:
+            print(ev.dropped_note())
     if args.usrgti:
         events = [apply_gti(ev, args.usrgti) for ev in events]
     modules = [ev.module for ev in events]

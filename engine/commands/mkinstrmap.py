@@ -21,7 +21,7 @@ def register(subparsers):
         description="Build the DET1 instrument map of an observation: detector layout from CALDB PIXPOS or the "
                     "auxil detnum/pixmap maps, active area from CALDB INSTRMAP (used as is) or the detector map, "
                     "bad pixels from the event file's BADPIX extensions and usrbpix files. A RAW pixel is bad "
-                    "when bad for > 80%% of an extension's TSTOP-TSTART, or when its BADFLAG has bit value 1 "
+                    "when bad for > 80 % of an extension's TSTOP-TSTART, or when its BADFLAG has bit value 1 "
                     "(CALDB), 2 (disabled on-board) or 4 (user) set.")
     p.add_argument("evt", help="cleaned event file nu<obsid><A|B>01_cl.evt")
     p.add_argument("--usrbpix", default="", help="comma-separated extra bad-pixel files (*_bp.fits, *_hp.fits)")

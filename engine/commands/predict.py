@@ -11,7 +11,7 @@ def register(subparsers):
         "predict", help="predicted background counts in a region and band (total, per component, ±1σ)",
         description="Transfer a fitted background (NAME.json of `nuskybgd fit --run`) to any region: counts in the "
                     "band for the exposure of the module's reference spectrum, per component, with the statistical "
-                    "error from the fit covariance and a systematic floor (≈4 % at 90 %% confidence, Wik et al.) "
+                    "error from the fit covariance and a systematic floor (≈4 % at 90 % confidence, Wik et al.) "
                     "added in quadrature.")
     p.add_argument("fit", help="NAME.json written by `nuskybgd fit --run`")
     p.add_argument("region", nargs="+", help="ds9 region file(s)")

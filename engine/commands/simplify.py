@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 
 def register(subparsers):
@@ -15,8 +14,10 @@ def register(subparsers):
                    help="bgd_<src>.xcm and bgdinfo.json (gives N = number of background spectra), in either order "
                         "(nuskybgd-py: `simplify bgdinfo.json bgd_src.xcm`); told apart by content")
     p.add_argument("--ndrop", type=int, default=None, help="number of background spectra to drop")
-    p.add_argument("--savefile", default=None)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--savefile", default=None,
+                   help="output NAME.xcm (.xcm added when missing; default bgd_only_<src>.xcm next to XCM)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output instead of numbering it (NAME2.xcm, NAME3.xcm ...)")
     p.set_defaults(func=run)
 
 
@@ -27,8 +28,8 @@ def run(args):
     from ..io.files import numbered_path
     from ..workflow import simplify_session
     from ..xcm import format_xcm, read_xcm
-
     from ._forms import sort_inputs
+    from .fit import xcm_path
 
     if len(args.files) > 2:
         raise BadConfigError("expected bgd_<src>.xcm and bgdinfo.json", field="arguments")
@@ -41,7 +42,7 @@ def run(args):
     src = given["xcm"]
     session = simplify_session(read_xcm(src), n)
     name = src.name.replace("bgd_", "bgd_only_", 1) if src.name.startswith("bgd_") else f"bgd_only_{src.name}"
-    out = Path(args.savefile) if args.savefile else src.with_name(name)
+    out = xcm_path(args.savefile) if args.savefile else src.with_name(name)
     if not args.overwrite:
         out = numbered_path(out.parent, out.name)
     with atomic_output(out, overwrite=args.overwrite) as tmp:

@@ -19,8 +19,10 @@ def register(subparsers):
                    help="FIT.json SRC.reg[,SRC2.reg] SRC.pha[,SRC2.pha]  or, as nuskybgd-py, "
                         "bgdinfo.json FIT.xcm SRC.reg SRC.pha (the two files in either order; a hand-edited or IDL "
                         "nuskybgd .xcm is read, never executed)")
-    p.add_argument("--savefile", default=None, help="output .xcm (default bgd_<region stem>.xcm)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--savefile", default=None,
+                   help="output NAME.xcm (.xcm added when missing; default bgd_<region stem>.xcm)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output instead of numbering it (NAME2.xcm, NAME3.xcm ...)")
     p.set_defaults(func=run)
 
 
@@ -29,6 +31,7 @@ def run(args):
     from ..groups import group_from_spectrum_file
     from ..io.files import numbered_path
     from ..workflow import load_fit, spec_export
+    from .fit import xcm_path
 
     from ._forms import sort_inputs
 
@@ -57,7 +60,7 @@ def run(args):
             raise BadConfigError(f"{s.name} is FPM{m}, but the fit has no FPM{m} spectra", path=s, field="INSTRUME")
         groups.append(group_from_spectrum_file(s, RegionSet.read_ds9(r), analysis.grid, analysis.maps[m],
                                                name=s.name))
-    out = Path(args.savefile) if args.savefile else specs[0].parent / f"bgd_{regs[0].stem}.xcm"
+    out = xcm_path(args.savefile) if args.savefile else specs[0].parent / f"bgd_{regs[0].stem}.xcm"
     if not args.overwrite:
         out = numbered_path(out.parent, out.name)
     for path in spec_export(analysis, groups, out, overwrite=args.overwrite):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._argtypes import add_drop_invalid
+
 
 def register(subparsers):
     p = subparsers.add_parser(
@@ -21,6 +23,7 @@ def register(subparsers):
     p.add_argument("--outdir", default=".", help="output directory (default .)")
     p.add_argument("--prefix", default="bgd", help="region file prefix (default bgd)")
     p.add_argument("--overwrite", action="store_true", help="replace existing region files")
+    add_drop_invalid(p)
     p.set_defaults(func=run)
 
 
@@ -38,7 +41,11 @@ def run(args):
         raise BadFileError("output directory does not exist", path=outdir)
     for k in range(1, args.n + 1):
         check_writable(outdir / f"{args.prefix}{k}.reg", overwrite=args.overwrite)
-    obs = prepare_observation(args.obsdir, band=tuple(args.band), modules=tuple(args.modules))
+    obs = prepare_observation(args.obsdir, band=tuple(args.band), modules=tuple(args.modules),
+                              drop_invalid=args.drop_invalid)
+    for m in obs.modules.values():
+        if m.events.dropped:
+            print(m.events.dropped_note())
     sug = suggest_regions(obs, n=args.n, radius=args.radius, threshold=args.threshold, margin=args.margin,
                           prefix=args.prefix)
     for s in sug.sources:

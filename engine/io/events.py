@@ -14,6 +14,8 @@ from .skyframe import frame_from_columns
 
 __all__ = [
     "EVENT_COLUMNS",
+    "RANGE_CHECKED_COLUMNS",
+    "invalid_rows",
     "column_index",
     "EventList",
     "BadPixels",
@@ -25,6 +27,12 @@ __all__ = [
 
 #: Columns a cleaned event file must carry for the whole method.
 EVENT_COLUMNS = ("TIME", "X", "Y", "DET1X", "DET1Y", "DET_ID", "RAWX", "RAWY", "PI", "GRADE")
+
+#: Columns whose values are checked against the file's TLMIN/TLMAX when read.
+RANGE_CHECKED_COLUMNS = ("PI", "X", "Y", "DET1X", "DET1Y", "RAWX", "RAWY", "DET_ID", "GRADE")
+# Ranges used where a file declares none (the pipeline leaves RAWX/RAWY/DET_ID without TLMIN/TLMAX);
+# the engine indexes detector arrays with these values.
+_KNOWN_RANGES = {"RAWX": (0, 31), "RAWY": (0, 31), "DET_ID": (0, 3)}
 
 #: Keywords copied from the EVENTS header into products (images, spectra).
 HEADER_COPY_KEYWORDS = (
@@ -87,6 +95,9 @@ class EventList:
         Image WCS keywords of the sky grid (see :func:`sky_frame_from_columns`).
     gti : Gti or None
     badpix : list of BadPixels
+    dropped : dict of str -> int
+        With ``read_events(..., drop_invalid=True)``: events left out because a column was outside
+        its TLMIN..TLMAX, per column (``"total"``: events left out), empty when none were.
     """
 
     columns: dict
@@ -97,6 +108,7 @@ class EventList:
     badpix: list = field(default_factory=list)
     path: str | None = None
     pa_override: float | None = None
+    dropped: dict = field(default_factory=dict)
 
     def __len__(self):
         return len(next(iter(self.columns.values()))) if self.columns else 0
@@ -155,6 +167,14 @@ class EventList:
         for k, v in self.header_keywords().items():
             hdr[k] = v
         return hdr
+
+    def dropped_note(self):
+        """One line saying how many events were left out as invalid, or ``""`` when none were."""
+        if not self.dropped:
+            return ""
+        per = ", ".join(f"{k} {v}" for k, v in self.dropped.items() if k != "total")
+        return (f"{self.path}: dropped {self.dropped['total']} of {len(self) + self.dropped['total']} events with "
+                f"values outside TLMIN..TLMAX ({per})")
 
     def __repr__(self):
         return (f"EventList(FPM{self.module}, obsid={self.obsid!r}, {len(self)} events, "
@@ -215,7 +235,84 @@ def read_badpix(path, *, module=None, caldb=False):
     return [_badpix_from_hdu(h, path, mod, use_times=not caldb) for h in hdus]
 
 
-def read_events(path, *, columns=EVENT_COLUMNS, module=None, pa_pnt=None):
+def _limit(header, key, path, name):
+    if key not in header:
+        return None
+    try:
+        return float(header[key])
+    except (TypeError, ValueError):
+        raise BadFileError(f"non-numeric {key} of column {name}", path=path, extension="EVENTS", field=key) from None
+
+
+def invalid_rows(header, columns, path=None):
+    """Rows whose value of a checked column lies outside the column's TLMIN..TLMAX.
+
+    Values equal to the column's TNULL are nulls (the pipeline writes DET1X = -4095 for events it
+    could not place on DET1), not values out of range. RAWX, RAWY and DET_ID, which the pipeline
+    writes without limits, are held to the detectors' 0..31 and 0..3.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        EVENTS header (TTYPEn, TLMINn, TLMAXn, TNULLn).
+    columns : dict of str -> ndarray
+        Columns as read; those of :data:`RANGE_CHECKED_COLUMNS` present are checked.
+    path : path-like, optional
+        For messages.
+
+    Returns
+    -------
+    dict of str -> (ndarray of bool, float or None, float or None)
+        Per checked column with invalid rows: the mask of those rows and the limits.
+    """
+    out = {}
+    for name in RANGE_CHECKED_COLUMNS:
+        if name not in columns:
+            continue
+        n = column_index(header, name)
+        lo, hi = (_limit(header, f"{k}{n}", path, name) for k in ("TLMIN", "TLMAX")) if n else (None, None)
+        if lo is None and hi is None:
+            lo, hi = _KNOWN_RANGES.get(name, (None, None))
+        if lo is None and hi is None:
+            continue
+        values = np.asarray(columns[name])
+        values = values.astype(values.dtype.newbyteorder("="), copy=False)  # FITS is big-endian: swap once
+        if values.dtype.kind in "iu":  # compare in the column's own type (no float copies)
+            info = np.iinfo(values.dtype)
+            lo = None if lo is None else int(np.clip(np.ceil(lo), info.min, info.max))
+            hi = None if hi is None else int(np.clip(np.floor(hi), info.min, info.max))
+        if lo is not None and hi is not None:
+            bad = (values < lo) | (values > hi)
+        else:
+            bad = values < lo if lo is not None else values > hi
+        null = header.get(f"TNULL{n}") if n else None
+        if null is not None and bad.any():
+            bad &= values != null
+        if bad.any():
+            out[name] = (bad, lo, hi)
+    return out
+
+
+def _drop_or_refuse(header, cols, path, drop_invalid):
+    """Apply :func:`invalid_rows`: error naming the first bad column, or the columns without those rows."""
+    bad = invalid_rows(header, cols, path)
+    if not bad:
+        return cols, {}
+    if not drop_invalid:
+        name, (mask, lo, hi) = next(iter(bad.items()))
+        row = int(np.argmax(mask))
+        rng = f"{'' if lo is None else f'{lo:g}'}..{'' if hi is None else f'{hi:g}'}"
+        raise BadFileError(f"{int(mask.sum())} events have {name} outside TLMIN..TLMAX = {rng} (first: row {row + 1}, "
+                           f"{name} = {cols[name][row]}); damaged file? --drop-invalid (drop_invalid=True) leaves "
+                           "them out", path=path, extension="EVENTS", field=name)
+    any_bad = np.logical_or.reduce([mask for mask, _, _ in bad.values()])
+    keep = ~any_bad
+    dropped = {name: int(mask.sum()) for name, (mask, _, _) in bad.items()}
+    dropped["total"] = int(any_bad.sum())
+    return {k: np.asarray(v)[keep] for k, v in cols.items()}, dropped
+
+
+def read_events(path, *, columns=EVENT_COLUMNS, module=None, pa_pnt=None, drop_invalid=False):
     """Read a cleaned event file.
 
     Parameters
@@ -227,6 +324,9 @@ def read_events(path, *, columns=EVENT_COLUMNS, module=None, pa_pnt=None):
         Expected module; a file of the other module is rejected.
     pa_pnt : float, optional
         Explicit roll angle overriding the header (needed when PA_PNT is −100 or missing).
+    drop_invalid : bool
+        Events with a value outside its column's TLMIN..TLMAX (see :func:`invalid_rows`) are an
+        error by default; with ``True`` they are left out and counted in ``EventList.dropped``.
 
     Returns
     -------
@@ -243,6 +343,7 @@ def read_events(path, *, columns=EVENT_COLUMNS, module=None, pa_pnt=None):
         raise BadFileError(f"event file is for FPM{mod}, expected FPM{module}", path=path, extension="EVENTS",
                            field="INSTRUME")
     cols = require_columns(hdu, path, list(columns), extension="EVENTS")
+    cols, dropped = _drop_or_refuse(hdu.header, cols, path, drop_invalid)
     sky = sky_frame_from_columns(hdu.header, path) if ("X" in columns or "Y" in columns) else {}
     gti = None
     try:
@@ -257,7 +358,7 @@ def read_events(path, *, columns=EVENT_COLUMNS, module=None, pa_pnt=None):
         except (TypeError, ValueError):
             raise BadConfigError(f"pa_pnt must be a number, got {pa_pnt!r}", field="pa_pnt") from None
     return EventList(columns=cols, module=mod, header=hdu.header.copy(), sky=sky, gti=gti, badpix=badpix,
-                     path=str(path), pa_override=pa_pnt)
+                     path=str(path), pa_override=pa_pnt, dropped=dropped)
 
 
 #: Column formats, units and nulls of the NuSTAR pipeline's cleaned event files.

@@ -2,7 +2,8 @@
 
 All readers of the engine open files through :func:`read_fits`, which loads every HDU
 (so a truncated file fails here, with a one-line :class:`BadFileError`, rather than later
-inside numpy), and look things up with :func:`find_hdu` and :func:`require_columns`,
+inside numpy) and verifies the CHECKSUM/DATASUM keywords a file carries (so a damaged file of
+the right size fails too), and look things up with :func:`find_hdu` and :func:`require_columns`,
 which name the file, extension and field in their errors.
 """
 
@@ -24,6 +25,7 @@ __all__ = [
     "column_index",
     "header_number",
     "read_fits",
+    "verify_checksums",
     "find_hdu",
     "hdu_name",
     "require_columns",
@@ -85,6 +87,7 @@ def read_fits(path, *, what="FITS file"):
                 with gzip.open(path, "rb") as fh:
                     source = io.BytesIO(fh.read())
             out = fits.open(source, memmap=False, lazy_load_hdus=False)
+            raw = source.getvalue() if source is not path else None
             try:
                 for i, hdu in enumerate(out):
                     # Touch the data: truncation only shows when it is read.
@@ -111,7 +114,83 @@ def read_fits(path, *, what="FITS file"):
         raise BadFileError(f"cannot read {what}: {type(exc).__name__}: {exc}", path=path) from None
     if len(out) == 0:
         raise BadFileError(f"empty {what}", path=path)
+    if raw is None:
+        words = np.memmap(path, dtype=">u4", mode="r", shape=(path.stat().st_size // 4,))
+    else:
+        words = np.frombuffer(raw, dtype=">u4", count=len(raw) // 4)
+    try:
+        verify_checksums(out, words, path, what=what)
+    finally:
+        del words  # unmaps the file
     return out
+
+
+def _ones_complement_sum(words):
+    """32-bit ones' complement sum of big-endian 32-bit words (the FITS checksum arithmetic)."""
+    total = int(words.sum(dtype=np.uint64))  # exact below 2**32 words (16 GiB)
+    while total >> 32:
+        total = (total & 0xFFFFFFFF) + (total >> 32)
+    return total
+
+
+def verify_checksums(hdul, words, path, *, what="FITS file"):
+    """Check the CHECKSUM and DATASUM keywords of every HDU against the bytes of the file.
+
+    A file whose checksums some HDUs satisfy is maintained by the software that wrote it (the
+    NuSTAR pipeline, HEASoft, this package): an HDU whose data then fail its DATASUM is
+    damaged, and that is an error. A header that fails its CHECKSUM while its data match
+    DATASUM was edited (a keyword changed by hand or by a tool, as in real spectra): its values
+    are validated by the readers like any other header, so that is not an error. When no HDU
+    satisfies its CHECKSUM, the file was rewritten by a tool that left the keywords stale (solar
+    ``*_sunpos.evt`` files made with nustar_pysolar are: the X/Y columns were replaced, the
+    checksums kept): they then say nothing about damage and are not used. The cost is one
+    pass of integer additions over the file (see benchmarks/bench_io.py).
+
+    Parameters
+    ----------
+    hdul : astropy.io.fits.HDUList
+        The file as read (HDU positions from :meth:`~astropy.io.fits.HDUList.fileinfo`).
+    words : numpy.ndarray
+        The file's bytes as big-endian unsigned 32-bit words.
+    path : path-like
+        The file, for messages.
+    what : str
+        Kind of file, for messages.
+
+    Raises
+    ------
+    BadFileError
+        An HDU's data do not match its DATASUM (or, without DATASUM, the HDU does not match its
+        CHECKSUM), while other HDUs match theirs.
+    """
+    results = []  # (name, datasum matches, checksum matches); None = keyword absent
+    for i, hdu in enumerate(hdul):
+        header = hdu.header
+        if "CHECKSUM" not in header and "DATASUM" not in header:
+            continue
+        info = hdul.fileinfo(i)
+        start, data_start, data_span = info["hdrLoc"], info["datLoc"], info["datSpan"]
+        datasum = _ones_complement_sum(words[data_start // 4:(data_start + data_span) // 4])
+        data_ok = None
+        if "DATASUM" in header:
+            try:
+                data_ok = datasum == int(str(header["DATASUM"]).strip())
+            except ValueError:
+                data_ok = False
+        whole_ok = None
+        if "CHECKSUM" in header:
+            whole = _ones_complement_sum(np.array([_ones_complement_sum(words[start // 4:data_start // 4]),
+                                                   datasum], dtype=np.uint64))
+            whole_ok = whole == 0xFFFFFFFF  # ones' complement -0: the CHECKSUM value balances the HDU
+        name = hdu_name(hdul, hdu)
+        results.append((f"{name},{hdu.ver}" if hdu.ver > 1 else name, data_ok, whole_ok))  # BADPIX,2 ...
+    if not any(whole_ok for _, _, whole_ok in results):
+        return  # no checksum holds anywhere: stale keywords, not evidence of damage
+    for name, data_ok, whole_ok in results:
+        if data_ok is False or (data_ok is None and whole_ok is False):
+            key = "DATASUM" if data_ok is False else "CHECKSUM"
+            raise BadFileError(f"damaged {what}: the data do not match {key} while the file's other checksums "
+                               "hold; get or make the file again", path=path, extension=name)
 
 
 def hdu_name(hdul, hdu):
