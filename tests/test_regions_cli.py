@@ -70,5 +70,5 @@ def test_dashboard_imports_sectors_annuli_and_physical(tmp_path):
     assert app.session.region_names() == ["sect"]
     assert "imported sect (3 shape(s))" in app.panels["image"].message.value
     im = app.panels["image"]
-    xs = np.concatenate([np.asarray(m.x, float).ravel() for m in (im.bgd_lines, im.exc_lines)])
+    xs = np.concatenate([np.asarray(m.x, float).ravel() for m in im.view.region_lines.values()])
     assert np.isfinite(xs).sum() > 100  # the outlines are drawn
