@@ -19,7 +19,8 @@ spectrum that any fitting package reads through the source spectrum's ``BACKFILE
   Channels are correlated (the same few norms): the error of a band is :meth:`BackgroundSpectrum.band`,
   not the quadrature sum of STAT_ERR.
 * ``SYS_ERR``: the systematic floor as an OGIP fractional error per channel
-  (``workflow.SYSTEMATIC_FRACTION`` = 4 %/1.645, Wik et al.); XSPEC adds it in quadrature.
+  (default :data:`~nuskybgd_engine.uncertainty.SYSTEMATIC_FRACTION` = 4 %/1.645, Wik et al. 2014;
+  settable); XSPEC adds it in quadrature.
 * ``POISSERR = F``: the errors are Gaussian. In XSPEC use ``statistic pgstat`` (Poisson data,
   Gaussian background) or ``chi``; W-stat (cstat with a background) assumes a Poisson background.
 
@@ -119,7 +120,7 @@ def background_spectrum(analysis, regions, source, *, grid=None, maps=None, syst
     grid, maps : SkyGrid, ProjectedMaps or dict module -> ProjectedMaps, optional
         Default: ``analysis.grid`` and ``analysis.maps`` (set by ``from_bgdinfo``).
     systematic : float, optional
-        Fractional systematic error (default ``workflow.SYSTEMATIC_FRACTION``).
+        Fractional systematic error (default :data:`~nuskybgd_engine.uncertainty.SYSTEMATIC_FRACTION`).
 
     Returns
     -------
@@ -128,12 +129,11 @@ def background_spectrum(analysis, regions, source, *, grid=None, maps=None, syst
     from .io.ogip import read_pha
     from .model.background import add_linked_groups, region_weights
     from .model.folding import FoldedModel
-    from .workflow import SYSTEMATIC_FRACTION, group_from_spectrum_file
+    from .uncertainty import check_systematic
+    from .workflow import group_from_spectrum_file
 
     cov = _check_covariance(analysis.result)
-    systematic = SYSTEMATIC_FRACTION if systematic is None else float(systematic)
-    if not (np.isfinite(systematic) and 0 <= systematic < 1):
-        raise BadConfigError(f"systematic fraction must be in [0, 1), got {systematic}", field="systematic")
+    systematic = check_systematic(systematic)
     source = Path(source)
     spec = read_pha(source)
     m = spec.module
@@ -226,7 +226,7 @@ def _base_spectrum(bspec, counts, *, poisson):
 
 
 def _provenance(header, bspec, fit_path):
-    from .workflow import SYSTEMATIC_FRACTION
+    from .uncertainty import SYSTEMATIC_FRACTION
 
     header["NSBSYS"] = (float(bspec.systematic), "systematic fraction (1 sigma) in SYS_ERR")
     if fit_path is not None:

@@ -26,6 +26,7 @@ from .model.background import (
 from .fit.goodness import cstat_expectation
 from .model.components import ApecShape
 from .model.folding import DEFAULT_IGNORE, FoldedModel, GroupData
+from .uncertainty import SYSTEMATIC_FRACTION, check_systematic
 
 __all__ = [
     "BackgroundAnalysis",
@@ -39,9 +40,6 @@ __all__ = [
     "GOODNESS_WARN",
 ]
 
-#: Systematic floor of a background prediction: Wik et al.'s user guide quotes ≈4 % (90 %
-#: confidence) in a band, i.e. 4 %/1.645 ≈ 2.4 % at 1σ, added in quadrature to the statistical error.
-SYSTEMATIC_FRACTION = 0.04 / 1.645
 #: |correlation| between the apbgd and fcxb norms of a module above which the fit warns.
 DEGENERACY_THRESHOLD = 0.9
 #: (C-stat − expected)/σ above which the fit warns that the model misses something.
@@ -257,22 +255,29 @@ class Prediction:
     stat_error: float
     sys_error: float
     component_errors: dict
+    systematic_fraction: float = SYSTEMATIC_FRACTION
 
     @property
-    def error(self):
+    def stat_sys_error(self):
+        """stat ⊕ sys (quadrature): the combined 1σ (see :mod:`~nuskybgd_engine.uncertainty`)."""
         return math.hypot(self.stat_error, self.sys_error)
 
+    #: Alias of :attr:`stat_sys_error` (older name).
+    error = stat_sys_error
+
     def to_dict(self):
+        """Every number named for what it is: ``stat_error``, ``sys_error`` and ``stat_sys_error``."""
         return {"module": self.module, "band_keV": list(self.band), "channels": list(self.channels),
-                "exposure": self.exposure, "total": self.total, "error": self.error,
-                "stat_error": self.stat_error, "sys_error": self.sys_error,
-                "systematic_fraction": SYSTEMATIC_FRACTION, "components": self.components,
+                "exposure": self.exposure, "total": self.total, "stat_error": self.stat_error,
+                "sys_error": self.sys_error, "stat_sys_error": self.stat_sys_error,
+                "systematic_fraction": self.systematic_fraction, "components": self.components,
                 "component_errors": self.component_errors}
 
     def __repr__(self):
         comps = ", ".join(f"{k} {v:.1f}" for k, v in self.components.items())
-        return (f"Prediction(FPM{self.module} {self.band[0]:g}-{self.band[1]:g} keV: {self.total:.1f} ± "
-                f"{self.error:.1f} counts [stat {self.stat_error:.1f}, sys {self.sys_error:.1f}]; {comps})")
+        return (f"Prediction(FPM{self.module} {self.band[0]:g}-{self.band[1]:g} keV: {self.total:.1f} counts ± "
+                f"{self.stat_error:.1f} (stat) ± {self.sys_error:.1f} (sys, {100 * self.systematic_fraction:.2f} %); "
+                f"stat ⊕ sys {self.stat_sys_error:.1f}; {comps})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,17 +492,20 @@ class BackgroundAnalysis:
 
     # -- transfer ------------------------------------------------------------------------------------
 
-    def predict(self, weights, *, band=(3.0, 20.0), exposure=None, systematic=SYSTEMATIC_FRACTION):
+    def predict(self, weights, *, band=(3.0, 20.0), exposure=None, systematic=None):
         """Predicted background counts in a region (its :class:`RegionWeights`) and band.
 
         The region's norms are the fitted reference norms times the geometric factors of
         :func:`~.model.background.add_linked_groups` (fcxb at the fitted surface brightness); the
         spectrum is folded through the module reference's responses for ``exposure`` (default:
         the reference spectrum's). The statistical error propagates the fit covariance (the
-        prediction is linear in the free norms); ``systematic`` × total is added in quadrature.
+        prediction is linear in the free norms); the systematic floor ``systematic`` × total (default
+        :data:`~nuskybgd_engine.uncertainty.SYSTEMATIC_FRACTION`, Wik et al. 2014) is reported
+        separately, and ``stat_sys_error`` combines the two in quadrature.
         """
         if not isinstance(weights, RegionWeights):
             raise BadConfigError("weights must be RegionWeights (see region_weights)", field="region")
+        systematic = check_systematic(systematic)
         if self.result is None:
             raise FitError("fit the background before predicting (no covariance yet)", field="fit")
         m = weights.module
@@ -533,8 +541,8 @@ class BackgroundAnalysis:
         comp_err = {k: float(math.sqrt(max(v @ cov @ v, 0.0))) for k, v in grads.items()}
         total = float(sum(comps.values()))
         return Prediction(module=m, band=(float(band[0]), float(band[1])), channels=(lo, hi), exposure=exposure,
-                          components=comps, total=total, stat_error=stat, sys_error=float(systematic) * total,
-                          component_errors=comp_err)
+                          components=comps, total=total, stat_error=stat, sys_error=systematic * total,
+                          component_errors=comp_err, systematic_fraction=systematic)
 
     def __repr__(self):
         mods = "".join(g.module for g in self.groups)

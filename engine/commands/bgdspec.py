@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def register(subparsers):
     p = subparsers.add_parser(
@@ -19,7 +21,7 @@ def register(subparsers):
     p.add_argument("--draws", type=int, default=0, help="number of Poisson realisations to write (default 0)")
     p.add_argument("--seed", type=int, default=None, help="random seed of the draws")
     p.add_argument("--systematic", type=float, default=None,
-                   help="fractional systematic error per channel (default 0.04/1.645, Wik et al.)")
+                   help="fractional systematic error per channel (default 0.04/1.645 = 0.0243, Wik et al. 2014)")
     p.add_argument("--update-source", action="store_true",
                    help="set BACKFILE of the source spectrum to the written file (atomic rewrite)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -42,8 +44,9 @@ def run(args):
         written += write_draws(bspec, out, args.draws, seed=args.seed, fit_path=args.fit, overwrite=args.overwrite)
     for lo, hi in ((3.0, 20.0), (20.0, 50.0)):
         total, stat, sys = bspec.band((lo, hi))
-        print(f"FPM{bspec.module} {lo:g}-{hi:g} keV, {bspec.exposure:.0f} s: {total:.2f} ± {stat:.2f} (stat) "
-              f"± {sys:.2f} (sys) background counts")
+        print(f"FPM{bspec.module} {lo:g}-{hi:g} keV, {bspec.exposure:.0f} s: {total:.2f} background counts "
+              f"± {stat:.2f} (stat) ± {sys:.2f} (sys, {100 * bspec.systematic:.2f} % floor); "
+              f"stat (+) sys {math.hypot(stat, sys):.2f}")
     for path in written:
         print(f"wrote {path}")
     if args.update_source:
