@@ -23,6 +23,7 @@ from .model.background import (
     build_background_model,
     region_weights,
 )
+from .fit.degeneracy import degenerate_pairs, describe
 from .fit.goodness import cstat_expectation
 from .model.components import ApecShape
 from .model.folding import DEFAULT_IGNORE, FoldedModel, GroupData
@@ -353,7 +354,8 @@ class BackgroundAnalysis:
         if negative_norms is None:
             negative_norms = info.negative_norms
         options = BackgroundOptions(fcxb_links=list(info.fcxb_links), fix_line_ratios=info.fix_line_ratios,
-                                    no_solar=info.no_solar, negative_norms=bool(negative_norms))
+                                    no_solar=info.no_solar, negative_norms=bool(negative_norms),
+                                    solar_ratios=info.fix_solar_ratios)
         obj = cls(groups, options=options, **kw)
         obj.bgdinfo = info
         obj.grid = grid
@@ -448,6 +450,7 @@ class BackgroundAnalysis:
                 warnings.append(f"C-stat {res.value:.1f} is {res.goodness:.1f}σ above the {res.expected:.1f} ± "
                                 f"{res.expected_sigma:.1f} a correct model gives: the model misses something "
                                 "(a source in a background region? see the residuals)")
+        warnings += [describe(p, self.state) for p in degenerate_pairs(cov, free, self.state)]
         negative = [f"{s}:p{k}" for s, k in free if self.state[s][k].is_norm and self.state.value(s, k) < 0]
         if negative:
             warnings.append(f"{len(negative)} norm(s) fitted below 0 (limits opened): {', '.join(negative)}")
@@ -779,7 +782,8 @@ def save_fit_json(analysis, path, *, overwrite=False):
     data["modules"] = [g.module for g in analysis.groups]
     data["options"] = {"fcxb_links": [list(p) for p in analysis.options.fcxb_links],
                        "fix_line_ratios": analysis.options.fix_line_ratios, "no_solar": analysis.options.no_solar,
-                       "negative_norms": analysis.options.negative_norms}
+                       "negative_norms": analysis.options.negative_norms,
+                       "solar_ratios": analysis.options.solar_ratios}
     data["ignore"] = list(analysis.model.ignore)
     # An undetermined parameter has error NaN (and NaN covariance, already None in to_dict): JSON
     # has no NaN, so write null (json.dumps(allow_nan=False) would raise a raw ValueError).
@@ -809,7 +813,8 @@ def load_fit_json(path):
     # whose other options no longer give the fitted model).
     analysis.options = BackgroundOptions(fcxb_links=[tuple(p) for p in opts.get("fcxb_links", [])],
                                          fix_line_ratios=opts.get("fix_line_ratios", False),
-                                         no_solar=opts.get("no_solar", False), negative_norms=negative_norms)
+                                         no_solar=opts.get("no_solar", False), negative_norms=negative_norms,
+                                         solar_ratios=opts.get("solar_ratios", False))
     if [g.name for g in analysis.groups] != data.get("spectra", [g.name for g in analysis.groups]):
         raise BadConfigError("the spectra of the bgdinfo.json differ from the fitted ones", path=path,
                              field="spectra")

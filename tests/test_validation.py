@@ -129,7 +129,7 @@ def test_engine_recovers_the_components_on_the_independent_simulation(observatio
     from validation.bench_validation import FIT_REGIONS, HELD_OUT, fit_api
 
     root, truth = observation
-    args = argparse.Namespace(rmf="gauss", lines="free", model=None)
+    args = argparse.Namespace(rmf="gauss", lines="free", negative=False)
     pred, fit = fit_api(root, args)
     for n in FIT_REGIONS + HELD_OUT:
         for m in "AB":

@@ -374,6 +374,7 @@ def test_bgdinfo_reads(workdir):
     (dict(fcxb_config={"links": [["1", 2]]}), "fcxb_config.links"),
     (dict(fcxb_config=[1, 2]), "fcxb_config"),
     (dict(intbgd_fix_line_ratios="yes"), "intbgd_fix_line_ratios"),
+    (dict(intbgd_fix_solar_ratios=1), "intbgd_fix_solar_ratios"),
     (dict(negative_norms=1), "negative_norms"),
     (dict(statistic="l1"), "statistic"),
     (dict(regfiles=["bgd1.reg"]), "regfiles"),
