@@ -244,10 +244,14 @@ def _intbgd(state, modules, weights, presets, refs, options):
     if options.fix_line_ratios and RATIO_ANCHOR not in norm_local:
         raise BadConfigError(f"fixed line ratios need the {RATIO_ANCHOR} (19.6 keV) line", field="ratios.json")
     line_names = [c.name for c in comps if c.kind == "lorentz"]
-    ratio_lines = set(line_names[4:]) if options.fix_line_ratios else set()  # lines 5..29
-    solar_lines = set(SOLAR_COMPONENTS[1:]) if options.solar_ratios and not options.no_solar else set()
-    if solar_lines and SOLAR_ANCHOR not in norm_local:
-        raise BadConfigError(f"fixed solar ratios need the {SOLAR_ANCHOR} component", field="ratios.json")
+    # Norms that follow an anchor with the preset ratio: component -> (anchor, bgdinfo key, anchor's description).
+    tied = {}
+    if options.fix_line_ratios:
+        tied.update({name: (RATIO_ANCHOR, "intbgd_fix_line_ratios", "the 19.6 keV line") for name in line_names[4:]})
+    if options.solar_ratios and not options.no_solar:
+        if SOLAR_ANCHOR not in norm_local:
+            raise BadConfigError(f"fixed solar ratios need the {SOLAR_ANCHOR} component", field="ratios.json")
+        tied.update({name: (SOLAR_ANCHOR, "intbgd_fix_solar_ratios", "apec") for name in SOLAR_COMPONENTS[1:]})
 
     for g, (m, w) in enumerate(zip(modules, weights), start=1):
         r = refs[m]
@@ -271,18 +275,11 @@ def _intbgd(state, modules, weights, presets, refs, options):
                 p = _param(norm_spec, c.name, value, frozen=False)
                 if options.no_solar and c.name in SOLAR_COMPONENTS:
                     p.value, p.frozen = 0.0, True
-                elif c.name in ratio_lines:
-                    anchor = nominal[RATIO_ANCHOR]
-                    if anchor == 0:
-                        raise BadRegionError("the 19.6 keV line preset is 0 in this region: cannot fix line ratios",
-                                             field="intbgd_fix_line_ratios")
-                    p.link = Link(value / anchor, "intbgd", src.index(r, norm_local[RATIO_ANCHOR]))
-                elif c.name in solar_lines:
-                    anchor = nominal[SOLAR_ANCHOR]
-                    if anchor == 0:
-                        raise BadRegionError("the apec preset is 0 in this region: cannot fix the solar ratios",
-                                             field="intbgd_fix_solar_ratios")
-                    p.link = Link(value / anchor, "intbgd", src.index(r, norm_local[SOLAR_ANCHOR]))
+                elif c.name in tied:
+                    anchor, key, what = tied[c.name]
+                    if nominal[anchor] == 0:
+                        raise BadRegionError(f"the {what} preset is 0 in this region: cannot fix its ratios", field=key)
+                    p.link = Link(value / nominal[anchor], "intbgd", src.index(r, norm_local[anchor]))
                 src.params.append(p)
             else:
                 factor = _area_factor(w, weights[r - 1], c.ifactors[m], f"intbgd {c.name}")
