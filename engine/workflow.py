@@ -418,6 +418,13 @@ class BackgroundAnalysis:
         warnings = []
         if self.apec.evaluated_by != "pyxspec":
             warnings.append("apec evaluated with the bremss stand-in (no AtomDB); exported as bremss")
+        from .spectra.responses import is_nominal_rmf
+
+        nominal = [g.name for g in self.groups if is_nominal_rmf(g.rmf)]
+        if nominal:
+            warnings.append(f"{len(nominal)} of {len(self.groups)} spectra fitted with the embedded nominal RMF (no "
+                            "CALDB, no RMF of the observation): the split into components is only as right as that "
+                            "response (README: Accuracy); give the spectra their own RESPFILE or set $CALDB")
         cov = np.asarray(out.covariance, dtype=float)
         params = []
         for s in self.state:

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
+from nuskybgd_engine.fit.degeneracy import degenerate_pairs, describe
 from nuskybgd_engine.model.background import BackgroundOptions, RegionWeights, build_background_model
 from nuskybgd_engine.model.presets import load_presets
-from nuskybgd_engine.fit.degeneracy import degenerate_pairs, describe
 
 W1 = RegionWeights(164.10, (6316.06, 0.227, 0.0, 1489.52), "A", "r1")
 W2 = RegionWeights(240.0, (100.0, 5000.0, 2500.0, 0.0), "B", "r1B")

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 VALIDATION = ROOT / "benchmarks" / "validation"
 sys.path.insert(0, str(VALIDATION.parent))
 
-from validation import instrument as ins  # noqa: E402
-from validation import simobs  # noqa: E402
+from validation import instrument as ins
+from validation import simobs
 
 
 @pytest.fixture(autouse=True)

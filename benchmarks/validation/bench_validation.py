@@ -37,23 +37,23 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import multiprocessing as mp  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import multiprocessing as mp
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from validation import BANDS, COMPONENTS, REGIONS_DET1, ValidationSpec, simulate  # noqa: E402
-from validation.instrument import auxil_dir  # noqa: E402
+from validation import BANDS, COMPONENTS, REGIONS_DET1, ValidationSpec, simulate
+from validation.instrument import auxil_dir
 
 FIT_REGIONS = [n for n, r in REGIONS_DET1.items() if r[3] == "background"]
 HELD_OUT = [n for n, r in REGIONS_DET1.items() if r[3] != "background"]
@@ -117,8 +117,9 @@ def fit_cli(root, args):
     run("mkimgs", "../../", obsid, "3", "20")
     for m in "AB":
         run("mkinstrmap", f"../nu{obsid}{m}01_cl.evt")
-        run("aspecthist", f"../nu{obsid}{m}_det1.fits", f"gtifile=../nu{obsid}{m}01_gti.fits", f"out=aspecthist{m}.fits")
-        run("projbgd", f"refimg=imA3to20keV.fits", f"out=bgdap{m}.fits", f"mod={m}", "det=1234",
+        run("aspecthist", f"../nu{obsid}{m}_det1.fits", f"gtifile=../nu{obsid}{m}01_gti.fits",
+            f"out=aspecthist{m}.fits")
+        run("projbgd", "refimg=imA3to20keV.fits", f"out=bgdap{m}.fits", f"mod={m}", "det=1234",
             f"chipmap=newinstrmap{m}.fits", f"aspect=aspecthist{m}.fits")
     for n in FIT_REGIONS:
         for m in "AB":
@@ -182,6 +183,7 @@ def response_mismatch():
     """
     from nuskybgd_engine.calibration.products import load_rmf
     from nuskybgd_engine.io.ogip import fold
+
     from validation import instrument as ins
     from validation.simobs import photon_spectra
 
@@ -338,7 +340,8 @@ def main(argv=None):
         rows = [one_seed((s, args)) for s in seeds]
     print(f"validation: {len(rows)} seeds (50 ks PA 37° / 120 ks PA 212°), rmf={args.rmf}, soft={args.soft}, "
           f"lines={args.lines}, negative_norms={args.negative}; wall {time.perf_counter() - t0:.0f} s "
-          f"(simulation {np.mean([r['t_sim'] for r in rows]):.1f} s, engine {np.mean([r['t_fit'] for r in rows]):.1f} s "
+          f"(simulation {np.mean([r['t_sim'] for r in rows]):.1f} s, "
+          f"engine {np.mean([r['t_fit'] for r in rows]):.1f} s "
           "per seed)")
     if args.save:
         Path(args.save).write_text(json.dumps(rows))

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +39,29 @@ from astropy.io import fits
 from scipy import ndimage, special
 
 __all__ = [
-    "N_CHAN", "E_LO", "E_HI", "E_MID", "PIXEL_DEG", "DET1_REF",
-    "auxil_dir", "detector_maps", "aperture_map", "arf", "presets", "fwhm", "band_channels",
-    "roll", "det1_to_sky", "sky_to_det1", "cutoffpl", "bknpower", "lorentz", "soft_component",
-    "band_probability", "gaussian_rmf_rows", "SOFT_SHAPES",
+    "DET1_REF",
+    "E_HI",
+    "E_LO",
+    "E_MID",
+    "N_CHAN",
+    "PIXEL_DEG",
+    "SOFT_SHAPES",
+    "aperture_map",
+    "arf",
+    "auxil_dir",
+    "band_channels",
+    "band_probability",
+    "bknpower",
+    "cutoffpl",
+    "det1_to_sky",
+    "detector_maps",
+    "fwhm",
+    "gaussian_rmf_rows",
+    "lorentz",
+    "presets",
+    "roll",
+    "sky_to_det1",
+    "soft_component",
 ]
 
 N_CHAN = 4096
@@ -73,7 +92,7 @@ def _aux(name):
     return path
 
 
-@lru_cache(maxsize=None)
+@cache
 def detector_maps(module):
     """(detnum, pixmap): 360×360 int arrays, detector 0..3 / RAW index of each DET1 pixel, −1 off."""
     out = []
@@ -83,7 +102,7 @@ def detector_maps(module):
     return tuple(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def aperture_map(module):
     """Expected 10–15 keV aperture counts per DET1 pixel per 10⁵ s for the nominal CXB (§2.6 a)."""
     vals = []
@@ -106,13 +125,13 @@ def _specresp(name):
         return np.asarray(h[1].data["SPECRESP"], float)
 
 
-@lru_cache(maxsize=None)
+@cache
 def arf(kind, module):
     """``kind`` 'be' (Be window, unitless) or 'fcxb' (on-axis area, cm²), by row on the standard grid."""
     return _specresp("be.arf") if kind == "be" else _specresp(f"fcxb{module}.arf")
 
 
-@lru_cache(maxsize=None)
+@cache
 def presets():
     """The component presets of ratios.json, keyed as in the file."""
     return json.loads(_aux("ratios.json").read_text())["models"]
@@ -245,7 +264,7 @@ def band_probability(emin, emax):
     return p / _SUB.size
 
 
-@lru_cache(maxsize=None)
+@cache
 def gaussian_rmf_rows(nsig=6.0):
     """Rows of the Gaussian RMF: list of (first channel, probabilities) per energy bin."""
     rows = []

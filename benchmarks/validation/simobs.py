@@ -32,7 +32,7 @@ from astropy.time import Time
 
 from . import instrument as ins
 
-__all__ = ["ValidationSpec", "REGIONS_DET1", "BANDS", "COMPONENTS", "simulate", "write_gaussian_rmf"]
+__all__ = ["BANDS", "COMPONENTS", "REGIONS_DET1", "ValidationSpec", "simulate", "write_gaussian_rmf"]
 
 COMPONENTS = ("apbgd", "intbgd", "fcxb", "intn")
 BANDS = {"3-20": (3.0, 20.0), "20-50": (20.0, 50.0)}
@@ -199,7 +199,7 @@ def module_events(module, spec, gti, track, rng):
     X, Y = np.rint(sx).astype(int) + 1, np.rint(sy).astype(int) + 1
     keep = (pi >= 0) & (X >= 1) & (X <= 1000) & (Y >= 1) & (Y <= 1000)
     order = np.argsort(times[keep], kind="stable")
-    sel = lambda a: a[keep][order]  # noqa: E731
+    sel = lambda a: a[keep][order]
     u, v, raw = sel(u), sel(v), sel(pixmap[v, u])
     cols = {"TIME": sel(times), "X": sel(X), "Y": sel(Y), "DET1X": u + 1, "DET1Y": v + 1,
             "DET_ID": detnum[v, u], "RAWX": raw % 32, "RAWY": raw // 32, "PI": sel(pi),
@@ -273,7 +273,7 @@ def _sky_keywords(spec):
 
 def _header_keys(spec, gti):
     tstart, tstop = float(gti[0][0] - 30.0), float(gti[1][-1] + 30.0)
-    iso = lambda t: Time(MJDREF + t / 86400.0, format="mjd", scale="tt").isot[:19]  # noqa: E731
+    iso = lambda t: Time(MJDREF + t / 86400.0, format="mjd", scale="tt").isot[:19]
     ontime = float(np.sum(gti[1] - gti[0]))
     return {"TELESCOP": "NuSTAR", "OBS_ID": spec.obsid, "OBJECT": "VALIDATION", "DATE-OBS": iso(tstart),
             "DATE-END": iso(tstop), "TSTART": tstart, "TSTOP": tstop, "ONTIME": ontime,
@@ -392,8 +392,8 @@ def simulate(outdir, spec=None, *, with_rmf=True, truth_times=400):
         if with_rmf:
             write_gaussian_rmf(root / f"gauss{mod}.rmf", mod)
             truth["files"][f"rmf{mod}"] = f"gauss{mod}.rmf"
-        truth["modules"][mod] = {"n_events": int(comp.size),
-                                 "by_component": {c: int(np.count_nonzero(comp == i)) for i, c in enumerate(COMPONENTS)}}
+        by_comp = {c: int(np.count_nonzero(comp == i)) for i, c in enumerate(COMPONENTS)}
+        truth["modules"][mod] = {"n_events": int(comp.size), "by_component": by_comp}
     # Regions at the mean aspect of FPMA; truth from the time-resolved geometry of each module.
     mx, my = tracks["A"][1].mean(), tracks["A"][2].mean()
     regdir = root / "regions"

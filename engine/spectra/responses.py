@@ -46,6 +46,7 @@ __all__ = [
     "detector_rmfs",
     "nominal_rmf",
     "region_rmf",
+    "is_nominal_rmf",
     "read_detabs",
     "detabs_curve",
     "apply_detabs",
@@ -197,6 +198,12 @@ def nominal_rmf(module):
     from ..calibration.products import load_rmf
 
     return load_rmf(module)[0]
+
+
+def is_nominal_rmf(rmf):
+    """True for the embedded nominal RMF (also after ``getspecnoarf`` wrote it to a file and it was read back)."""
+    header = getattr(rmf, "header", None) or {}
+    return bool(header.get("NOMINAL")) or str(header.get("RMFSRC", "")).strip().lower() == "nominal"
 
 
 def detector_rmfs(module, *, date=None, weights=None):
