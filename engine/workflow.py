@@ -27,7 +27,7 @@ from .fit.degeneracy import degenerate_pairs, describe
 from .fit.goodness import cstat_expectation
 from .model.components import ApecShape
 from .model.folding import DEFAULT_IGNORE, FoldedModel, GroupData
-from .uncertainty import SYSTEMATIC_FRACTION, check_systematic
+from .uncertainty import SYSTEMATIC_FRACTION, check_systematic, combine
 
 __all__ = [
     "BackgroundAnalysis",
@@ -261,7 +261,7 @@ class Prediction:
     @property
     def stat_sys_error(self):
         """stat ⊕ sys (quadrature): the combined 1σ (see :mod:`~nuskybgd_engine.uncertainty`)."""
-        return math.hypot(self.stat_error, self.sys_error)
+        return combine(self.stat_error, self.sys_error)
 
     #: Alias of :attr:`stat_sys_error` (older name).
     error = stat_sys_error

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 
 def register(subparsers):
     p = subparsers.add_parser(
@@ -32,6 +30,7 @@ def run(args):
     from ..bgdspec import background_spectrum, default_output, set_backfile, write_background_spectrum, write_draws
     from ..io.fitsutil import check_writable
     from ..io.regions import RegionSet
+    from ..uncertainty import combine
     from ..workflow import load_fit_json
 
     out = args.out or default_output(args.spectrum)
@@ -46,7 +45,7 @@ def run(args):
         total, stat, sys = bspec.band((lo, hi))
         print(f"FPM{bspec.module} {lo:g}-{hi:g} keV, {bspec.exposure:.0f} s: {total:.2f} background counts "
               f"± {stat:.2f} (stat) ± {sys:.2f} (sys, {100 * bspec.systematic:.2f} % floor); "
-              f"stat (+) sys {math.hypot(stat, sys):.2f}")
+              f"stat (+) sys {combine(stat, sys):.2f}")
     for path in written:
         print(f"wrote {path}")
     if args.update_source:
