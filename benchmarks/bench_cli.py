@@ -133,7 +133,8 @@ def engine_times(obs, work):
     from nuskybgd_engine.model.background import region_weights
     from nuskybgd_engine.spectra.extract import extract_spectrum
     from nuskybgd_engine.spectra.responses import region_rmf
-    from nuskybgd_engine.workflow import BackgroundAnalysis, background_images, load_fit_json
+    from nuskybgd_engine.analysis import BackgroundAnalysis
+    from nuskybgd_engine.workflow import background_images, load_fit_json
 
     obsid = obs.name
     evt = obs / "event_cl"

@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_limits
 from .bgdinfo import BgdInfo, read_bgdinfo
 from .constants import band_to_channels
 from .errors import BadConfigError, FitError
+from .fit.degeneracy import degenerate_pairs, describe
 from .fit.goodness import cstat_expectation
 from .fit.native import GeneralProblem, LinearProblem
 from .fit.registry import get_backend
@@ -29,7 +30,9 @@ from .model.background import BackgroundOptions, RegionWeights, add_linked_group
 from .model.components import ApecShape
 from .model.folding import DEFAULT_IGNORE, FoldedModel, GroupData
 from .model.presets import load_presets
-from .results import SYSTEMATIC_FRACTION, FitResult, Prediction, std_error
+from .results import FitResult, Prediction, std_error
+from .spectra.responses import is_nominal_rmf
+from .uncertainty import check_systematic
 
 __all__ = ["BackgroundAnalysis", "replace_group", "DEGENERACY_THRESHOLD", "GOODNESS_WARN"]
 
@@ -94,7 +97,8 @@ class BackgroundAnalysis:
         if negative_norms is None:
             negative_norms = info.negative_norms
         options = BackgroundOptions(fcxb_links=list(info.fcxb_links), fix_line_ratios=info.fix_line_ratios,
-                                    no_solar=info.no_solar, negative_norms=bool(negative_norms))
+                                    no_solar=info.no_solar, negative_norms=bool(negative_norms),
+                                    solar_ratios=info.fix_solar_ratios)
         obj = cls(groups, options=options, **kw)
         apply_bgdinfo_options(obj, info)  # IDL fitab's fixap/fixfcxb/tieap
         obj.bgdinfo = info
@@ -154,6 +158,11 @@ class BackgroundAnalysis:
         warnings = []
         if self.apec.evaluated_by != "pyxspec":
             warnings.append("apec evaluated with the bremss stand-in (no AtomDB); exported as bremss")
+        nominal = [g.name for g in self.groups if is_nominal_rmf(g.rmf)]
+        if nominal:
+            warnings.append(f"{len(nominal)} of {len(self.groups)} spectra fitted with the embedded nominal RMF (no "
+                            "CALDB, no RMF of the observation): the split into components is only as right as that "
+                            "response (README: Accuracy); give the spectra their own RESPFILE or set $CALDB")
         cov = np.asarray(out.covariance, dtype=float)
         params = []
         for s in self.state:
@@ -186,6 +195,7 @@ class BackgroundAnalysis:
                 warnings.append(f"C-stat {res.value:.1f} is {res.goodness:.1f}σ above the {res.expected:.1f} ± "
                                 f"{res.expected_sigma:.1f} a correct model gives: the model misses something "
                                 "(a source in a background region? see the residuals)")
+        warnings += [describe(p, self.state) for p in degenerate_pairs(cov, free, self.state)]
         negative = [f"{s}:p{k}" for s, k in free if self.state[s][k].is_norm and self.state.value(s, k) < 0]
         if negative:
             warnings.append(f"{len(negative)} norm(s) fitted below 0 (limits opened): {', '.join(negative)}")
@@ -228,17 +238,20 @@ class BackgroundAnalysis:
 
     # -- transfer ------------------------------------------------------------------------------------
 
-    def predict(self, weights, *, band=(3.0, 20.0), exposure=None, systematic=SYSTEMATIC_FRACTION):
+    def predict(self, weights, *, band=(3.0, 20.0), exposure=None, systematic=None):
         """Predicted background counts in a region (its :class:`RegionWeights`) and band.
 
         The region's norms are the fitted reference norms times the geometric factors of
         :func:`~.model.background.add_linked_groups` (fcxb at the fitted surface brightness); the
         spectrum is folded through the module reference's responses for ``exposure`` (default:
         the reference spectrum's). The statistical error propagates the fit covariance (the
-        prediction is linear in the free norms); ``systematic`` × total is added in quadrature.
+        prediction is linear in the free norms); the systematic floor ``systematic`` × total (default
+        :data:`~nuskybgd_engine.uncertainty.SYSTEMATIC_FRACTION`, Wik et al. 2014) is reported
+        separately, and ``stat_sys_error`` combines the two in quadrature.
         """
         if not isinstance(weights, RegionWeights):
             raise BadConfigError("weights must be RegionWeights (see region_weights)", field="region")
+        systematic = check_systematic(systematic)
         if self.result is None:
             raise FitError("fit the background before predicting (no covariance yet)", field="fit")
         m = weights.module
@@ -274,8 +287,8 @@ class BackgroundAnalysis:
         comp_err = {k: float(math.sqrt(max(v @ cov @ v, 0.0))) for k, v in grads.items()}
         total = float(sum(comps.values()))
         return Prediction(module=m, band=(float(band[0]), float(band[1])), channels=(lo, hi), exposure=exposure,
-                          components=comps, total=total, stat_error=stat, sys_error=float(systematic) * total,
-                          component_errors=comp_err)
+                          components=comps, total=total, stat_error=stat, sys_error=systematic * total,
+                          component_errors=comp_err, systematic_fraction=systematic)
 
     # -- edits (the widgets' session changes the analysis only through these) -------------------
 

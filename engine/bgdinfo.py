@@ -3,7 +3,8 @@
 Keys (nuskybgd-py): ``bgfiles`` (spectra, XSPEC data-group order), ``regfiles`` (same length),
 ``refimgf`` (an image with the sky WCS), ``bgdapfiles`` {"A": …, "B": …}, ``bgddetfiles``
 {"A": [4 files], "B": [4 files]}; optional ``fcxb_config: {"links": [[i, j], …]}`` and
-``intbgd_fix_line_ratios``. Our additions (optional): ``no_solar`` (bool), ``negative_norms`` (bool, norms
+``intbgd_fix_line_ratios``. Our additions (optional): ``intbgd_fix_solar_ratios`` (bool, the 3.54/4.51/10.20
+keV lines follow apec with the preset ratios), ``no_solar`` (bool), ``negative_norms`` (bool, norms
 may go below 0, see :class:`~nuskybgd_engine.model.background.BackgroundOptions`) and ``statistic``; the IDL
 ``nuskybgd_fitab`` switches ``fixap``, ``fixfcxb`` and ``tieap`` (bool, IDL meaning, see
 :mod:`nuskybgd_engine.idl`).
@@ -42,7 +43,7 @@ TEMPLATE = {
 IDL_FIT_OPTIONS = {"fixap": False, "fixfcxb": False, "tieap": True}
 
 _KNOWN = {"bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles", "fcxb_config", "intbgd_fix_line_ratios",
-          "no_solar", "negative_norms", "statistic", *IDL_FIT_OPTIONS}
+          "intbgd_fix_solar_ratios", "no_solar", "negative_norms", "statistic", *IDL_FIT_OPTIONS}
 
 
 class UnknownKeyWarning(UserWarning):
@@ -61,6 +62,7 @@ class BgdInfo:
     bgddetfiles: dict
     fcxb_links: list = field(default_factory=list)
     fix_line_ratios: bool = False
+    fix_solar_ratios: bool = False
     no_solar: bool = False
     negative_norms: bool = False
     statistic: str | None = None
@@ -143,7 +145,7 @@ def read_bgdinfo(path, *, check_files=True):
                 raise BadConfigError(f"link {pair!r} must be two different spectrum numbers 1..{len(bg)}",
                                      path=path, field="fcxb_config.links")
             links.append(tuple(pair))
-    for key in ("intbgd_fix_line_ratios", "no_solar", "negative_norms", *IDL_FIT_OPTIONS):
+    for key in ("intbgd_fix_line_ratios", "intbgd_fix_solar_ratios", "no_solar", "negative_norms", *IDL_FIT_OPTIONS):
         if key in data and not isinstance(data[key], bool):
             raise BadConfigError("must be true or false", path=path, field=key)
     stat = data.get("statistic")
@@ -151,6 +153,7 @@ def read_bgdinfo(path, *, check_files=True):
         raise BadConfigError("must be cstat or chi", path=path, field="statistic")
     return BgdInfo(path=path, bgfiles=bgfiles, regfiles=regfiles, refimgf=refimgf, bgdapfiles=bgdap,
                    bgddetfiles=bgddet, fcxb_links=links, fix_line_ratios=bool(data.get("intbgd_fix_line_ratios")),
+                   fix_solar_ratios=bool(data.get("intbgd_fix_solar_ratios")),
                    no_solar=bool(data.get("no_solar")), negative_norms=bool(data.get("negative_norms")),
                    statistic=stat, raw=data, modules=modules if check_files else None,
                    **{k: bool(data.get(k, default)) for k, default in IDL_FIT_OPTIONS.items()})

@@ -19,7 +19,8 @@ spectrum that any fitting package reads through the source spectrum's ``BACKFILE
   Channels are correlated (the same few norms): the error of a band is :meth:`BackgroundSpectrum.band`,
   not the quadrature sum of STAT_ERR.
 * ``SYS_ERR``: the systematic floor as an OGIP fractional error per channel
-  (``results.SYSTEMATIC_FRACTION`` = 4 %/1.645, Wik et al.); XSPEC adds it in quadrature.
+  (default :data:`~nuskybgd_engine.uncertainty.SYSTEMATIC_FRACTION` = 4 %/1.645, Wik et al. 2014;
+  settable); XSPEC adds it in quadrature.
 * ``POISSERR = F``: the errors are Gaussian. In XSPEC use ``statistic pgstat`` (Poisson data,
   Gaussian background) or ``chi``; W-stat (cstat with a background) assumes a Poisson background.
 
@@ -47,7 +48,7 @@ from .io.fitsutil import check_writable, find_hdu, read_fits, write_fits
 from .io.ogip import Spectrum, _spectrum_hdu, read_pha, write_pha
 from .model.background import add_linked_groups, region_weights
 from .model.folding import FoldedModel
-from .results import SYSTEMATIC_FRACTION
+from .uncertainty import SYSTEMATIC_FRACTION, check_systematic
 
 __all__ = [
     "BackgroundSpectrum",
@@ -126,16 +127,14 @@ def background_spectrum(analysis, regions, source, *, grid=None, maps=None, syst
     grid, maps : SkyGrid, ProjectedMaps or dict module -> ProjectedMaps, optional
         Default: ``analysis.grid`` and ``analysis.maps`` (set by ``from_bgdinfo``).
     systematic : float, optional
-        Fractional systematic error (default ``results.SYSTEMATIC_FRACTION``).
+        Fractional systematic error (default :data:`~nuskybgd_engine.uncertainty.SYSTEMATIC_FRACTION`).
 
     Returns
     -------
     BackgroundSpectrum
     """
     cov = _check_covariance(analysis.result)
-    systematic = SYSTEMATIC_FRACTION if systematic is None else float(systematic)
-    if not (np.isfinite(systematic) and 0 <= systematic < 1):
-        raise BadConfigError(f"systematic fraction must be in [0, 1), got {systematic}", field="systematic")
+    systematic = check_systematic(systematic)
     source = Path(source)
     spec = read_pha(source)
     m = spec.module

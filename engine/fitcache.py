@@ -266,7 +266,8 @@ def _restore(meta, arrays, negative_norms):
                                 weights=RegionWeights(W=w["W"], A=tuple(w["A"]), module=w["module"], name=w["name"]),
                                 files=g["files"]))
     options = BackgroundOptions(fcxb_links=list(info.fcxb_links), fix_line_ratios=info.fix_line_ratios,
-                                no_solar=info.no_solar, negative_norms=bool(negative_norms))
+                                no_solar=info.no_solar, negative_norms=bool(negative_norms),
+                                solar_ratios=info.fix_solar_ratios)
     analysis = BackgroundAnalysis(groups, options=options, ignore=tuple(meta["ignore"]))
     for t in meta["templates"]:
         stack = arrays[t["key"]]

@@ -33,7 +33,7 @@ class RegionPrediction:
         return {"region": self.region, "region_file": self.path, **self.prediction.to_dict()}
 
 
-def predict_regions(analysis, regions, *, modules=None, bands=((3.0, 20.0),), exposure=None):
+def predict_regions(analysis, regions, *, modules=None, bands=((3.0, 20.0),), exposure=None, systematic=None):
     """Predicted background of every (region, module, band) case.
 
     Parameters
@@ -49,6 +49,9 @@ def predict_regions(analysis, regions, *, modules=None, bands=((3.0, 20.0),), ex
         Energy bands in keV.
     exposure : float, optional
         Exposure in s (default: each module's reference spectrum's).
+    systematic : float, optional
+        Systematic floor as a fraction of each prediction (default
+        :data:`~nuskybgd_engine.uncertainty.SYSTEMATIC_FRACTION`).
 
     Returns
     -------
@@ -74,21 +77,21 @@ def predict_regions(analysis, regions, *, modules=None, bands=((3.0, 20.0),), ex
         for m in modules:
             w = region_weights(rs, analysis.grid, maps[m], name=path or name)
             for band in bands:
-                out.append(RegionPrediction(name, path, analysis.predict(w, band=tuple(band), exposure=exposure),
-                                            tuple(getattr(rs, "notes", ()))))
+                pred = analysis.predict(w, band=tuple(band), exposure=exposure, systematic=systematic)
+                out.append(RegionPrediction(name, path, pred, tuple(getattr(rs, "notes", ()))))
     return out
 
 
 def format_table(cases):
     """A text table of :func:`predict_regions` results: one line per case, counts per component."""
     width = max([len("region")] + [len(c.region) for c in cases])
-    head = (f"{'region':<{width}}  FPM  {'band keV':>11}  {'exposure s':>10}  {'total':>10}  {'± error':>9}  "
-            f"{'stat':>8}  {'sys':>8}  " + "  ".join(f"{s:>9}" for s in SOURCES))
+    head = (f"{'region':<{width}}  FPM  {'band keV':>11}  {'exposure s':>10}  {'total':>10}  {'stat':>8}  "
+            f"{'sys':>8}  {'stat⊕sys':>9}  " + "  ".join(f"{s:>9}" for s in SOURCES))
     lines = [head]
     for c in cases:
         p = c.prediction
         band = f"{p.band[0]:g}-{p.band[1]:g}"
         comps = "  ".join(f"{p.components.get(s, 0.0):9.2f}" for s in SOURCES)
         lines.append(f"{c.region:<{width}}  {p.module:>3}  {band:>11}  {p.exposure:10.0f}  {p.total:10.2f}  "
-                     f"{p.error:9.2f}  {p.stat_error:8.2f}  {p.sys_error:8.2f}  {comps}")
+                     f"{p.stat_error:8.2f}  {p.sys_error:8.2f}  {p.stat_sys_error:9.2f}  {comps}")
     return "\n".join(lines)

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .uncertainty import SYSTEMATIC_FRACTION, combine
+
 __all__ = ["FitResult", "Prediction", "SYSTEMATIC_FRACTION", "std_error"]
 
-#: Systematic floor of a background prediction: Wik et al.'s user guide quotes ≈4 % (90 %
-#: confidence) in a band, i.e. 4 %/1.645 ≈ 2.4 % at 1σ, added in quadrature to the statistical error.
-SYSTEMATIC_FRACTION = 0.04 / 1.645
 
 
 @dataclass(repr=False)
@@ -105,19 +104,26 @@ class Prediction:
     stat_error: float
     sys_error: float
     component_errors: dict
+    systematic_fraction: float = SYSTEMATIC_FRACTION
 
     @property
-    def error(self):
-        return math.hypot(self.stat_error, self.sys_error)
+    def stat_sys_error(self):
+        """stat ⊕ sys (quadrature): the combined 1σ (see :mod:`~nuskybgd_engine.uncertainty`)."""
+        return combine(self.stat_error, self.sys_error)
+
+    #: Alias of :attr:`stat_sys_error` (older name).
+    error = stat_sys_error
 
     def to_dict(self):
+        """Every number named for what it is: ``stat_error``, ``sys_error`` and ``stat_sys_error``."""
         return {"module": self.module, "band_keV": list(self.band), "channels": list(self.channels),
-                "exposure": self.exposure, "total": self.total, "error": self.error,
-                "stat_error": self.stat_error, "sys_error": self.sys_error,
-                "systematic_fraction": SYSTEMATIC_FRACTION, "components": self.components,
+                "exposure": self.exposure, "total": self.total, "stat_error": self.stat_error,
+                "sys_error": self.sys_error, "stat_sys_error": self.stat_sys_error,
+                "systematic_fraction": self.systematic_fraction, "components": self.components,
                 "component_errors": self.component_errors}
 
     def __repr__(self):
         comps = ", ".join(f"{k} {v:.1f}" for k, v in self.components.items())
-        return (f"Prediction(FPM{self.module} {self.band[0]:g}-{self.band[1]:g} keV: {self.total:.1f} ± "
-                f"{self.error:.1f} counts [stat {self.stat_error:.1f}, sys {self.sys_error:.1f}]; {comps})")
+        return (f"Prediction(FPM{self.module} {self.band[0]:g}-{self.band[1]:g} keV: {self.total:.1f} counts ± "
+                f"{self.stat_error:.1f} (stat) ± {self.sys_error:.1f} (sys, {100 * self.systematic_fraction:.2f} %); "
+                f"stat ⊕ sys {self.stat_sys_error:.1f}; {comps})")

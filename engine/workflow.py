@@ -56,7 +56,8 @@ def load_fit_json(path):
     # whose other options no longer give the fitted model).
     analysis.options = BackgroundOptions(fcxb_links=[tuple(p) for p in opts.get("fcxb_links", [])],
                                          fix_line_ratios=opts.get("fix_line_ratios", False),
-                                         no_solar=opts.get("no_solar", False), negative_norms=negative_norms)
+                                         no_solar=opts.get("no_solar", False), negative_norms=negative_norms,
+                                         solar_ratios=opts.get("solar_ratios", False))
     if [g.name for g in analysis.groups] != data.get("spectra", [g.name for g in analysis.groups]):
         raise BadConfigError("the spectra of the bgdinfo.json differ from the fitted ones", path=path,
                              field="spectra")

@@ -166,6 +166,7 @@ def test_cli_writes_background_draws_and_backfile(fitted, capsys):
     assert read_pha(src).header["BACKFILE"] == "cliA_bgd.pha"
     text = capsys.readouterr().out
     assert "3-20 keV" in text and "BACKFILE" in text
+    assert "(stat)" in text and "(sys, 2.43 % floor)" in text and "stat (+) sys" in text  # each error named
     # Same result as the engine call (the fit restored from fit.json).
     again = background_spectrum(load_fit_json(fitted["fit"]), fitted["src_rs"], src)
     assert np.allclose(read_pha(out).counts, again.counts, rtol=1e-9)

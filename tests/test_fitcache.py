@@ -107,7 +107,7 @@ def test_reopened_fit_predicts_the_same_numbers(fitted, base, caplog):
     assert len(got) == 2 * 2 * len(BANDS)
     for a, b in zip(got, want):
         assert a["region"] == b["region"] and a["module"] == b["module"] and a["band_keV"] == b["band_keV"]
-        for key in ("total", "error", "stat_error", "sys_error"):
+        for key in ("total", "stat_sys_error", "stat_error", "sys_error"):
             assert a[key] == pytest.approx(b[key], rel=1e-10, abs=0)
         for k in b["components"]:
             assert a["components"][k] == pytest.approx(b["components"][k], rel=1e-10, abs=1e-300)

@@ -240,6 +240,25 @@ def test_no_solar_with_fixed_ratios(presets):
     assert [k for s, k in st.free_parameters() if s == "intbgd"] == [16, 91 + 16]
 
 
+def test_solar_ratios_tie_the_soft_lines_to_apec(presets, ratios):
+    st = build_background_model(MODULES, WEIGHTS, presets, BackgroundOptions(fix_line_ratios=True,
+                                                                            solar_ratios=True))
+    # two free intbgd norms per reference: apec (local 4) and the 19.6 keV line (local 16)
+    assert [k for s, k in st.free_parameters() if s == "intbgd"] == [4, 16, 91 + 4, 91 + 16]
+    comps = intbgd_components(ratios)
+    for r, w in ((1, W1), (2, W2)):
+        f = w.fractions
+        nominal = {name: float(np.dot(f, ifs[w.module])) for name, ifs in comps}
+        for k, name in ((1, "lorentz"), (2, "lorentz_3"), (3, "lorentz_4")):
+            p = st["intbgd"][(r - 1) * 91 + 4 + 3 * k]
+            assert p.link.index == (r - 1) * 91 + 4 and p.link.source == "intbgd"
+            assert p.link.factor == pytest.approx(nominal[name] / nominal["apec"], rel=1e-12)
+            assert st.value("intbgd", (r - 1) * 91 + 4 + 3 * k) == pytest.approx(nominal[name], rel=1e-12)
+    # no_solar wins: the solar pieces stay frozen at 0
+    st = build_background_model(MODULES, WEIGHTS, presets, BackgroundOptions(no_solar=True, solar_ratios=True))
+    assert all(st["intbgd"][4 + 3 * k].frozen and st["intbgd"][4 + 3 * k].link is None for k in range(4))
+
+
 def test_negative_norms_open_only_the_norm_limits(presets):
     base = build_background_model(MODULES, WEIGHTS, presets, BackgroundOptions(fix_line_ratios=True))
     st = build_background_model(MODULES, WEIGHTS, presets, BackgroundOptions(fix_line_ratios=True,

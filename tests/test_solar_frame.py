@@ -177,7 +177,7 @@ def test_real_solar_end_to_end_cli_and_model(solar, tmp_path, monkeypatch, capsy
     """Events → image → image regions → spectra → projected maps → BackgroundAnalysis → fit."""
     import json
 
-    from nuskybgd_engine.workflow import BackgroundAnalysis
+    from nuskybgd_engine.analysis import BackgroundAnalysis
 
     path = str(solar[0])
     monkeypatch.chdir(tmp_path)

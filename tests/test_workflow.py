@@ -369,6 +369,7 @@ def test_bgdinfo_reads(workdir):
     (dict(fcxb_config={"links": [["1", 2]]}), "fcxb_config.links"),
     (dict(fcxb_config=[1, 2]), "fcxb_config"),
     (dict(intbgd_fix_line_ratios="yes"), "intbgd_fix_line_ratios"),
+    (dict(intbgd_fix_solar_ratios=1), "intbgd_fix_solar_ratios"),
     (dict(negative_norms=1), "negative_norms"),
     (dict(statistic="l1"), "statistic"),
     (dict(regfiles=["bgd1.reg"]), "regfiles"),
@@ -553,10 +554,22 @@ def test_cli_predict_json(cli_fit, loaded, workdir, capsys):
     pred = an.predict(region_weights(rs, an.grid, an.maps["B"]), band=BAND)
     assert data["module"] == "B" and data["band_keV"] == [3.0, 20.0]
     assert data["total"] == pytest.approx(pred.total, rel=1e-12)
-    assert data["error"] == pytest.approx(pred.error, rel=1e-12)
+    assert data["stat_sys_error"] == pytest.approx(pred.stat_sys_error, rel=1e-12)
+    assert data["stat_error"] == pytest.approx(pred.stat_error, rel=1e-12)
+    assert data["sys_error"] == pytest.approx(0.04 / 1.645 * pred.total, rel=1e-12)
+    assert "error" not in data  # every error is named for what it is
     assert set(data["components"]) == set(BGD_SOURCES)
     assert main(["predict", str(cli_fit), str(workdir / "src.reg"), "--module", "A"]) == 0
-    assert "counts" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(stat)" in out and "(sys, 2.43 % floor)" in out and "stat (+) sys" in out
+    # the floor is settable: 0 leaves the statistical error alone, a bad value is a one-line error
+    assert main(["predict", str(cli_fit), str(workdir / "src.reg"), "--module", "B", "--systematic", "0",
+                 "--json"]) == 0
+    zero = json.loads(capsys.readouterr().out)
+    assert zero["sys_error"] == 0 and zero["systematic_fraction"] == 0
+    assert zero["stat_sys_error"] == pytest.approx(data["stat_error"], rel=1e-12)
+    assert main(["predict", str(cli_fit), str(workdir / "src.reg"), "--module", "B", "--systematic", "1.5"]) == 2
+    assert "systematic fraction must be in [0, 1)" in capsys.readouterr().err
 
 
 def test_cli_demo_reuses_the_observation(obsdir, capsys):

@@ -19,7 +19,7 @@ def register(subparsers):
     p.add_argument("--draws", type=int, default=0, help="number of Poisson realisations to write (default 0)")
     p.add_argument("--seed", type=int, default=None, help="random seed of the draws")
     p.add_argument("--systematic", type=float, default=None,
-                   help="fractional systematic error per channel (default 0.04/1.645, Wik et al.)")
+                   help="fractional systematic error per channel (default 0.04/1.645 = 0.0243, Wik et al. 2014)")
     p.add_argument("--expfactor", type=float, default=None,
                    help="IDL nuskybgd_spec: write the background faked for EXPFACTOR x the source exposure (EXPOSURE "
                         "set so; IDL's default 100), Poisson counts unless --perfect, instead of the model with errors")
@@ -38,6 +38,7 @@ def run(args):
     from ..bgdspec import background_spectrum, default_output, set_backfile, write_background_spectrum, write_draws
     from ..io.fitsutil import check_writable
     from ..io.regions import RegionSet
+    from ..uncertainty import combine
     from ..workflow import load_fit_json
 
     out = args.out or default_output(args.spectrum)
@@ -65,8 +66,9 @@ def run(args):
         written += write_draws(bspec, out, args.draws, seed=args.seed, fit_path=args.fit, overwrite=args.overwrite)
     for lo, hi in ((3.0, 20.0), (20.0, 50.0)):
         total, stat, sys = bspec.band((lo, hi))
-        print(f"FPM{bspec.module} {lo:g}-{hi:g} keV, {bspec.exposure:.0f} s: {total:.2f} ± {stat:.2f} (stat) "
-              f"± {sys:.2f} (sys) background counts")
+        print(f"FPM{bspec.module} {lo:g}-{hi:g} keV, {bspec.exposure:.0f} s: {total:.2f} background counts "
+              f"± {stat:.2f} (stat) ± {sys:.2f} (sys, {100 * bspec.systematic:.2f} % floor); "
+              f"stat (+) sys {combine(stat, sys):.2f}")
     for path in written:
         print(f"wrote {path}")
     if args.update_source:

@@ -55,6 +55,8 @@ INTN_PIXELS_PER_ARCMIN2 = 599.75
 SOLAR_COMPONENTS = ("apec", "lorentz", "lorentz_3", "lorentz_4")
 #: Line whose norm the others follow with fixed line ratios (19.6 keV, ``lorentz_5``, local parameter 16).
 RATIO_ANCHOR = "lorentz_5"
+#: Component the solar lines follow with ``solar_ratios`` (apec, local parameter 4).
+SOLAR_ANCHOR = "apec"
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,11 @@ class BackgroundOptions:
         ``[i, j]``: the fcxb norm of data group ``j`` equals that of group ``i`` (1-based).
     fix_line_ratios : bool
         Lines 5–29 of each reference group follow the 19.6 keV line with the preset ratios.
+    solar_ratios : bool
+        The 3.54, 4.51 and 10.20 keV lines of each reference group follow the apec norm with the
+        preset ratios: the low-energy "solar" part of intbgd (apec + these lines, spec App. A) is one
+        free norm, so it cannot trade shape with the aperture continuum (``bgdinfo`` key
+        ``intbgd_fix_solar_ratios``). Ignored for the pieces ``no_solar`` freezes at 0.
     no_solar : bool
         apec and the 3.54/4.51/10.20 keV line norms are 0 and frozen (no solar soft component).
     negative_norms : bool
@@ -116,6 +123,7 @@ class BackgroundOptions:
     fix_line_ratios: bool = False
     no_solar: bool = False
     negative_norms: bool = False
+    solar_ratios: bool = False
 
 
 def _param(spec, component, value, *, frozen, delta=None):
@@ -237,7 +245,14 @@ def _intbgd(state, modules, weights, presets, refs, options):
     if options.fix_line_ratios and RATIO_ANCHOR not in norm_local:
         raise BadConfigError(f"fixed line ratios need the {RATIO_ANCHOR} (19.6 keV) line", field="ratios.json")
     line_names = [c.name for c in comps if c.kind == "lorentz"]
-    ratio_lines = set(line_names[4:]) if options.fix_line_ratios else set()  # lines 5..29
+    # Norms that follow an anchor with the preset ratio: component -> (anchor, bgdinfo key, anchor's description).
+    tied = {}
+    if options.fix_line_ratios:
+        tied.update({name: (RATIO_ANCHOR, "intbgd_fix_line_ratios", "the 19.6 keV line") for name in line_names[4:]})
+    if options.solar_ratios and not options.no_solar:
+        if SOLAR_ANCHOR not in norm_local:
+            raise BadConfigError(f"fixed solar ratios need the {SOLAR_ANCHOR} component", field="ratios.json")
+        tied.update({name: (SOLAR_ANCHOR, "intbgd_fix_solar_ratios", "apec") for name in SOLAR_COMPONENTS[1:]})
 
     for g, (m, w) in enumerate(zip(modules, weights), start=1):
         r = refs[m]
@@ -261,12 +276,11 @@ def _intbgd(state, modules, weights, presets, refs, options):
                 p = _param(norm_spec, c.name, value, frozen=False)
                 if options.no_solar and c.name in SOLAR_COMPONENTS:
                     p.value, p.frozen = 0.0, True
-                elif c.name in ratio_lines:
-                    anchor = nominal[RATIO_ANCHOR]
-                    if anchor == 0:
-                        raise BadRegionError("the 19.6 keV line preset is 0 in this region: cannot fix line ratios",
-                                             field="intbgd_fix_line_ratios")
-                    p.link = Link(value / anchor, "intbgd", src.index(r, norm_local[RATIO_ANCHOR]))
+                elif c.name in tied:
+                    anchor, key, what = tied[c.name]
+                    if nominal[anchor] == 0:
+                        raise BadRegionError(f"the {what} preset is 0 in this region: cannot fix its ratios", field=key)
+                    p.link = Link(value / nominal[anchor], "intbgd", src.index(r, norm_local[anchor]))
                 src.params.append(p)
             else:
                 factor = _area_factor(w, weights[r - 1], c.ifactors[m], f"intbgd {c.name}")

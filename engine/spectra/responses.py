@@ -50,6 +50,7 @@ __all__ = [
     "detector_rmfs",
     "nominal_rmf",
     "region_rmf",
+    "is_nominal_rmf",
     "read_detabs",
     "detabs_curve",
     "apply_detabs",
@@ -194,6 +195,12 @@ def _read_rmf(path, module):
 def nominal_rmf(module):
     """The embedded nominal RMF of a module (the shared, cached object of the calibration products)."""
     return load_rmf(module)[0]
+
+
+def is_nominal_rmf(rmf):
+    """True for the embedded nominal RMF (also after ``getspecnoarf`` wrote it to a file and it was read back)."""
+    header = getattr(rmf, "header", None) or {}
+    return bool(header.get("NOMINAL")) or str(header.get("RMFSRC", "")).strip().lower() == "nominal"
 
 
 def detector_rmfs(module, *, date=None, weights=None):

@@ -131,7 +131,9 @@ class ExportPanel(Panel):
         band = (self.emin.value, self.emax.value)
         pred = self.session.predict(name, band)
         paths = self.session.export_prediction(name, band)
-        lines = [f"FPM{m}: {p.total:.1f} ± {p.error:.1f} counts ({band[0]:g}-{band[1]:g} keV; "
+        lines = [f"FPM{m}: {p.total:.1f} counts ± {p.stat_error:.1f} (stat) ± {p.sys_error:.1f} (sys, "
+                 f"{100 * p.systematic_fraction:.2f} % floor; stat ⊕ sys {p.stat_sys_error:.1f}) "
+                 f"({band[0]:g}-{band[1]:g} keV; "
                  + ", ".join(f"{k} {v:.1f}" for k, v in p.components.items()) + ")" for m, p in pred.items()]
         if self.session.apec_standin:
             lines.append("apec evaluated with the bremss stand-in (no AtomDB)")

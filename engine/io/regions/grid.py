@@ -9,7 +9,6 @@ physical ``i + TLMIN``.
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
