@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .bgdinfo import BgdInfo, read_bgdinfo
+from .bgdinfo import BgdInfo, observation_subset, read_bgdinfo
 from .constants import band_to_channels
 from .errors import BadConfigError, FitError
 from .fit.goodness import cstat_expectation
@@ -84,6 +84,8 @@ class BackgroundAnalysis:
             joint.apply(self.state)
         #: ``{key: ObservationView}`` of a several-observation analysis (grid and maps of each), else None.
         self.observations = None
+        #: The observation :meth:`use_observation` selected (regions, predictions, images refer to it).
+        self.selected = None
         self.apec = ApecShape(route=apec_route)
         self.model = FoldedModel(self.state, self.groups, apec=self.apec, ignore=ignore)
         self.result = None
@@ -91,12 +93,15 @@ class BackgroundAnalysis:
     # -- construction -----------------------------------------------------------------------
 
     @classmethod
-    def from_bgdinfo(cls, bgdinfo, *, negative_norms=None, **kw):
+    def from_bgdinfo(cls, bgdinfo, *, negative_norms=None, obs=None, **kw):
         """From a ``bgdinfo.json`` (path or :class:`~.bgdinfo.BgdInfo`).
 
         ``negative_norms`` (bool) overrides the file's ``negative_norms`` (e.g. a saved fit's choice).
+        ``obs``: only that observation of a several-observation file (:func:`~.bgdinfo.observation_subset`).
         """
         info = bgdinfo if isinstance(bgdinfo, BgdInfo) else read_bgdinfo(bgdinfo)
+        if obs is not None:
+            info = observation_subset(info, obs)
         blocks = info.observations or [info]
         groups, views = [], {}
         rmf_cache = {}
@@ -309,9 +314,11 @@ class BackgroundAnalysis:
     def reference_group(self, module, obs=None):
         """The data group (1-based) a region of FPM``module`` in observation ``obs`` is predicted from.
 
-        One observation: the module's first group. Several: ``obs`` names one of
-        ``joint.keys`` and its first group of the module is used (an error when ``obs`` is missing).
+        One observation: the module's first group. Several: ``obs`` (default: the one
+        :meth:`use_observation` selected) names one of ``joint.keys`` and its first group of the
+        module is used (an error when none is named).
         """
+        obs = obs if obs is not None else self.selected
         if self.joint is None or len(self.joint.keys) == 1:
             if obs is not None and (self.joint is None or obs not in self.joint.keys):
                 have = "a single observation" if self.joint is None else f"observation {self.joint.keys[0]}"
@@ -325,6 +332,14 @@ class BackgroundAnalysis:
         if (obs, module) not in refs:
             raise BadConfigError(f"observation {obs} has no FPM{module} spectrum", field="obs")
         return refs[(obs, module)]
+
+    def use_observation(self, obs):
+        """Select observation ``obs``: ``grid``, ``maps`` and every transfer (predict, images, spec,
+        bgdspec) then refer to it. Returns ``self``."""
+        view = self.observation(obs)
+        self.reference_group(self.state.modules[0], obs)  # validates the key against the groups
+        self.grid, self.maps, self.selected = view.grid, view.maps, obs
+        return self
 
     def observation(self, obs=None):
         """:class:`ObservationView` (grid, maps) of observation ``obs`` (default: the only one)."""

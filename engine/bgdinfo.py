@@ -29,7 +29,7 @@ is listed. Relative paths are relative to the JSON file's directory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import BadConfigError
@@ -37,7 +37,7 @@ from .io.files import read_json, write_json
 from .io.ogip import read_pha
 from .model.joint import FCXB_MODES, INTERNAL_MODES
 
-__all__ = ["BgdInfo", "ObservationFiles", "read_bgdinfo", "write_bgdinfo", "bgdinfo_dict", "UnknownKeyWarning", "TEMPLATE", "IDL_FIT_OPTIONS"]
+__all__ = ["BgdInfo", "ObservationFiles", "read_bgdinfo", "observation_subset", "write_bgdinfo", "bgdinfo_dict", "UnknownKeyWarning", "TEMPLATE", "IDL_FIT_OPTIONS"]
 
 TEMPLATE = {
     "bgfiles": ["bgd1A_sr_g30.pha", "bgd1B_sr_g30.pha", "bgd2A_sr_g30.pha", "bgd2B_sr_g30.pha",
@@ -92,6 +92,9 @@ class BgdInfo:
     internal: str = "shared"
     #: ``fcxb``: 'per_region' or 'free' across observations (see :data:`~.model.joint.FCXB_MODES`).
     fcxb_across: str = "per_region"
+    #: The observation key when this is one observation taken from a several-observation file
+    #: (:func:`observation_subset`); the fit records it to reopen the same spectra.
+    subset_of: str | None = None
 
     @property
     def group_observations(self):
@@ -255,6 +258,26 @@ def read_bgdinfo(path, *, check_files=True):
                    observations=observations, internal=data.get("internal", "shared"),
                    fcxb_across=data.get("fcxb", "per_region"),
                    **{k: bool(data.get(k, default)) for k, default in IDL_FIT_OPTIONS.items()})
+
+
+def observation_subset(info, key):
+    """The single-observation :class:`BgdInfo` of observation ``key`` of a several-observation file.
+
+    Its spectra are renumbered from 1; ``fcxb_config`` links with both ends in the observation are
+    kept (renumbered), the others dropped. Options (line ratios, IDL switches ...) are the file's.
+    """
+    if info.observations is None:
+        raise BadConfigError(f"holds a single observation: there is no observation {key!r} to select",
+                             path=info.path, field="obs")
+    keys = [o.key for o in info.observations]
+    if key not in keys:
+        raise BadConfigError(f"no observation {key!r} (have {', '.join(keys)})", path=info.path, field="obs")
+    o = info.observations[keys.index(key)]
+    lo, hi = o.first + 1, o.first + len(o.bgfiles)
+    links = [(i - o.first, j - o.first) for i, j in info.fcxb_links if lo <= i <= hi and lo <= j <= hi]
+    return replace(info, bgfiles=list(o.bgfiles), regfiles=list(o.regfiles), refimgf=o.refimgf,
+                   bgdapfiles=dict(o.bgdapfiles), bgddetfiles=dict(o.bgddetfiles), fcxb_links=links,
+                   modules=list(o.modules) if info.modules is not None else None, observations=None, subset_of=key)
 
 
 def _as_written(value, old_base, new_base):

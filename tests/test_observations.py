@@ -78,11 +78,13 @@ def visits(tmp_path_factory):
             exp = expected_counts(cals[m], m, spec.norms, tmaps, sums, spec.exposure)["3-20"]
             truth[(key, m)] = {"counts": sum(exp[k] for k in BGD),
                                "weights": region_weights(held, obs.grid, obs[m].maps, name=HELD)}
-        for name in FIT:
+        for name in FIT + (HELD,):
             for m in ("A", "B"):
                 s = extract_spectrum(obs[m].events, RegionSet.read_ds9(d / f"{name}.reg"), grid=obs.grid).spectrum
                 s.header["RESPFILE"] = f"../resp{m}.rmf"
                 write_pha(s, vd / f"{name}{m}.pha")
+                if name == HELD:  # a "source" spectrum for spec/bgdspec, not fitted
+                    continue
                 bgfiles.append(f"{key}/{name}{m}.pha")
                 regfiles.append(f"{name}.reg")
         block = {"key": key, "bgfiles": bgfiles, "regfiles": regfiles, "refimgf": f"{key}/bgdapA.fits",
@@ -196,3 +198,43 @@ def test_predict_needs_the_observation(visits, fits_):
     with pytest.raises(BadConfigError, match="single observation"):
         fits_["single"]["v1"].predict(w, obs="v2")
     assert joint.observation("v2").grid is not joint.observation("v1").grid
+
+
+def test_cli_fit_predict_image_spec_bgdspec_take_the_observation(visits, fits_, tmp_path, capsys):
+    from nuskybgd_engine.cli import main
+
+    d, truth = visits
+    assert main(["fit", str(d / "joint_shared.json"), f"--savefile={tmp_path / 'joint'}", "--run"]) == 0
+    assert main(["fit", str(d / "joint_shared.json"), f"--savefile={tmp_path / 'v2'}", "--run", "--obs", "v2"]) == 0
+    assert main(["fit", str(d / "joint_shared.json"), "--obs", "v9"]) == 2
+    assert "no observation 'v9' (have v1, v2)" in capsys.readouterr().err
+    # The joint fit's NAME.json reopens (no sidecar) and predicts in the named visit as the API does.
+    capsys.readouterr()
+    held = str(d / f"{HELD}.reg")
+    assert main(["predict", str(tmp_path / "joint.json"), held, "--module", "B", "--obs", "v2", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    api = fits_["shared"].predict(truth[("v2", "B")]["weights"], obs="v2")
+    assert cli["total"] == pytest.approx(api.total, rel=1e-4)
+    assert cli["stat_error"] == pytest.approx(api.stat_error, rel=1e-3)
+    assert main(["predict", str(tmp_path / "joint.json"), held, "--module", "B"]) == 2
+    assert "several observations (v1, v2): name one" in capsys.readouterr().err
+    # A fit of visit 2 alone (--obs) is the single-visit fit.
+    assert main(["predict", str(tmp_path / "v2.json"), held, "--module", "B", "--json"]) == 0
+    single = fits_["single"]["v2"].predict(truth[("v2", "B")]["weights"])
+    assert json.loads(capsys.readouterr().out)["total"] == pytest.approx(single.total, rel=1e-4)
+    # image, bgdspec and spec of visit 2: its maps, exposure and reference.
+    assert main(["image", str(tmp_path / "joint.json"), "3", "20", f"--prefix={tmp_path}/v2_", "--obs", "v2"]) == 0
+    with fits.open(tmp_path / "v2_bgd_total_B.fits") as h:
+        img, exposure = h[0].data, h[0].header["EXPOSURE"]
+    assert exposure == pytest.approx(fits_["shared"].groups[7].exposure)  # visit 2's FPMB reference
+    w = fits_["shared"].observation("v2").maps["B"]
+    cut = region_cutout(RegionSet.read_ds9(held), fits_["shared"].observation("v2").grid)
+    assert cut.sum(img) == pytest.approx(api.total, rel=0.05)
+    assert w.bgdap.shape == img.shape
+    src = d / "v2" / f"{HELD}B.pha"
+    out = tmp_path / "bgd4B_bgd.pha"
+    assert main(["bgdspec", str(tmp_path / "joint.json"), held, str(src), f"--out={out}", "--obs", "v2"]) == 0
+    assert f"{api.total:.2f}" in capsys.readouterr().out
+    assert main(["spec", str(tmp_path / "joint.json"), held, str(src), f"--savefile={tmp_path / 'src.xcm'}",
+                 "--obs", "v2"]) == 0
+    assert "fit of 12 background spectra" in (tmp_path / "src.xcm").read_text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["yes_no"]
+__all__ = ["yes_no", "add_obs_option", "use_obs"]
 
 
 def yes_no(value):
@@ -15,3 +15,14 @@ def yes_no(value):
     if v in ("no", "n", "false", "f", "0", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected yes or no, got {value!r}")
+
+
+def add_obs_option(parser, what="the region(s) and outputs refer to"):
+    """``--obs KEY``: the observation of a several-observation bgdinfo.json ``what`` (its ``key``)."""
+    parser.add_argument("--obs", default=None, metavar="KEY",
+                        help=f"observation {what}, when the bgdinfo.json holds several ('observations' keys)")
+
+
+def use_obs(analysis, key):
+    """Select observation ``key`` of ``analysis`` (nothing when ``key`` is None); returns the analysis."""
+    return analysis if key is None else analysis.use_observation(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import BadConfigError
+from ._argtypes import add_obs_option, use_obs
 
 
 def register(subparsers):
@@ -21,6 +22,7 @@ def register(subparsers):
                         "nuskybgd .xcm is read, never executed)")
     p.add_argument("--savefile", default=None, help="output .xcm (default bgd_<region stem>.xcm)")
     p.add_argument("--overwrite", action="store_true")
+    add_obs_option(p, "the source spectra belong to")
     p.set_defaults(func=run)
 
 
@@ -47,7 +49,7 @@ def run(args):
     if not regs or len(regs) != len(specs):
         raise BadConfigError(f"{len(regs)} region(s) for {len(specs)} spectra: give one region per spectrum",
                              field="regions")
-    analysis = load_fit(fit, bgdinfo)
+    analysis = use_obs(load_fit(fit, bgdinfo), args.obs)
     groups = []
     for r, s in zip(regs, specs):
         from ..io.ogip import read_pha
