@@ -238,3 +238,19 @@ def test_cli_fit_predict_image_spec_bgdspec_take_the_observation(visits, fits_, 
     assert main(["spec", str(tmp_path / "joint.json"), held, str(src), f"--savefile={tmp_path / 'src.xcm'}",
                  "--obs", "v2"]) == 0
     assert "fit of 12 background spectra" in (tmp_path / "src.xcm").read_text()
+
+
+def test_replace_group_keeps_the_observation_links(visits):
+    """Moving a region (the widgets' edit) rebuilds the model with the same links across observations."""
+    from nuskybgd_engine.analysis import replace_group
+
+    d, _ = visits
+    an = BackgroundAnalysis.from_bgdinfo(d / "joint_per_observation.json")
+    before = {(s.name, k): (p.link.source, p.link.index, round(p.link.factor, 12)) if p.link else None
+              for s in an.state for k, p in enumerate(s.params, start=1)}
+    replace_group(an, 9, an.groups[8])
+    after = {(s.name, k): (p.link.source, p.link.index, round(p.link.factor, 12)) if p.link else None
+             for s in an.state for k, p in enumerate(s.params, start=1)}
+    assert after == before
+    assert an.joint.internal == "per_observation" and an.selected is None
+    assert an.use_observation("v2").grid is an.observation("v2").grid and an.reference_group("A") == 7
