@@ -168,6 +168,12 @@ def test_links_across_observations(fits_):
         assert link.index == fcxb.index(1, 3)
         assert link.factor == pytest.approx(w[6].total_area / w[0].total_area)
         assert w[6].total_area != pytest.approx(w[0].total_area, rel=1e-3)  # the roll changed the area
+    # Free parameters: shared = one visit's (visit 2 adds nothing); per observation = two visits' minus the
+    # two apbgd references and visit 1's three fcxb brightnesses that visit 2 shares (line ratios stay fixed).
+    n1 = len(fits_["single"]["v1"].result.free)
+    assert len(fits_["single"]["v2"].result.free) == n1
+    assert len(fits_["shared"].result.free) == n1
+    assert len(fits_["per_observation"].result.free) == 2 * n1 - 2 - 3
 
 
 def test_joint_predictions_against_truth_and_errors_smaller_than_single(visits, fits_):

@@ -100,7 +100,7 @@ def unshare_observations(state, group_obs, share):
                     raise BadRegionError(f"observation {o}: zero geometric factor for {name} {p0.component}",
                                          field="joint")
                 p.value = state.value(name, src.index(g_o, k))
-                p.link = None
+                p.link = _within(src, src[r_idx].link, refs[m], g_o)
                 p.frozen = src[r_idx].frozen
                 for s in range(1, len(modules) + 1):
                     if s == g_o or group_obs[s - 1] != o or modules[s - 1] != m:
@@ -108,6 +108,14 @@ def unshare_observations(state, group_obs, share):
                     q = src[src.index(s, k)]
                     if q.link is not None and (q.link.source, q.link.index) == (name, r_idx):
                         q.link = Link(q.link.factor / f_go, name, src.index(g_o, k))
+
+
+def _within(src, link, r, g_o):
+    """The reference's own link (fixed line ratios: a line follows the 19.6 keV line of its group)
+    re-pointed to group ``g_o``; None when the reference's parameter is free."""
+    if link is None or link.source != src.name or (link.index - 1) // src.n_par + 1 != r:
+        return None
+    return Link(link.factor, src.name, src.index(g_o, (link.index - 1) % src.n_par + 1))
 
 
 def link_fcxb_across(state, group_obs, region_keys):
