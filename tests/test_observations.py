@@ -213,6 +213,11 @@ def test_cli_fit_predict_image_spec_bgdspec_take_the_observation(visits, fits_, 
     assert main(["fit", str(d / "joint_shared.json"), f"--savefile={tmp_path / 'joint'}", "--run"]) == 0
     assert main(["fit", str(d / "joint_shared.json"), f"--savefile={tmp_path / 'v2'}", "--run", "--obs", "v2"]) == 0
     assert main(["fit", str(d / "joint_shared.json"), "--obs", "v9"]) == 2
+    # The exported joint .xcm (links across observations with their factors) continues to the same fit.
+    assert main(["fit", str(d / "joint_shared.json"), f"--xcm={tmp_path / 'joint.xcm'}",
+                 f"--savefile={tmp_path / 'cont'}", "--run"]) == 0
+    first, cont = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("joint", "cont"))
+    assert cont["value"] == pytest.approx(first["value"], rel=1e-6) and cont["dof"] == first["dof"]
     assert "no observation 'v9' (have v1, v2)" in capsys.readouterr().err
     # The joint fit's NAME.json reopens (no sidecar) and predicts in the named visit as the API does.
     capsys.readouterr()
