@@ -9,11 +9,12 @@ built by :mod:`.groups`), the model (:class:`~.model.parameters.ModelState` buil
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .bgdinfo import BgdInfo, read_bgdinfo
+from .bgdinfo import BgdInfo, observation_subset, read_bgdinfo
 from .constants import band_to_channels
 from .errors import BadConfigError, FitError
 from .fit.degeneracy import degenerate_pairs, describe
@@ -28,18 +29,27 @@ from .io.regions import RegionSet
 from .io.regions import grid_from_fits
 from .model.background import BackgroundOptions, RegionWeights, add_linked_groups, build_background_model
 from .model.components import ApecShape
+from .model.joint import ObservationLinks
 from .model.folding import DEFAULT_IGNORE, FoldedModel, GroupData
 from .model.presets import load_presets
 from .results import FitResult, Prediction, std_error
 from .spectra.responses import is_nominal_rmf
 from .uncertainty import check_systematic
 
-__all__ = ["BackgroundAnalysis", "replace_group", "DEGENERACY_THRESHOLD", "GOODNESS_WARN"]
+__all__ = ["BackgroundAnalysis", "ObservationView", "replace_group", "DEGENERACY_THRESHOLD", "GOODNESS_WARN"]
 
 #: |correlation| between the apbgd and fcxb norms of a module above which the fit warns.
 DEGENERACY_THRESHOLD = 0.9
 #: (C-stat − expected)/σ above which the fit warns that the model misses something.
 GOODNESS_WARN = 4.0
+
+
+@dataclass(frozen=True)
+class ObservationView:
+    """The sky grid and projected maps (``{module: ProjectedMaps}``) of one observation of an analysis."""
+
+    grid: object
+    maps: dict
 
 
 def _single_thread_blas():
@@ -60,9 +70,11 @@ class BackgroundAnalysis:
     options : BackgroundOptions, optional
     apec_route : {'auto', 'pyxspec', 'standin'}
     ignore : (float, float)
+    joint : ObservationLinks, optional
+        The observation of each group and what observations share (several observations in one model).
     """
 
-    def __init__(self, groups, presets=None, options=None, *, apec_route="auto", ignore=DEFAULT_IGNORE):
+    def __init__(self, groups, presets=None, options=None, *, apec_route="auto", ignore=DEFAULT_IGNORE, joint=None):
         if not groups:
             raise BadConfigError("no background spectra", field="bgfiles")
         self.presets = presets or load_presets()
@@ -70,6 +82,13 @@ class BackgroundAnalysis:
         self.groups = list(groups)
         self.state = build_background_model([g.module for g in self.groups], [g.weights for g in self.groups],
                                             self.presets, self.options)
+        self.joint = joint
+        if joint is not None:  # several observations: what they share (model/joint.py)
+            joint.apply(self.state)
+        #: ``{key: ObservationView}`` of a several-observation analysis (grid and maps of each), else None.
+        self.observations = None
+        #: The observation :meth:`use_observation` selected (regions, predictions, images refer to it).
+        self.selected = None
         self.apec = ApecShape(route=apec_route)
         self.model = FoldedModel(self.state, self.groups, apec=self.apec, ignore=ignore)
         self.result = None
@@ -77,33 +96,46 @@ class BackgroundAnalysis:
     # -- construction -----------------------------------------------------------------------
 
     @classmethod
-    def from_bgdinfo(cls, bgdinfo, *, negative_norms=None, **kw):
+    def from_bgdinfo(cls, bgdinfo, *, negative_norms=None, obs=None, **kw):
         """From a ``bgdinfo.json`` (path or :class:`~.bgdinfo.BgdInfo`).
 
         ``negative_norms`` (bool) overrides the file's ``negative_norms`` (e.g. a saved fit's choice).
+        ``obs``: only that observation of a several-observation file (:func:`~.bgdinfo.observation_subset`).
         """
         info = bgdinfo if isinstance(bgdinfo, BgdInfo) else read_bgdinfo(bgdinfo)
-        grid = grid_from_fits(info.refimgf)
-        maps = {m: read_projected_maps(info.bgdapfiles[m], info.bgddetfiles[m], m) for m in info.bgdapfiles}
-        groups = []
+        if obs is not None:
+            info = observation_subset(info, obs)
+        blocks = info.observations or [info]
+        groups, views = [], {}
         rmf_cache = {}
-        for i, (spec_path, reg_path) in enumerate(zip(info.bgfiles, info.regfiles)):
-            m = info.modules[i] if info.modules is not None else read_pha(spec_path).module
-            if m not in maps:
-                raise BadConfigError(f"{spec_path.name} is FPM{m} but bgdapfiles has no {m} entry", path=info.path,
-                                     field=f"bgdapfiles.{m}")
-            groups.append(group_from_spectrum_file(spec_path, RegionSet.read_ds9(reg_path), grid, maps[m],
-                                                   name=spec_path.name, rmf_cache=rmf_cache))
+        for b in blocks:
+            grid = grid_from_fits(b.refimgf)
+            maps = {m: read_projected_maps(b.bgdapfiles[m], b.bgddetfiles[m], m) for m in b.bgdapfiles}
+            views[getattr(b, "key", None)] = ObservationView(grid, maps)
+            for spec_path, reg_path in zip(b.bgfiles, b.regfiles):
+                i = len(groups)
+                m = info.modules[i] if info.modules is not None else read_pha(spec_path).module
+                if m not in maps:
+                    raise BadConfigError(f"{spec_path.name} is FPM{m} but bgdapfiles has no {m} entry",
+                                         path=info.path, field=f"bgdapfiles.{m}")
+                groups.append(group_from_spectrum_file(spec_path, RegionSet.read_ds9(reg_path), grid, maps[m],
+                                                       name=spec_path.name, rmf_cache=rmf_cache))
         if negative_norms is None:
             negative_norms = info.negative_norms
         options = BackgroundOptions(fcxb_links=list(info.fcxb_links), fix_line_ratios=info.fix_line_ratios,
                                     no_solar=info.no_solar, negative_norms=bool(negative_norms),
                                     solar_ratios=info.fix_solar_ratios)
-        obj = cls(groups, options=options, **kw)
+        joint = None
+        if info.observations is not None:
+            joint = ObservationLinks(tuple(info.group_observations), internal=info.internal, fcxb=info.fcxb_across,
+                                     regions=tuple(str(p.resolve()) for p in info.regfiles))
+        obj = cls(groups, options=options, joint=joint, **kw)
         apply_bgdinfo_options(obj, info)  # IDL fitab's fixap/fixfcxb/tieap
         obj.bgdinfo = info
-        obj.grid = grid
-        obj.maps = maps
+        first = next(iter(views.values()))
+        obj.grid, obj.maps = first.grid, first.maps
+        if joint is not None:
+            obj.observations = views
         return obj
 
     # -- fitting --------------------------------------------------------------------------------
@@ -238,7 +270,7 @@ class BackgroundAnalysis:
 
     # -- transfer ------------------------------------------------------------------------------------
 
-    def predict(self, weights, *, band=(3.0, 20.0), exposure=None, systematic=None):
+    def predict(self, weights, *, band=(3.0, 20.0), exposure=None, systematic=None, obs=None):
         """Predicted background counts in a region (its :class:`RegionWeights`) and band.
 
         The region's norms are the fitted reference norms times the geometric factors of
@@ -248,6 +280,8 @@ class BackgroundAnalysis:
         prediction is linear in the free norms); the systematic floor ``systematic`` × total (default
         :data:`~nuskybgd_engine.uncertainty.SYSTEMATIC_FRACTION`, Wik et al. 2014) is reported
         separately, and ``stat_sys_error`` combines the two in quadrature.
+        ``obs``: the observation the region is in (required when the analysis holds several; its
+        module reference, exposure and fcxb are used).
         """
         if not isinstance(weights, RegionWeights):
             raise BadConfigError("weights must be RegionWeights (see region_weights)", field="region")
@@ -258,13 +292,13 @@ class BackgroundAnalysis:
         if m not in self.state.modules:
             raise BadConfigError(f"no FPM{m} spectrum was fitted", field="module")
         lo, hi = band_to_channels(*band)
-        r = self.state.modules.index(m) + 1
+        r = self.reference_group(m, obs)
         ref = self.groups[r - 1]
         exposure = float(exposure if exposure is not None else ref.exposure)
         if not exposure > 0:
             raise BadConfigError("exposure must be > 0", field="exposure")
         state = self.state.copy()
-        (g_new,) = add_linked_groups(state, [m], [weights], self.presets, fcxb="linked")
+        (g_new,) = add_linked_groups(state, [m], [weights], self.presets, fcxb="linked", refs={m: r})
         virtual = GroupData(name="prediction", module=m, counts=np.zeros_like(ref.counts), exposure=exposure,
                             rmf=ref.rmf, diag=ref.diag, ap_arf=ref.ap_arf, fcxb_arf=ref.fcxb_arf,
                             weights=weights)
@@ -289,6 +323,51 @@ class BackgroundAnalysis:
         return Prediction(module=m, band=(float(band[0]), float(band[1])), channels=(lo, hi), exposure=exposure,
                           components=comps, total=total, stat_error=stat, sys_error=systematic * total,
                           component_errors=comp_err, systematic_fraction=systematic)
+
+    def reference_group(self, module, obs=None):
+        """The data group (1-based) a region of FPM``module`` in observation ``obs`` is predicted from.
+
+        One observation: the module's first group. Several: ``obs`` (default: the one
+        :meth:`use_observation` selected) names one of ``joint.keys`` and its first group of the
+        module is used (an error when none is named).
+        """
+        obs = obs if obs is not None else self.selected
+        if self.joint is None or len(self.joint.keys) == 1:
+            if obs is not None and (self.joint is None or obs not in self.joint.keys):
+                have = "a single observation" if self.joint is None else f"observation {self.joint.keys[0]}"
+                raise BadConfigError(f"no observation {obs!r}: the model holds {have}", field="obs")
+            return self.state.modules.index(module) + 1
+        if obs is None:
+            raise BadConfigError(f"the model holds several observations ({', '.join(self.joint.keys)}): name one",
+                                 field="obs")
+        refs = self.joint.references(self.state.modules)
+        self.joint.groups_of(obs)  # unknown key: one line listing the keys
+        if (obs, module) not in refs:
+            raise BadConfigError(f"observation {obs} has no FPM{module} spectrum", field="obs")
+        return refs[(obs, module)]
+
+    def use_observation(self, obs):
+        """Select observation ``obs``: ``grid``, ``maps`` and every transfer (predict, images, spec,
+        bgdspec) then refer to it. Returns ``self``."""
+        view = self.observation(obs)
+        self.reference_group(self.state.modules[0], obs)  # validates the key against the groups
+        self.grid, self.maps, self.selected = view.grid, view.maps, obs
+        return self
+
+    def observation(self, obs=None):
+        """:class:`ObservationView` (grid, maps) of observation ``obs`` (default: the only one)."""
+        if self.observations is None:
+            if obs is not None and (self.joint is None or obs not in self.joint.keys):
+                raise BadConfigError(f"no observation {obs!r}: the model holds a single observation", field="obs")
+            return ObservationView(getattr(self, "grid", None), getattr(self, "maps", None))
+        if obs is None:
+            if len(self.observations) == 1:
+                return next(iter(self.observations.values()))
+            raise BadConfigError(f"the model holds several observations ({', '.join(self.observations)}): "
+                                 "name one", field="obs")
+        if obs not in self.observations:
+            raise BadConfigError(f"no observation {obs!r} (have {', '.join(self.observations)})", field="obs")
+        return self.observations[obs]
 
     # -- edits (the widgets' session changes the analysis only through these) -------------------
 
@@ -349,6 +428,8 @@ def replace_group(analysis, g, group):
     groups[g - 1] = group
     state = build_background_model([x.module for x in groups], [x.weights for x in groups], analysis.presets,
                                    analysis.options)
+    if analysis.joint is not None:
+        analysis.joint.apply(state)
     for s in old:
         new_src = state[s.name]
         for k, p in enumerate(s.params, start=1):

@@ -12,20 +12,33 @@ may go below 0, see :class:`~nuskybgd_engine.model.background.BackgroundOptions`
 Keys we do not know are kept (users' files carry their own; nuskybgd-py ignores them): a
 :class:`UnknownKeyWarning` names them and :func:`write_bgdinfo` writes them back unchanged.
 
+Several observations (FPMA/B of several ObsIDs or epochs, each with its own maps, aspect and
+exposure) in one model: ``observations``, a list of objects each with ``key`` (a name, default
+``obs<i>``) and its own ``bgfiles``, ``regfiles``, ``refimgf``, ``bgdapfiles``, ``bgddetfiles``
+(the keys above, which then must not appear at the top level). Spectra are numbered across the
+observations in file order (``fcxb_config`` links use these numbers). Across observations:
+apbgd has one reference norm per module (the same sky through the aperture); ``internal``
+(``"shared"``, the default, or ``"per_observation"``) says whether intbgd and intn share one
+reference per module or are free per observation (the internal background drifts slowly over
+the mission); ``fcxb`` (``"per_region"``, the default, or ``"free"``) ties the focused CXB of a
+region file listed in several observations to one surface brightness per module (norm scaled by
+the region's detector area in each). See :mod:`nuskybgd_engine.model.joint`.
+
 Unlike nuskybgd-py (§7 item 9) a module's maps are only required when a spectrum of that module
 is listed. Relative paths are relative to the JSON file's directory.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import BadConfigError
 from .io.files import read_json, write_json
 from .io.ogip import read_pha
+from .model.joint import FCXB_MODES, INTERNAL_MODES
 
-__all__ = ["BgdInfo", "read_bgdinfo", "write_bgdinfo", "bgdinfo_dict", "UnknownKeyWarning", "TEMPLATE", "IDL_FIT_OPTIONS"]
+__all__ = ["BgdInfo", "ObservationFiles", "read_bgdinfo", "observation_subset", "write_bgdinfo", "bgdinfo_dict", "UnknownKeyWarning", "TEMPLATE", "IDL_FIT_OPTIONS"]
 
 TEMPLATE = {
     "bgfiles": ["bgd1A_sr_g30.pha", "bgd1B_sr_g30.pha", "bgd2A_sr_g30.pha", "bgd2B_sr_g30.pha",
@@ -43,7 +56,8 @@ TEMPLATE = {
 IDL_FIT_OPTIONS = {"fixap": False, "fixfcxb": False, "tieap": True}
 
 _KNOWN = {"bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles", "fcxb_config", "intbgd_fix_line_ratios",
-          "intbgd_fix_solar_ratios", "no_solar", "negative_norms", "statistic", *IDL_FIT_OPTIONS}
+          "intbgd_fix_solar_ratios", "no_solar", "negative_norms", "statistic", "observations", "internal", "fcxb",
+          *IDL_FIT_OPTIONS}
 
 
 class UnknownKeyWarning(UserWarning):
@@ -73,9 +87,51 @@ class BgdInfo:
     raw: dict = field(default_factory=dict)
     #: Module ('A'/'B') of each spectrum, read from its header; None when read with ``check_files=False``.
     modules: list | None = None
+    #: The ``observations`` form: one :class:`ObservationFiles` each (None: a single observation). Then
+    #: ``bgfiles``/``regfiles``/``modules`` list every observation's spectra in order (global numbers)
+    #: and ``refimgf``/``bgdapfiles``/``bgddetfiles`` are those of the first observation.
+    observations: list | None = None
+    #: ``internal``: 'shared' or 'per_observation' (see :data:`~.model.joint.INTERNAL_MODES`).
+    internal: str = "shared"
+    #: ``fcxb``: 'per_region' or 'free' across observations (see :data:`~.model.joint.FCXB_MODES`).
+    fcxb_across: str = "per_region"
+    #: The observation key when this is one observation taken from a several-observation file
+    #: (:func:`observation_subset`); the fit records it to reopen the same spectra.
+    subset_of: str | None = None
+
+    @property
+    def group_observations(self):
+        """Observation key of each spectrum (None for a single-observation file)."""
+        if self.observations is None:
+            return None
+        return [o.key for o in self.observations for _ in o.bgfiles]
 
     def __repr__(self):
-        return f"BgdInfo({self.path.name}: {len(self.bgfiles)} spectra, modules {sorted(self.bgdapfiles)})"
+        obs = f", observations {[o.key for o in self.observations]}" if self.observations else ""
+        return f"BgdInfo({self.path.name}: {len(self.bgfiles)} spectra, modules {sorted(self.bgdapfiles)}{obs})"
+
+
+@dataclass
+class ObservationFiles:
+    """One observation of a several-observation ``bgdinfo.json`` (paths resolved).
+
+    ``first``: the 0-based global number of its first spectrum (spectra are numbered across
+    observations in file order, as ``fcxb_config`` links and the fit's data groups count them).
+    """
+
+    key: str
+    bgfiles: list
+    regfiles: list
+    modules: list
+    bgdapfiles: dict
+    bgddetfiles: dict
+    refimgf: Path
+    first: int = 0
+
+    @property
+    def groups(self):
+        """Global data-group numbers (1-based) of this observation's spectra."""
+        return list(range(self.first + 1, self.first + len(self.bgfiles) + 1))
 
 
 def _file(base, value, path, key):
@@ -95,6 +151,66 @@ def _module_of_spectrum(path, key):
     return spec.module
 
 
+def _observation_files(data, base, path, check_files, prefix=""):
+    """Spectra, regions and maps of one observation block (the top level of a single-observation file)."""
+    for key in ("bgfiles", "regfiles", "bgdapfiles", "bgddetfiles"):
+        if key not in data:
+            raise BadConfigError("required key missing", path=path, field=prefix + key)
+    bg, rg = data["bgfiles"], data["regfiles"]
+    if not isinstance(bg, list) or not bg:
+        raise BadConfigError("must be a non-empty list of spectra", path=path, field=prefix + "bgfiles")
+    if not isinstance(rg, list) or len(rg) != len(bg):
+        raise BadConfigError(f"must list one region per spectrum ({len(bg)})", path=path, field=prefix + "regfiles")
+    bgfiles = [_file(base, v, path, f"{prefix}bgfiles[{i}]") for i, v in enumerate(bg)]
+    regfiles = [_file(base, v, path, f"{prefix}regfiles[{i}]") for i, v in enumerate(rg)]
+    modules = [_module_of_spectrum(p, f"{prefix}bgfiles[{i}]") for i, p in enumerate(bgfiles)] if check_files else []
+    ap, det = data["bgdapfiles"], data["bgddetfiles"]
+    if not isinstance(ap, dict) or not isinstance(det, dict):
+        raise BadConfigError('must be an object {"A": ..., "B": ...}', path=path, field=prefix + "bgdapfiles")
+    bgdap, bgddet = {}, {}
+    for m in sorted(set(modules) | (set(ap) & {"A", "B"})):
+        if m not in ap:
+            raise BadConfigError(f"spectra of FPM{m} are listed but no FPM{m} aperture map", path=path,
+                                 field=f"{prefix}bgdapfiles.{m}")
+        if m not in det or not isinstance(det[m], list) or len(det[m]) != 4:
+            raise BadConfigError(f"needs 4 detector maps (DET0..DET3) for FPM{m}", path=path,
+                                 field=f"{prefix}bgddetfiles.{m}")
+        bgdap[m] = _file(base, ap[m], path, f"{prefix}bgdapfiles.{m}")
+        bgddet[m] = [_file(base, v, path, f"{prefix}bgddetfiles.{m}[{i}]") for i, v in enumerate(det[m])]
+    ref = data.get("refimgf") or next(iter(bgdap.values()), None)
+    refimgf = _file(base, ref, path, prefix + "refimgf") if isinstance(ref, str) else ref
+    return bgfiles, regfiles, modules, bgdap, bgddet, refimgf
+
+
+def _observations(data, base, path, check_files):
+    """The ``observations`` list of a several-observation file: one :class:`ObservationFiles` each."""
+    clash = [k for k in ("bgfiles", "regfiles", "bgdapfiles", "bgddetfiles", "refimgf") if k in data]
+    if clash:
+        raise BadConfigError(f"give the spectra and maps either per observation or at the top level, not both "
+                             f"(found {', '.join(clash)})", path=path, field="observations")
+    obs = data["observations"]
+    if not isinstance(obs, list) or not obs:
+        raise BadConfigError("must be a non-empty list of observations", path=path, field="observations")
+    out, first = [], 0
+    for i, item in enumerate(obs):
+        where = f"observations[{i}]"
+        if not isinstance(item, dict):
+            raise BadConfigError("must be an object", path=path, field=where)
+        extra = sorted(set(item) - {"key", "bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles"})
+        if extra:
+            raise BadConfigError(f"unknown key(s) {', '.join(extra)}", path=path, field=where)
+        key = item.get("key", f"obs{i + 1}")
+        if not isinstance(key, str) or not key.strip() or any(c.isspace() or c in ",:" for c in key):
+            raise BadConfigError(f"key {key!r} must be a non-empty name without spaces, ',' or ':'", path=path,
+                                 field=f"{where}.key")
+        if key in {o.key for o in out}:
+            raise BadConfigError(f"key {key!r} is used twice", path=path, field=f"{where}.key")
+        files = _observation_files(item, base, path, check_files, prefix=f"{where}.")
+        out.append(ObservationFiles(key, *files, first=first))
+        first += len(files[0])
+    return out
+
+
 def read_bgdinfo(path, *, check_files=True):
     """Read and validate ``bgdinfo.json``; every error is one line naming the key."""
     path = Path(path)
@@ -107,33 +223,17 @@ def read_bgdinfo(path, *, check_files=True):
 
         warnings.warn(f"{path.name}: key(s) not used by nuskybgd, kept as they are: {', '.join(unknown)}",
                       UnknownKeyWarning, stacklevel=2)
-    for key in ("bgfiles", "regfiles", "bgdapfiles", "bgddetfiles"):
-        if key not in data:
-            raise BadConfigError("required key missing", path=path, field=key)
     base = path.parent
-    bg, rg = data["bgfiles"], data["regfiles"]
-    if not isinstance(bg, list) or not bg:
-        raise BadConfigError("must be a non-empty list of spectra", path=path, field="bgfiles")
-    if not isinstance(rg, list) or len(rg) != len(bg):
-        raise BadConfigError(f"must list one region per spectrum ({len(bg)})", path=path, field="regfiles")
-    bgfiles = [_file(base, v, path, f"bgfiles[{i}]") for i, v in enumerate(bg)]
-    regfiles = [_file(base, v, path, f"regfiles[{i}]") for i, v in enumerate(rg)]
-    modules = [_module_of_spectrum(p, f"bgfiles[{i}]") for i, p in enumerate(bgfiles)] if check_files else []
-    ap, det = data["bgdapfiles"], data["bgddetfiles"]
-    if not isinstance(ap, dict) or not isinstance(det, dict):
-        raise BadConfigError('must be an object {"A": ..., "B": ...}', path=path, field="bgdapfiles")
-    bgdap, bgddet = {}, {}
-    for m in sorted(set(modules) | (set(ap) & {"A", "B"})):
-        if m not in ap:
-            raise BadConfigError(f"spectra of FPM{m} are listed but no FPM{m} aperture map", path=path,
-                                 field=f"bgdapfiles.{m}")
-        if m not in det or not isinstance(det[m], list) or len(det[m]) != 4:
-            raise BadConfigError(f"needs 4 detector maps (DET0..DET3) for FPM{m}", path=path,
-                                 field=f"bgddetfiles.{m}")
-        bgdap[m] = _file(base, ap[m], path, f"bgdapfiles.{m}")
-        bgddet[m] = [_file(base, v, path, f"bgddetfiles.{m}[{i}]") for i, v in enumerate(det[m])]
-    ref = data.get("refimgf") or next(iter(bgdap.values()), None)
-    refimgf = _file(base, ref, path, "refimgf") if isinstance(ref, str) else ref
+    if "observations" in data:
+        observations = _observations(data, base, path, check_files)
+        bgfiles = [p for o in observations for p in o.bgfiles]
+        regfiles = [p for o in observations for p in o.regfiles]
+        modules = [m for o in observations for m in o.modules]
+        bgdap, bgddet, refimgf = observations[0].bgdapfiles, observations[0].bgddetfiles, observations[0].refimgf
+    else:
+        observations = None
+        bgfiles, regfiles, modules, bgdap, bgddet, refimgf = _observation_files(data, base, path, check_files)
+    bg = bgfiles
     links = []
     cfg = data.get("fcxb_config", {})
     if cfg:
@@ -151,12 +251,37 @@ def read_bgdinfo(path, *, check_files=True):
     stat = data.get("statistic")
     if stat is not None and stat not in ("cstat", "chi"):
         raise BadConfigError("must be cstat or chi", path=path, field="statistic")
+    for key, modes, default in (("internal", INTERNAL_MODES, "shared"), ("fcxb", FCXB_MODES, "per_region")):
+        if data.get(key, default) not in modes:
+            raise BadConfigError(f"must be one of {', '.join(modes)}", path=path, field=key)
     return BgdInfo(path=path, bgfiles=bgfiles, regfiles=regfiles, refimgf=refimgf, bgdapfiles=bgdap,
                    bgddetfiles=bgddet, fcxb_links=links, fix_line_ratios=bool(data.get("intbgd_fix_line_ratios")),
                    fix_solar_ratios=bool(data.get("intbgd_fix_solar_ratios")),
                    no_solar=bool(data.get("no_solar")), negative_norms=bool(data.get("negative_norms")),
                    statistic=stat, raw=data, modules=modules if check_files else None,
+                   observations=observations, internal=data.get("internal", "shared"),
+                   fcxb_across=data.get("fcxb", "per_region"),
                    **{k: bool(data.get(k, default)) for k, default in IDL_FIT_OPTIONS.items()})
+
+
+def observation_subset(info, key):
+    """The single-observation :class:`BgdInfo` of observation ``key`` of a several-observation file.
+
+    Its spectra are renumbered from 1; ``fcxb_config`` links with both ends in the observation are
+    kept (renumbered), the others dropped. Options (line ratios, IDL switches ...) are the file's.
+    """
+    if info.observations is None:
+        raise BadConfigError(f"holds a single observation: there is no observation {key!r} to select",
+                             path=info.path, field="obs")
+    keys = [o.key for o in info.observations]
+    if key not in keys:
+        raise BadConfigError(f"no observation {key!r} (have {', '.join(keys)})", path=info.path, field="obs")
+    o = info.observations[keys.index(key)]
+    lo, hi = o.first + 1, o.first + len(o.bgfiles)
+    links = [(i - o.first, j - o.first) for i, j in info.fcxb_links if lo <= i <= hi and lo <= j <= hi]
+    return replace(info, bgfiles=list(o.bgfiles), regfiles=list(o.regfiles), refimgf=o.refimgf,
+                   bgdapfiles=dict(o.bgdapfiles), bgddetfiles=dict(o.bgddetfiles), fcxb_links=links,
+                   modules=list(o.modules) if info.modules is not None else None, observations=None, subset_of=key)
 
 
 def _as_written(value, old_base, new_base):
@@ -173,6 +298,8 @@ def _as_written(value, old_base, new_base):
 def bgdinfo_dict(info):
     """The JSON object of ``info``: the file as read (unknown keys included) with the options of ``info``."""
     data = dict(info.raw)
+    if "observations" in data:  # copied per observation: rewriting paths must not touch info.raw
+        data["observations"] = [dict(o) if isinstance(o, dict) else o for o in data["observations"]]
     data["intbgd_fix_line_ratios"] = bool(info.fix_line_ratios)
     if info.fcxb_links or "fcxb_config" in data:
         cfg = dict(data.get("fcxb_config") or {})
@@ -184,6 +311,9 @@ def bgdinfo_dict(info):
             data[key] = value
     if info.statistic is not None:
         data["statistic"] = info.statistic
+    for key, value, default in (("internal", info.internal, "shared"), ("fcxb", info.fcxb_across, "per_region")):
+        if key in data or value != default:
+            data[key] = value
     return data
 
 
@@ -196,7 +326,9 @@ def write_bgdinfo(info, path, *, overwrite=False):
     path = Path(path)
     data = bgdinfo_dict(info)
     old_base, new_base = info.path.parent.resolve(), path.parent.resolve()
-    for key in ("bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles"):
-        if key in data:
-            data[key] = _as_written(data[key], old_base, new_base)
+    files = ("bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles")
+    for block in [data] + [o for o in data.get("observations", []) if isinstance(o, dict)]:
+        for key in files:
+            if key in block:
+                block[key] = _as_written(block[key], old_base, new_base)
     return write_json(path, data, overwrite=overwrite, indent=4)

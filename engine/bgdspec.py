@@ -165,7 +165,8 @@ def background_spectrum(analysis, regions, source, *, grid=None, maps=None, syst
                              field="region")
     group = group_from_spectrum_file(source, regions, grid, maps, name=source.name, weights=w)
     state = analysis.state.copy()
-    (g_new,) = add_linked_groups(state, [m], [group.weights], analysis.presets, fcxb="linked")
+    (g_new,) = add_linked_groups(state, [m], [group.weights], analysis.presets, fcxb="linked",
+                                 refs={m: analysis.reference_group(m)})
     model = FoldedModel(state, list(analysis.groups) + [group], apec=analysis.apec, ignore=analysis.model.ignore)
     free = list(analysis.result.free)
     column = {key: j for j, key in enumerate(free)}

@@ -74,6 +74,8 @@ def sidecar_name(analysis, fit_path):
     that name that is not a sidecar is in the way: it is never replaced)."""
     if getattr(analysis, "bgdinfo", None) is None:
         return None
+    if getattr(analysis, "joint", None) is not None or getattr(analysis.bgdinfo, "subset_of", None) is not None:
+        return None  # several observations (or one of them): reopened from their inputs
     path = sidecar_path(fit_path)
     if path.exists() and not _is_sidecar(path):
         log.warning("nuskybgd: %s exists and is not a fit sidecar; not replaced (the fit reopens from its "
@@ -318,4 +320,5 @@ def open_fit(fit_path, data, negative_norms=False):
         log.warning("nuskybgd: %s; reading the fit's inputs again and rebuilding the sidecar", reason)
         if not (isinstance(name, str) and Path(name).name == name and name.endswith(".npz")):
             name = None
-    return BackgroundAnalysis.from_bgdinfo(data["bgdinfo"], negative_norms=negative_norms), name
+    return BackgroundAnalysis.from_bgdinfo(data["bgdinfo"], negative_norms=negative_norms,
+                                           obs=data.get("observation")), name

@@ -419,7 +419,7 @@ def image_background(analysis, images, image_path, band):
     exposure = hdr.get("LIVETIME", hdr.get("EXPOSURE"))
     if exposure is None or not float(exposure) > 0:
         raise BadConfigError("no LIVETIME or EXPOSURE > 0", path=image_path, field="LIVETIME")
-    r = analysis.state.modules.index(m) + 1
+    r = analysis.reference_group(m)
     bgd = bgd_ref * (float(exposure) / analysis.groups[r - 1].exposure)
     return m, hdr, np.asarray(data, float), bgd
 

@@ -133,7 +133,7 @@ def image_start_values(analysis, obs, *, soft=SOFT_BAND, hard=HARD_BAND, exclude
                                  field="module")
     usable = _source_mask(obs, modules, exclude, detect)
     proxy = SimpleNamespace(maps={m: obs[m].maps for m in modules}, state=analysis.state, model=analysis.model,
-                            presets=analysis.presets, groups=analysis.groups)
+                            presets=analysis.presets, groups=analysis.groups, reference_group=analysis.reference_group)
     per_band = {}
     for bname, band in (("soft", soft), ("hard", hard)):
         per_band[bname] = (band, background_images(proxy, band))

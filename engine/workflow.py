@@ -112,7 +112,8 @@ def spec_export(analysis, source_groups, path, *, statistic=None, overwrite=Fals
     """
     state = analysis.state.copy()
     add_linked_groups(state, [g.module for g in source_groups], [g.weights for g in source_groups],
-                      analysis.presets, fcxb="nominal")
+                      analysis.presets, fcxb="nominal",
+                      refs={m: analysis.reference_group(m) for m in set(analysis.state.modules)})
     writer = ExportWriter(Path(path).parent)
     files = group_files(analysis, writer) + group_files(analysis, writer, source_groups)
     statistic = statistic or (analysis.result.statistic if analysis.result else "chi")
@@ -178,7 +179,7 @@ def background_images(analysis, band, modules=None):
         wanted = set(modules)
         todo = [m for m in todo if m in wanted]
     for m in todo:
-        r = analysis.state.modules.index(m) + 1
+        r = analysis.reference_group(m)  # the selected observation's, in a several-observation model
         w_r = analysis.state.weights[r - 1]
         mp = maps[m]
         det = [np.asarray(d) for d in mp.det]

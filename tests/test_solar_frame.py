@@ -263,3 +263,42 @@ def test_real_solar_observation_directory(solar, tmp_path):
     assert obs.grid.shape == (3000, 3000) and obs.maps.bgdap.shape == (3000, 3000)
     assert obs.aspect.header["ASPSRC"] == "events"
     assert own_detector_fraction(obs.events, obs.grid, obs.maps, 0.0) > 0.995
+
+
+@pytest.mark.requires_data
+@pytest.mark.parametrize("call", ["to_pixel", "region_cutout", "region_mask"])
+def test_real_solar_sky_shapes_give_one_line_in_every_mask_path(solar, call):
+    """fk5/icrs/galactic shapes on the heliocentric grid: the rule's one line, not astropy's world-axes error."""
+    from nuskybgd_engine.io.regions import region_cutout, region_mask
+
+    _, ev, _, _ = solar
+    grid = grid_of_frame(ev.frame)
+    for frame in ("fk5", "icrs", "galactic"):
+        regions = RegionSet.from_string(f'{frame}\ncircle(185.1188,-2.226,60")\n')
+        fn = {"to_pixel": regions.to_pixel, "region_cutout": lambda g: region_cutout(regions, g),
+              "region_mask": lambda g: region_mask(regions, g)}[call]
+        with pytest.raises(BadRegionError) as exc:
+            fn(grid)
+        text = str(exc.value)
+        assert "heliocentric" in text and "image or physical" in text and "\n" not in text
+        assert "world inputs" not in text
+
+
+@pytest.mark.requires_data
+def test_real_solar_write_ds9_sky_frame_refused_image_and_physical_written(solar, tmp_path):
+    _, ev, _, _ = solar
+    grid = grid_of_frame(ev.frame)
+    regions = RegionSet.from_string("image\ncircle(1048.5,1630.5,40)\n")
+    for coord in ("fk5", "icrs", "galactic"):
+        with pytest.raises(BadRegionError) as exc:
+            regions.write_ds9(tmp_path / f"{coord}.reg", coord=coord, grid=grid)
+        text = str(exc.value)
+        assert "heliocentric" in text and "coord='image'" in text and "\n" not in text
+        assert not (tmp_path / f"{coord}.reg").exists()
+    # image and physical round-trip to the same pixels on the solar grid.
+    from nuskybgd_engine.io.regions import region_mask
+
+    for coord in ("image", "physical"):
+        out = regions.write_ds9(tmp_path / f"{coord}.reg", coord=coord, grid=grid)
+        again = RegionSet.read_ds9(out)
+        assert np.array_equal(region_mask(again, grid), region_mask(regions, grid))

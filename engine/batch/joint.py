@@ -8,23 +8,14 @@ import os
 from pathlib import Path
 
 from ..analysis import BackgroundAnalysis
-from ..errors import BadConfigError, BadRegionError
+from ..errors import BadConfigError
 from ..io.files import read_json
-from ..model.background import _references
-from ..model.parameters import Link
+from ..model.joint import JOINT_SHARES
+from ..model.joint import unshare_observations as _unshare
 from ..observation import prepare_observation
 from .inputs import _one_line
 from .observation import _options, _write_products, observation_groups
 from .summary import summary_rows, write_summary
-
-
-#: What observations of a joint fit may share. ``fcxb`` (the focused sky) is never shared.
-JOINT_SHARES = {
-    "apbgd": "aperture (stray-light CXB) norm per unit aperture weight",
-    "intbgd": "every internal-background component (lines and the soft apec) per unit detector area",
-    "intbgd_lines": "the internal lines per unit detector area (the soft apec stays per observation)",
-    "intn": "the internal continuum per unit detector area",
-}
 
 
 def read_joint_config(config, obsids=None):
@@ -76,55 +67,6 @@ def read_joint_config(config, obsids=None):
         names.add(name)
         out.append({"name": name, "observations": list(obs), "share": sorted(set(share))})
     return out
-
-
-def _unshare(state, group_obs, share):
-    """Give each observation its own free norms for the sources not in ``share``.
-
-    The model built over all groups links every group of a module to that module's first group
-    (geometric factors). For every later observation ``o`` its first group ``g_o`` of the module
-    is made free (at its current, geometrically scaled value) and ``o``'s other groups are
-    re-pointed to ``g_o`` with factor ``f_s / f_go``, so only the shared components stay linked
-    across observations.
-    """
-    def unshared(source, component):
-        if source == "intbgd":
-            if "intbgd" in share:
-                return False
-            return component == "apec" or "intbgd_lines" not in share
-        return source in ("apbgd", "intn") and source not in share
-
-    modules = state.modules
-    firsts = {}
-    for g, (o, m) in enumerate(zip(group_obs, modules), start=1):
-        firsts.setdefault((o, m), g)
-    refs = _references(modules)
-    for name in ("apbgd", "intbgd", "intn"):
-        src = state[name]
-        for k in range(1, src.n_par + 1):
-            p0 = src.params[k - 1]
-            if p0.name != "norm" or not unshared(name, p0.component):
-                continue
-            for (o, m), g_o in firsts.items():
-                if g_o == refs[m]:
-                    continue
-                r_idx = src.index(refs[m], k)
-                p = src[src.index(g_o, k)]
-                if p.link is None or (p.link.source, p.link.index) != (name, r_idx):
-                    continue
-                f_go = p.link.factor
-                if f_go == 0:
-                    raise BadRegionError(f"observation {o}: zero geometric factor for {name} {p0.component}",
-                                         field="joint")
-                p.value = state.value(name, src.index(g_o, k))
-                p.link = None
-                p.frozen = src[r_idx].frozen
-                for s in range(1, len(modules) + 1):
-                    if s == g_o or group_obs[s - 1] != o or modules[s - 1] != m:
-                        continue
-                    q = src[src.index(s, k)]
-                    if q.link is not None and (q.link.source, q.link.index) == (name, r_idx):
-                        q.link = Link(q.link.factor / f_go, name, src.index(g_o, k))
 
 
 def joint_fit(entries, workdir, share, *, name="joint", regions="given", band=(3.0, 20.0), statistic="cstat"):

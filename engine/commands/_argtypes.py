@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["yes_no", "add_drop_invalid"]
+__all__ = ["yes_no", "add_drop_invalid", "add_obs_option", "use_obs"]
 
 
 def yes_no(value):
@@ -22,3 +22,14 @@ def add_drop_invalid(parser):
     parser.add_argument("--drop-invalid", action="store_true",
                         help="leave out (and count) events with a value outside its column's TLMIN..TLMAX "
                              "(default: such events are an error)")
+
+
+def add_obs_option(parser, what="the region(s) and outputs refer to"):
+    """``--obs KEY``: the observation of a several-observation bgdinfo.json ``what`` (its ``key``)."""
+    parser.add_argument("--obs", default=None, metavar="KEY",
+                        help=f"observation {what}, when the bgdinfo.json holds several ('observations' keys)")
+
+
+def use_obs(analysis, key):
+    """Select observation ``key`` of ``analysis`` (nothing when ``key`` is None); returns the analysis."""
+    return analysis if key is None else analysis.use_observation(key)

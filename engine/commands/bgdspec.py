@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._argtypes import add_obs_option, use_obs
+
 
 def register(subparsers):
     p = subparsers.add_parser(
@@ -31,6 +33,7 @@ def register(subparsers):
     p.add_argument("--update-source", action="store_true",
                    help="set BACKFILE of the source spectrum to the written file (atomic rewrite)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_obs_option(p, "the source spectrum belongs to")
     p.set_defaults(func=run)
 
 
@@ -43,7 +46,7 @@ def run(args):
 
     out = args.out or default_output(args.spectrum)
     check_writable(out, overwrite=args.overwrite)  # fail before the (slower) model evaluation
-    analysis = load_fit_json(args.fit)
+    analysis = use_obs(load_fit_json(args.fit), args.obs)
     rs = RegionSet.read_ds9(args.region)
     bspec = background_spectrum(analysis, rs, args.spectrum, systematic=args.systematic)
     if args.avgfcxb:

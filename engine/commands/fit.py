@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ._argtypes import yes_no
+from ._argtypes import add_obs_option, yes_no
 from ..errors import BadConfigError
 
 
@@ -36,6 +36,7 @@ def register(subparsers):
     p.add_argument("--tieap", type=yes_no, default=None, metavar="yes|no",
                    help="IDL /tieap: one apbgd reference norm per module for all observations (default: bgdinfo "
                         "'tieap', else yes; no = each further OBS_ID gets its own, IDL's default)")
+    add_obs_option(p, "to fit alone (default: all of them in one model)")
     p.add_argument("--template", action="store_true", help="print a bgdinfo.json template and exit")
     p.add_argument("--overwrite", action="store_true", help="replace NAME.xcm/NAME.json instead of numbering")
     p.set_defaults(func=run)
@@ -63,7 +64,7 @@ def output_names(savefile, overwrite=False):
 
 
 def run(args):
-    from ..bgdinfo import TEMPLATE, read_bgdinfo
+    from ..bgdinfo import TEMPLATE, observation_subset, read_bgdinfo
     from ..analysis import BackgroundAnalysis
     from ..export import export_fit_xcm
     from ..fitcache import save_fit
@@ -74,6 +75,8 @@ def run(args):
     if not args.bgdinfo:
         raise BadConfigError("give a bgdinfo.json (or --template)", field="bgdinfo")
     info = read_bgdinfo(args.bgdinfo)
+    if args.obs is not None:
+        info = observation_subset(info, args.obs)
     if args.xcm and any(getattr(args, k) is not None for k in ("fixap", "fixfcxb", "tieap")):
         raise BadConfigError("--xcm carries its own frozen flags and links; edit them there, not with "
                              "--fixap/--fixfcxb/--tieap", field="xcm")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._argtypes import add_obs_option, use_obs
+
 
 def register(subparsers):
     p = subparsers.add_parser(
@@ -23,6 +25,7 @@ def register(subparsers):
                    help="IDL /nobsub: with --countsimg, write only the background image, not the subtracted one")
     p.add_argument("--prefix", default="", help="prefix of the output names (directory allowed)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_obs_option(p, "to draw")
     p.set_defaults(func=run)
 
 
@@ -62,7 +65,7 @@ def run(args):
         from ..errors import BadConfigError
 
         raise BadConfigError("--nobsub needs --countsimg (the counts image to subtract from)", field="nobsub")
-    analysis = load_fit(fit, bgdinfo)
+    analysis = use_obs(load_fit(fit, bgdinfo), args.obs)
     images = background_images(analysis, (args.emin, args.emax))
     lo, hi = band_to_channels(args.emin, args.emax)
     e0, e1 = channels_to_band(lo, hi)
@@ -88,7 +91,7 @@ def run(args):
         print(f"wrote {path}")
     for path, m, comp, img in targets:
         hdr = analysis.maps[m].header.copy()
-        r = analysis.state.modules.index(m) + 1
+        r = analysis.reference_group(m)
         hdr["BUNIT"] = ("count", "background counts per pixel in the band")
         hdr["NSB_COMP"] = (comp, "background component")
         hdr["EMIN"], hdr["EMAX"] = (e0, "[keV] band low edge (exact channels)"), (e1, "[keV] band high edge")

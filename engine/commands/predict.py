@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from ._argtypes import add_obs_option, use_obs
+
 
 def register(subparsers):
     p = subparsers.add_parser(
@@ -23,6 +25,7 @@ def register(subparsers):
     p.add_argument("--systematic", type=float, default=None, metavar="FRACTION",
                    help="systematic floor as a fraction of the prediction (default 0.0243, Wik et al. 2014)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_obs_option(p, "the region(s) are in")
     p.set_defaults(func=run)
 
 
@@ -30,7 +33,7 @@ def run(args):
     from ..predictions import format_table, predict_regions
     from ..workflow import load_fit_json
 
-    analysis = load_fit_json(args.fit)
+    analysis = use_obs(load_fit_json(args.fit), args.obs)
     cases = predict_regions(analysis, args.region, modules=args.module, bands=args.band or [(3.0, 20.0)],
                             exposure=args.exposure, systematic=args.systematic)
     for path, notes in dict((c.path, c.notes) for c in cases).items():

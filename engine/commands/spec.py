@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import BadConfigError
+from ._argtypes import add_obs_option, use_obs
 
 
 def register(subparsers):
@@ -23,6 +24,7 @@ def register(subparsers):
                    help="output NAME.xcm (.xcm added when missing; default bgd_<region stem>.xcm)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output instead of numbering it (NAME2.xcm, NAME3.xcm ...)")
+    add_obs_option(p, "the source spectra belong to")
     p.set_defaults(func=run)
 
 
@@ -50,7 +52,7 @@ def run(args):
     if not regs or len(regs) != len(specs):
         raise BadConfigError(f"{len(regs)} region(s) for {len(specs)} spectra: give one region per spectrum",
                              field="regions")
-    analysis = load_fit(fit, bgdinfo)
+    analysis = use_obs(load_fit(fit, bgdinfo), args.obs)
     groups = []
     for r, s in zip(regs, specs):
         from ..io.ogip import read_pha

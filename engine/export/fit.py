@@ -47,6 +47,8 @@ def save_fit_json(analysis, path, *, overwrite=False, sidecar=None):
     data = analysis.result.to_dict()
     info = getattr(analysis, "bgdinfo", None)
     data["bgdinfo"] = str(info.path.resolve()) if info is not None else None
+    if getattr(info, "subset_of", None) is not None:  # one observation of a several-observation file
+        data["observation"] = info.subset_of
     data["spectra"] = [g.name for g in analysis.groups]
     data["xcm"] = str(analysis.source_xcm) if getattr(analysis, "source_xcm", None) else None
     data["modules"] = [g.module for g in analysis.groups]

@@ -324,14 +324,15 @@ def _intn(state, modules, weights, presets, refs):
             src.params.append(_linked(spec[3], "bknpower", "intn", src.index(r, 4), factor, state))
 
 
-def add_linked_groups(state, modules, weights, presets, *, fcxb="linked"):
+def add_linked_groups(state, modules, weights, presets, *, fcxb="linked", refs=None):
     """Append data groups whose background parameters are all links to the fitted references.
 
     This is nuskybgd's ``spec`` step (§2.10) and the basis of ``predict``: a new region of module
     ``m`` gets apbgd = W/W_r × ref, intbgd/intn = Σ A·I / Σ A_r·I × ref, shapes linked to the
     reference. ``fcxb='nominal'`` gives it a free fcxb norm at the nominal ``1.6455e-9 ΣA`` (as
     nuskybgd-py's ``spec``); ``'linked'`` links it to the reference's fcxb norm scaled by the
-    detector area (the fitted surface brightness), which is what a prediction needs.
+    detector area (the fitted surface brightness), which is what a prediction needs. ``refs``
+    (``{module: data group}``) names other reference groups, e.g. one observation's of a joint model.
 
     Returns
     -------
@@ -342,7 +343,7 @@ def add_linked_groups(state, modules, weights, presets, *, fcxb="linked"):
         raise BadConfigError(f"fcxb must be 'linked' or 'nominal', got {fcxb!r}", field="fcxb")
     n_old = state["apbgd"].n_groups
     old_modules = _group_modules(state, n_old)
-    refs = _references(old_modules)
+    refs = {**_references(old_modules), **(refs or {})}
     new = []
     for m, w in zip(modules, weights):
         m = str(m).upper().removeprefix("FPM")

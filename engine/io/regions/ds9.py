@@ -47,6 +47,7 @@ from regions import (
 )
 
 from ...errors import BadConfigError, BadRegionError
+from .grid import require_celestial
 from .shapes import PandaPixelRegion, PandaSkyRegion, PhysicalRegion, is_sky, shape_name, to_pixel
 
 __all__ = ["parse_ds9", "shape_to_ds9", "SKY_FRAMES", "WRITE_FRAMES", "HEADER"]
@@ -569,5 +570,7 @@ def shape_to_ds9(shape, coord, grid=None, *, index=0, source=None):
                 return f"{_g(px)},{_g(py)}"
 
             return _pixel_body(pix, pos, 1.0 / grid.ltm[0])
+        require_celestial(grid, source, f"cannot write {coord} regions on a heliocentric (solar X/Y) sky grid: "
+                                        "write them with coord='image' or 'physical'")
         shape = pix.to_sky(grid.wcs)
     return _sky_body(shape, coord)

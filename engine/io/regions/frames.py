@@ -6,10 +6,9 @@ from __future__ import annotations
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from ...errors import BadRegionError
 from ..fitsutil import find_hdu, hdu_name, read_fits
 from ..skyframe import frame_from_columns, frame_from_header
-from .grid import SkyGrid
+from .grid import SkyGrid, grid_is_celestial, require_celestial
 from .regionset import as_regionset
 
 __all__ = ["grid_of_frame", "grid_from_event_header", "grid_from_image_header", "grid_from_fits",
@@ -59,12 +58,6 @@ def grid_from_fits(path):
     return grid_from_event_header(events.header, path)
 
 
-def grid_is_celestial(grid):
-    """True when ``grid``'s WCS is an RA/Dec frame (sky regions can be converted with it)."""
-    ct = [str(c).upper() for c in grid.wcs.wcs.ctype]
-    return ct[0].startswith("RA-") and ct[1].startswith("DEC-")
-
-
 def require_pixel_regions(regions, grid):
     """Refuse sky (fk5/icrs/galactic) shapes on a non-celestial grid with one clear line.
 
@@ -77,6 +70,4 @@ def require_pixel_regions(regions, grid):
         return
     rs = as_regionset(regions)
     if any(e.is_sky for e in rs):
-        raise BadRegionError("the sky frame of this observation is heliocentric (solar X/Y in arcsec), not RA/Dec: "
-                             "fk5/icrs/galactic regions cannot be placed on it; save the regions in image or "
-                             "physical coordinates", path=rs.source or grid.path, field="coordinates")
+        require_celestial(grid, rs.source)

@@ -15,10 +15,27 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from ...errors import BadFileError
+from ...errors import BadFileError, BadRegionError
 from ..fitsutil import column_index, find_hdu, hdu_name, header_number, read_fits
 
 __all__ = ["SkyGrid"]
+
+
+#: Why sky (fk5/icrs/galactic) shapes cannot go on a heliocentric grid (one line, shared by every check).
+NOT_CELESTIAL = ("the sky frame of this observation is heliocentric (solar X/Y in arcsec), not RA/Dec: "
+                 "fk5/icrs/galactic regions cannot be placed on it; save the regions in image or physical coordinates")
+
+
+def grid_is_celestial(grid):
+    """True when ``grid``'s WCS is an RA/Dec frame (sky regions can be converted with it)."""
+    ct = [str(c).upper() for c in grid.wcs.wcs.ctype]
+    return ct[0].startswith("RA-") and ct[1].startswith("DEC-")
+
+
+def require_celestial(grid, source=None, what=NOT_CELESTIAL):
+    """Raise :class:`BadRegionError` (``what``, one line) unless ``grid`` is celestial."""
+    if not grid_is_celestial(grid):
+        raise BadRegionError(what, path=source or grid.path, field="coordinates")
 
 
 def _physical_keywords(header, path, ext):

@@ -48,6 +48,7 @@ from regions import (
 )
 
 from ...errors import BadConfigError, BadRegionError
+from .grid import require_celestial
 
 __all__ = [
     "PandaPixelRegion",
@@ -426,6 +427,7 @@ def to_pixel(shape, grid, source=None, index=0):
 
 
 def _sky_to_pixel(shape, grid, source, index):
+    require_celestial(grid, source)  # a heliocentric WCS would fail inside astropy with a cryptic message
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # far-off positions give NaN; checked below
