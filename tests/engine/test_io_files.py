@@ -11,7 +11,7 @@ from nuskybgd_engine.io.files import numbered_path, read_json, write_json
 from nuskybgd_engine.io.fitsutil import atomic_output, read_fits, write_fits
 from nuskybgd_engine.io.gti import Gti, read_gti
 
-from .conftest import make_event_hdul
+from ..conftest import make_event_hdul
 
 
 def truncate(src, dst, fraction=0.5):

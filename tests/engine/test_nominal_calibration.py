@@ -18,7 +18,7 @@ SPEC_COUNTS = {"A": (26740, 26793, 27150, 26790), "B": (26525, 26830, 26674, 265
 
 
 def _fitter():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fit_nominal_calibration.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "fit_nominal_calibration.py"
     spec = importlib.util.spec_from_file_location("fit_nominal_calibration", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -89,7 +89,7 @@ def _read(kind, path):
 
 
 def _cases():
-    from .conftest import shared_dir
+    from ..conftest import shared_dir
 
     data = shared_dir() / "data"
     out = []

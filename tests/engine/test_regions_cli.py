@@ -9,7 +9,7 @@ from astropy.io import fits
 from nuskybgd_engine.cli import main
 from nuskybgd_engine.io.ogip import read_pha
 
-from .conftest import make_event_hdul
+from ..conftest import make_event_hdul
 
 
 def test_getspecnoarf_physical_panda_with_a_point_and_an_exclude(tmp_path, capsys):

@@ -16,7 +16,7 @@ from nuskybgd_engine.io.ogip import read_pha, read_rmf, write_pha
 from nuskybgd_engine.io.regions import RegionSet, SkyGrid
 from nuskybgd_engine.spectra.extract import EmptyRegionWarning, extract_spectrum
 
-from .conftest import make_event_hdul
+from ..conftest import make_event_hdul
 
 
 def _events(tmp_path, n=4000, seed=3, name="ev.evt", **kw):

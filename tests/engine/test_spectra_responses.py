@@ -16,7 +16,7 @@ from nuskybgd_engine.io.ogip import Arf, Response, read_arf, read_pha, read_rmf,
 from nuskybgd_engine.spectra import responses as R
 from nuskybgd_engine.spectra.refspec import reference_spectrum
 
-from .conftest import make_event_hdul
+from ..conftest import make_event_hdul
 
 N = 4096
 EDGES = channel_edges()

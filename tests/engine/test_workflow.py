@@ -363,7 +363,7 @@ def test_bgdinfo_reads(workdir):
 @pytest.mark.parametrize("changes, field", [
     (dict(bgfiles=None), "bgfiles"),
     (dict(bgddetfiles=None), "bgddetfiles"),
-    (dict(fixap="yes"), "fixap"),  # unknown keys only warn (tests/test_idl.py)
+    (dict(fixap="yes"), "fixap"),  # unknown keys only warn (tests/engine/test_idl.py)
     (dict(fcxb_config={"links": [[1, 1]]}), "fcxb_config.links"),
     (dict(fcxb_config={"links": [[1, 7]]}), "fcxb_config.links"),
     (dict(fcxb_config={"links": [["1", 2]]}), "fcxb_config.links"),

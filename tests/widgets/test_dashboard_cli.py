@@ -1,7 +1,7 @@
 """``nuskybgd-dashboard``: arguments, the environment handed to the notebook, the Voila command.
 
 Voila itself is not started here (``Voila.launch_instance`` is replaced by a recorder); the
-served dashboard is exercised in a real browser by tests/test_dashboard_browser.py.
+served dashboard is exercised in a real browser by tests/browser/test_dashboard_browser.py.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat", reason="nbformat is needed to run the notebooks (pip install -e .[test])")
 nbclient = pytest.importorskip("nbclient", reason="nbclient is needed to run the notebooks (pip install -e .[test])")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
