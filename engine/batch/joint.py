@@ -10,7 +10,7 @@ from pathlib import Path
 from ..analysis import BackgroundAnalysis
 from ..errors import BadConfigError, BadRegionError
 from ..io.files import read_json
-from ..model.background import _references
+from ..model.background import module_references
 from ..model.parameters import Link
 from ..observation import prepare_observation
 from .inputs import _one_line
@@ -98,7 +98,7 @@ def _unshare(state, group_obs, share):
     firsts = {}
     for g, (o, m) in enumerate(zip(group_obs, modules), start=1):
         firsts.setdefault((o, m), g)
-    refs = _references(modules)
+    refs = module_references(modules)
     for name in ("apbgd", "intbgd", "intn"):
         src = state[name]
         for k in range(1, src.n_par + 1):
