@@ -168,6 +168,7 @@ def test_summary_round_trip(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_serial_run_results(serial, archive):
     work, report, seen = serial
     assert sorted(report.done) == sorted(OBSIDS) and list(report.failed) == [BAD]
@@ -189,6 +190,7 @@ def test_serial_run_results(serial, archive):
     assert fit["value"] == pytest.approx(float(rows[0]["stat_value"]), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_serial_background_counts_direct(serial, archive):
     """Counts of a background row = events inside the region (pixel centres) and band, counted here."""
     from astropy.io import fits
@@ -217,6 +219,7 @@ def test_serial_background_counts_direct(serial, archive):
     assert float(row["counts"]) == direct > 0
 
 
+@pytest.mark.slow
 def test_corrupt_observation_recorded(serial):
     work, report, _ = serial
     err = report.failed[BAD]
@@ -228,6 +231,7 @@ def test_corrupt_observation_recorded(serial):
     assert all(status[o]["status"] == "done" for o in OBSIDS)
 
 
+@pytest.mark.slow
 def test_manifest_records_inputs(serial, archive):
     import hashlib
 
@@ -242,6 +246,7 @@ def test_manifest_records_inputs(serial, archive):
     assert man["timings"]["total"] > 0
 
 
+@pytest.mark.slow
 def test_resume_skips_done_and_retries_failed(serial, archive, tmp_path):
     root, lst = archive
     work = tmp_path / "resume"
@@ -271,6 +276,7 @@ def test_resume_skips_done_and_retries_failed(serial, archive, tmp_path):
     assert [float(r["model"]) for r in copy] == pytest.approx([float(r["model"]) for r in first], rel=1e-9)
 
 
+@pytest.mark.slow
 def test_changed_input_is_redone(serial, archive, tmp_path):
     """An input whose content changed (size kept) invalidates the done state."""
     root, _lst = archive
@@ -289,6 +295,7 @@ def test_changed_input_is_redone(serial, archive, tmp_path):
     assert not _is_complete(BatchEntry(root / OBSIDS[1], OBSIDS[1]), work, {**opts, "band": [3.0, 10.0]})
 
 
+@pytest.mark.slow
 def test_no_usable_region(archive, tmp_path):
     """Regions off the field are dropped; none left is this observation's failure, named."""
     root, _lst = archive
@@ -319,6 +326,7 @@ def test_suggested_regions(archive, tmp_path):
         assert saved.to_ds9_string(coord="fk5", grid=grid) == rs.to_ds9_string(coord="fk5", grid=grid)
 
 
+@pytest.mark.slow
 def test_suggested_regions_unavailable(archive, tmp_path, monkeypatch):
     import sys
 
@@ -334,6 +342,7 @@ def test_suggested_regions_unavailable(archive, tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cluster_equals_serial(cluster, serial):
     work, report, _marker, _n = cluster
     assert sorted(report.done) == sorted(OBSIDS) and list(report.failed) == [BAD]
@@ -352,6 +361,7 @@ def test_cluster_equals_serial(cluster, serial):
     assert table.num_rows == len(b) and table.column_names == SUMMARY_COLUMNS
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_run(cluster):
     work, _report, marker, n_workers = cluster
     assert marker.is_file()  # the worker did die in the task of OBSIDS[1]
@@ -364,6 +374,7 @@ def test_worker_killed_mid_run(cluster):
     assert not any(p.name.startswith(".") for p in (work / OBSIDS[1]).iterdir())  # no staging left
 
 
+@pytest.mark.slow
 def test_joint_fit(cluster, serial):
     """Sharing nothing is the sum of the separate fits; sharing apbgd/intbgd/intn leaves the first
     observation's norms plus the second's fcxb norms free."""
@@ -412,6 +423,7 @@ def test_unshare_relinks_to_observation_reference():
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_batch(serial, archive, tmp_path, capsys):
     """``nuskybgd batch`` on a LocalCluster of 1 worker: done ones skipped, the corrupt one retried."""
     import importlib.util

@@ -67,6 +67,7 @@ def bspec(fitted):
     return background_spectrum(fitted["analysis"], fitted["src_rs"], fitted["dir"] / "srcA.pha")
 
 
+@pytest.mark.slow
 def test_band_total_and_error_equal_predict(fitted, bspec):
     """Independent route: predict() folds the band sum through the reference group's responses."""
     an = fitted["analysis"]
@@ -82,6 +83,7 @@ def test_band_total_and_error_equal_predict(fitted, bspec):
             assert bspec.components[k][lo:hi + 1].sum() == pytest.approx(v, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_jacobian_matches_finite_differences(fitted, bspec):
     """STAT_ERR rests on d counts / d norm: check it by perturbing each free norm and recomputing."""
     an = fitted["analysis"]
@@ -105,6 +107,7 @@ def test_jacobian_matches_finite_differences(fitted, bspec):
         assert bspec.stat_err[c] == pytest.approx(np.sqrt(g @ cov @ g), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_write_round_trip(fitted, bspec, tmp_path):
     out = write_background_spectrum(bspec, tmp_path / "srcA_bgd.pha", fit_path=fitted["fit"])
     back = read_pha(out)
@@ -141,6 +144,7 @@ def test_draws_are_poisson_realisations(bspec, tmp_path):
     assert spec.header["POISSERR"] is True and spec.backscal == pytest.approx(0.0123)
 
 
+@pytest.mark.slow
 def test_set_backfile_keeps_the_rest(fitted, tmp_path):
     src = tmp_path / "s.pha"
     src.write_bytes((fitted["dir"] / "srcA.pha").read_bytes())
@@ -153,6 +157,7 @@ def test_set_backfile_keeps_the_rest(fitted, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.pha"]  # no temporary left behind
 
 
+@pytest.mark.slow
 def test_cli_writes_background_draws_and_backfile(fitted, capsys):
     d = fitted["dir"]
     src = d / "cliA.pha"
@@ -172,12 +177,14 @@ def test_cli_writes_background_draws_and_backfile(fitted, capsys):
     assert main(["bgdspec", str(fitted["fit"]), str(fitted["src_reg"]), str(src)]) == 2  # exists, no --overwrite
 
 
+@pytest.mark.slow
 def test_other_module_spectrum_is_rejected(fitted):
     with pytest.raises(BadFileError) as err:
         background_spectrum(fitted["analysis"], fitted["src_rs"], fitted["dir"] / "srcB.pha")
     assert "srcB.pha" in str(err.value) and "INSTRUME" in str(err.value) and "FPMB" in str(err.value)
 
 
+@pytest.mark.slow
 def test_region_off_detectors_is_rejected(fitted, tmp_path):
     reg = tmp_path / "far.reg"
     reg.write_text("image\ncircle(30,30,10)\n")
@@ -186,6 +193,7 @@ def test_region_off_detectors_is_rejected(fitted, tmp_path):
     assert "far.reg" in str(err.value) and "region" in str(err.value)
 
 
+@pytest.mark.slow
 def test_fit_without_covariance_is_rejected(fitted, tmp_path):
     an = fitted["analysis"]
     saved = an.result

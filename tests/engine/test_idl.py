@@ -294,6 +294,7 @@ def test_fixap_fixfcxb_as_nuskybgd_fitab(idl_workdir, tmp_path):
     assert not [k for k in an.state.free_parameters() if k[0] in ("apbgd", "fcxb")]
 
 
+@pytest.mark.slow
 def test_tieap_unties_each_further_observation(idl_workdir):
     """IDL: one apbgd reference per (observation, module) unless /tieap; one observation: no change."""
     an = BackgroundAnalysis.from_bgdinfo(idl_workdir / "bgdinfo.json")
@@ -317,6 +318,7 @@ def test_tieap_unties_each_further_observation(idl_workdir):
 # -- bgdinfo.json as users write it -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_unknown_bgdinfo_keys_warn_and_survive_a_round_trip(idl_workdir, tmp_path):
     data = json.loads((idl_workdir / "bgdinfo.json").read_text())
     data["my_note"] = {"observer": "me"}
@@ -338,6 +340,7 @@ def test_unknown_bgdinfo_keys_warn_and_survive_a_round_trip(idl_workdir, tmp_pat
     assert moved.bgfiles == info.bgfiles
 
 
+@pytest.mark.slow
 def test_idl_switches_must_be_booleans(idl_workdir):
     data = json.loads((idl_workdir / "bgdinfo.json").read_text())
     data["fixap"] = "yes"
@@ -346,6 +349,7 @@ def test_idl_switches_must_be_booleans(idl_workdir):
         read_bgdinfo(idl_workdir / "bad.json")
 
 
+@pytest.mark.slow
 def test_idl_pha_names_read_back(idl_workdir):
     assert read_pha(idl_workdir / "bgd0B_sr.pha").module == "B"
 

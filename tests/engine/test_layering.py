@@ -12,6 +12,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 import nuskybgd_engine
 
 ROOT = "nuskybgd_engine"
@@ -130,6 +132,7 @@ def _explain(comp, imports):
                              for a, b, n, f, _ in imports if a in members and b in members}))
 
 
+@pytest.mark.slow
 def test_engine_imports_no_ui():
     code = (
         "import importlib, pkgutil, sys\n"
@@ -168,6 +171,7 @@ def test_package_import_graph_is_acyclic():
     assert not cycles, f"package loops: {cycles}"
 
 
+@pytest.mark.slow
 def test_function_level_imports_are_the_documented_lazy_ones():
     modules = _modules()
     inside = [(a, b, n, line) for a, b, n, f, line in _imports(modules) if f]

@@ -142,8 +142,8 @@ def test_single_position_pa_minus_one_is_mirrored_map_shifted_by_nudge():
 
 @pytest.mark.parametrize("n_pos,size,x_off,y_off,pa,seed", [
     pytest.param(90, 12, 381, 359, 30.0, 1, marks=pytest.mark.slow),
-    (8, 30, 450, 420, 154.131, 2),
-    (10, 9, 700, 150, 271.5, 3),
+    pytest.param(8, 30, 450, 420, 154.131, 2, marks=pytest.mark.slow),
+    pytest.param(10, 9, 700, 150, 271.5, 3, marks=pytest.mark.slow),
 ])
 def test_fast_projection_equals_direct_loop(n_pos, size, x_off, y_off, pa, seed):
     imap = synthetic_imap()

@@ -213,6 +213,7 @@ def test_arf_accuracy(auxil_dir, fitter, name):
 
 
 @pytest.mark.requires_data
+@pytest.mark.slow
 def test_rmf_accuracy(shared, fitter):
     path = shared / "data" / "caldb-rmf-hendrics" / "nuAdet3_20100101v002.rmf.gz"
     if not path.exists():

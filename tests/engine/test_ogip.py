@@ -467,6 +467,7 @@ def test_real_caldb_rmf(data_dir):
 
 
 @pytest.mark.requires_data
+@pytest.mark.slow
 def test_real_rmf_round_trip(data_dir, tmp_path):
     r = read_rmf(data_dir / "caldb-rmf-hendrics/nuAdet3_20100101v002.rmf.gz")
     back = read_rmf(write_rmf(r, tmp_path / "det3.rmf"))

@@ -95,7 +95,9 @@ def _cases():
     out = []
     for pattern, kind in CASES:
         for path in sorted(data.glob(pattern)) if data.is_dir() else []:
-            out.append(pytest.param(kind, path, id=f"{kind}:{path.relative_to(data)}"))
+            # A full RMF takes seconds to decompress and read.
+            marks = pytest.mark.slow if kind == "rmf" else ()
+            out.append(pytest.param(kind, path, id=f"{kind}:{path.relative_to(data)}", marks=marks))
     return out or [pytest.param("none", None, id="no-shared-data")]
 
 

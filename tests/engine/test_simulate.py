@@ -35,6 +35,7 @@ def sim(tmp_path_factory):
                                                     source="both", norms=norms))
 
 
+@pytest.mark.slow
 def test_files_written(sim):
     root = sim.root
     for m in "AB":
@@ -53,6 +54,7 @@ def test_files_written(sim):
     assert sorted(p.name for p in root.parent.iterdir()) == ["90000000042"]
 
 
+@pytest.mark.slow
 def test_readers_accept_simulated_files(sim):
     for m in "AB":
         ev = read_events(sim.event_files[m], module=m)
@@ -83,6 +85,7 @@ def _layout(path, ext):
 
 
 @pytest.mark.requires_data
+@pytest.mark.slow
 def test_layout_matches_real_files(sim, data_dir):
     real_cols, real_hdr = _layout(data_dir / "nustar_sac" / "nu90410111001A06_cl_sunpos.evt", "EVENTS")
     cols, hdr = _layout(sim.event_files["A"], "EVENTS")
@@ -109,6 +112,7 @@ def test_layout_matches_real_files(sim, data_dir):
         assert hdr[key] == real_hdr[key]
 
 
+@pytest.mark.slow
 def test_reproducible_with_seed(tmp_path):
     spec = dict(obsid="90000000043", seed=3, exposure=2000.0, source="point")
     for d in "abc":
@@ -133,6 +137,7 @@ def _counts_in_region(path, rs, band):
     return cut.sum(img)
 
 
+@pytest.mark.slow
 def test_region_counts_match_truth(sim):
     """χ² of observed background counts vs truth.json over regions, bands and modules."""
     chi2, dof = 0.0, 0
@@ -151,6 +156,7 @@ def test_region_counts_match_truth(sim):
     assert stats.chi2.sf(chi2, dof) > 1e-3, (chi2, dof)
 
 
+@pytest.mark.slow
 def test_component_counts_match_truth():
     """Per component: events of each background component in each region vs its expected counts."""
     from nuskybgd_engine.maps.module_calibration import module_calibration
@@ -271,6 +277,7 @@ def test_unwritable_outdir(tmp_path, monkeypatch, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_simulate_and_overwrite(tmp_path, capsys):
     norms = tmp_path / "n.json"
     norms.write_text(json.dumps({"A": {"fcxb_factor": 2.0}}))

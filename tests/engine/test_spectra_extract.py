@@ -187,6 +187,7 @@ def obs(tmp_path):
     return evt, reg, out
 
 
+@pytest.mark.slow
 def test_getspecnoarf_outputs(obs, capsys):
     evt, reg, out = obs
     assert main(["getspecnoarf", str(evt), f"reg={reg}", f"outdir={out}"]) == 0

@@ -151,6 +151,7 @@ def test_read_real_detabs(data_dir):
 
 
 @pytest.mark.requires_data
+@pytest.mark.slow
 def test_real_rmf_mix_and_row_sums(data_dir):
     real = read_rmf(data_dir / "caldb-rmf-hendrics/nuAdet3_20100101v002.rmf.gz")
     det = R.read_detabs(data_dir / "caldb-detabs-arf-mccal/nuAdetabs20100101v002.fits")
@@ -229,6 +230,7 @@ def caldb(tmp_path, monkeypatch):
     return root
 
 
+@pytest.mark.slow
 def test_caldb_region_rmf_is_the_count_weighted_mix(tmp_path, caldb):
     paths = R.caldb_detector_rmf_paths("A", date="2020-01-01T00:00:00")
     assert [p.name for p in paths] == [f"nuAdet{n}_v1.rmf" for n in range(4)]
@@ -257,6 +259,7 @@ def test_region_arf_is_be_times_weighted_detabs(tmp_path, caldb):
     assert np.allclose(arf2.specresp, 0.5 * _detabs_values(0), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_getspecnoarf_with_caldb_and_arf(tmp_path, caldb):
     hdul = make_event_hdul(n=3000, seed=9)
     hdul.writeto(tmp_path / "e.evt")
@@ -279,6 +282,7 @@ def test_getspecnoarf_with_caldb_and_arf(tmp_path, caldb):
     assert read_pha(tmp_path / "s_sr.pha").total_counts == counts.sum()
 
 
+@pytest.mark.slow
 def test_absrmf_outputs_and_module_check(tmp_path, caldb, capsys):
     make_event_hdul().writeto(tmp_path / "e.evt")
     out = tmp_path / "det"

@@ -4,6 +4,8 @@ imports none of the libraries only fitting, projecting or evaluating component s
 import subprocess
 import sys
 
+import pytest
+
 
 def loaded_after(code):
     probe = code + (
@@ -18,6 +20,7 @@ def test_every_parser_is_lazy():
     assert loaded_after("from nuskybgd_engine.cli import build_parser; build_parser()") == set()
 
 
+@pytest.mark.slow
 def test_the_predict_path_imports_no_fitting_or_shape_libraries():
     loaded = loaded_after("import nuskybgd_engine.workflow, nuskybgd_engine.fitcache, nuskybgd_engine.predictions, "
                           "nuskybgd_engine.io.regions, nuskybgd_engine.io.responsecache, "

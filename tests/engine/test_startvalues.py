@@ -52,6 +52,7 @@ def demo():
     return obs, groups
 
 
+@pytest.mark.slow
 def test_start_values_close_to_the_fitted_answer(demo):
     """The image says what the spectral fit finds: factors within 30 % of fitted/preset for apbgd and intn."""
     from nuskybgd_engine.analysis import BackgroundAnalysis
@@ -70,6 +71,7 @@ def test_start_values_close_to_the_fitted_answer(demo):
     assert 0.3 < s.apbgd < 3 and set(s.fits) == {"soft", "hard"}
 
 
+@pytest.mark.slow
 def test_apply_start_values_scales_reference_norms_and_fit_converges(demo):
     from nuskybgd_engine.analysis import BackgroundAnalysis
 
@@ -90,6 +92,7 @@ def test_apply_start_values_scales_reference_norms_and_fit_converges(demo):
     assert res.converged
 
 
+@pytest.mark.slow
 def test_start_values_need_the_module_maps(demo):
     from nuskybgd_engine.observation import ObservationProducts
     from nuskybgd_engine.analysis import BackgroundAnalysis

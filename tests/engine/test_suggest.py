@@ -38,6 +38,7 @@ def demo():
     return obsdir, obs, truth, suggest_regions(obs)
 
 
+@pytest.mark.slow
 def test_detects_the_simulated_source_and_nothing_else(demo):
     _, _, truth, sug = demo
     src = truth["sources"][0]
@@ -48,6 +49,7 @@ def test_detects_the_simulated_source_and_nothing_else(demo):
         assert math.hypot(s.x - src["x"], s.y - src["y"]) < 300 / PIXEL_ARCSEC
 
 
+@pytest.mark.slow
 def test_suggested_regions_meet_the_rules(demo):
     obsdir, obs, truth, sug = demo
     src = truth["sources"][0]
@@ -73,6 +75,7 @@ def test_suggested_regions_meet_the_rules(demo):
     assert [(c.x, c.y) for c in again.choices] == [(c.x, c.y) for c in sug.choices]
 
 
+@pytest.mark.slow
 def test_degeneracy_is_reported_and_suggested_regions_break_it(demo):
     """One region per module: apbgd and fcxb norms are degenerate and the fit warns. The suggested regions
     with the fcxb surface brightness shared by the regions of a module: no warning."""
@@ -100,6 +103,7 @@ def test_degeneracy_is_reported_and_suggested_regions_break_it(demo):
     assert not any("degenerate" in w for w in res.warnings)
 
 
+@pytest.mark.slow
 def test_bad_requests(demo):
     _, obs, _, _ = demo
     with pytest.raises(BadConfigError) as err:
@@ -113,6 +117,7 @@ def test_bad_requests(demo):
     assert err.value.field == "radius"
 
 
+@pytest.mark.slow
 def test_cli_writes_region_files(demo, tmp_path, capsys):
     obsdir, obs, _, sug = demo
     assert main(["suggest-regions", str(obsdir), "--outdir", str(tmp_path), "--n", "4"]) == 0

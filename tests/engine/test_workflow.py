@@ -106,6 +106,7 @@ def band_counts_and_gradient(an, g, lo, hi):
 # -- recovery ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fit_recovers_the_simulated_components(fitted, truth):
     res = fitted.result
     assert res.converged and res.statistic == "cstat"
@@ -138,6 +139,7 @@ def test_fit_recovers_the_simulated_components(fitted, truth):
     assert chi2_tot < stats.chi2.ppf(0.999, len(fitted.groups)), chi2_tot
 
 
+@pytest.mark.slow
 def test_predict_source_region_within_3_sigma(fitted, obs, obsdir, truth):
     src = RegionSet.read_ds9(obsdir / "regions" / "src_point.reg")
     for m in ("A", "B"):
@@ -153,6 +155,7 @@ def test_predict_source_region_within_3_sigma(fitted, obs, obsdir, truth):
         assert json.loads(json.dumps(d))["total"] == pred.total
 
 
+@pytest.mark.slow
 def test_predict_on_the_reference_region_equals_its_model(fitted):
     """The reference's own weights transfer with factor 1: the prediction is its model counts, and
     the statistical error is the propagated covariance of those counts."""
@@ -170,6 +173,7 @@ def test_predict_on_the_reference_region_equals_its_model(fitted):
                               exposure=2 * fitted.groups[r - 1].exposure).total == pytest.approx(2 * pred.total)
 
 
+@pytest.mark.slow
 def test_predict_errors(fitted, groups):
     with pytest.raises(BadConfigError):
         fitted.predict("not weights")
@@ -185,6 +189,7 @@ def test_predict_errors(fitted, groups):
         an.predict(groups[1].weights)
 
 
+@pytest.mark.slow
 def test_fit_not_converging_is_reported(groups):
     an = BackgroundAnalysis(groups[:2])
     with pytest.raises(FitError) as exc:
@@ -197,6 +202,7 @@ def test_fit_not_converging_is_reported(groups):
         an.fit("cstat", backend="nosuch")
 
 
+@pytest.mark.slow
 def test_chi_fit_on_grouped_spectra(obs, obsdir):
     rs = RegionSet.read_ds9(obsdir / "regions" / "bgd1.reg")
     g = group_from_events(obs["A"].events, rs, obs.grid, obs["A"].maps, name="bgd1A", group_min=30)
@@ -208,6 +214,7 @@ def test_chi_fit_on_grouped_spectra(obs, obsdir):
     assert res.dof == b.n_noticed - len(res.free)
 
 
+@pytest.mark.slow
 def test_bad_spectra(groups):
     for bad in (0.0, float("nan")):
         with pytest.raises(BadFileError) as exc:
@@ -222,6 +229,7 @@ def test_bad_spectra(groups):
         BackgroundAnalysis([])
 
 
+@pytest.mark.slow
 def test_replace_group_keeps_the_fit_and_the_templates(fitted, groups, obs, obsdir):
     an = BackgroundAnalysis(list(groups), options=fitted.options)
     an.fit("cstat")
@@ -247,6 +255,7 @@ def test_replace_group_keeps_the_fit_and_the_templates(fitted, groups, obs, obsd
         replace_group(an, 99, new)
 
 
+@pytest.mark.slow
 def test_export_of_a_fit_reloads_with_identical_values(fitted, tmp_path):
     written = export_fit_xcm(fitted, tmp_path / "fit.xcm")
     assert written[0] == tmp_path / "fit.xcm" and all(Path(p).exists() for p in written)
@@ -262,6 +271,7 @@ def test_export_of_a_fit_reloads_with_identical_values(fitted, tmp_path):
         export_fit_xcm(fitted, tmp_path / "fit.xcm")
 
 
+@pytest.mark.slow
 def test_save_fit_json_needs_a_bgdinfo_to_reload(fitted, tmp_path):
     path = save_fit_json(fitted, tmp_path / "f.json")
     data = json.loads(path.read_text())
@@ -352,6 +362,7 @@ def edit_info(workdir, tmp_path, **changes):
     return path
 
 
+@pytest.mark.slow
 def test_bgdinfo_reads(workdir):
     info = read_bgdinfo(workdir / "bgdinfo.json")
     assert len(info.bgfiles) == 6 and info.fcxb_links == [(1, 2), (3, 4), (5, 6)] and info.fix_line_ratios
@@ -376,6 +387,7 @@ def test_bgdinfo_reads(workdir):
     (dict(bgdapfiles={"A": "bgdapA.fits"}), "bgdapfiles.B"),  # B spectra, no B maps
     (dict(bgddetfiles={"A": ["det0Aim.fits"] * 4, "B": ["det0Bim.fits"] * 3}), "bgddetfiles.B"),
 ])
+@pytest.mark.slow
 def test_bgdinfo_errors(workdir, tmp_path, changes, field):
     path = edit_info(workdir, tmp_path, **changes)
     with pytest.raises(BadConfigError) as exc:
@@ -384,6 +396,7 @@ def test_bgdinfo_errors(workdir, tmp_path, changes, field):
     assert str(path) in msg and field in msg and "\n" not in msg
 
 
+@pytest.mark.slow
 def test_bgdinfo_missing_map_file_and_bad_json(workdir, tmp_path):
     path = edit_info(workdir, tmp_path)
     info = json.loads(path.read_text())
@@ -399,6 +412,7 @@ def test_bgdinfo_missing_map_file_and_bad_json(workdir, tmp_path):
         read_bgdinfo(tmp_path / "none.json")
 
 
+@pytest.mark.slow
 def test_one_module_analysis_needs_only_its_maps(workdir, tmp_path):
     info = json.loads((workdir / "bgdinfo.json").read_text())
     path = edit_info(workdir, tmp_path, bgfiles=info["bgfiles"][0::2], regfiles=info["regfiles"][0::2],
@@ -407,6 +421,7 @@ def test_one_module_analysis_needs_only_its_maps(workdir, tmp_path):
     assert sorted(read_bgdinfo(path).bgdapfiles) == ["A"]
 
 
+@pytest.mark.slow
 def test_zero_exposure_spectrum_file(workdir, tmp_path):
     spec = read_pha(workdir / "bgd1A_sr.pha")
     spec.exposure = 0.0
@@ -430,6 +445,7 @@ def test_output_names_are_numbered(tmp_path):
     assert output_names(tmp_path / "b", overwrite=True) == (tmp_path / "b.xcm", tmp_path / "b.json")
 
 
+@pytest.mark.slow
 def test_cli_fit_prefilled_numbered_and_overwrite(workdir, loaded, tmp_path, capsys):
     info = workdir / "bgdinfo.json"
     out = tmp_path / "bgdparams"
@@ -455,6 +471,7 @@ def test_cli_fit_prefilled_numbered_and_overwrite(workdir, loaded, tmp_path, cap
     assert json.loads(capsys.readouterr().out) == TEMPLATE
 
 
+@pytest.mark.slow
 def test_cli_fit_run_writes_xcm_and_json(cli_fit, loaded, workdir):
     data = json.loads(cli_fit.read_text())
     assert data["converged"] and data["statistic"] == "cstat"
@@ -474,6 +491,7 @@ def test_cli_fit_run_writes_xcm_and_json(cli_fit, loaded, workdir):
         assert ax.state.value(p["source"], p["index"]) == pytest.approx(p["value"], rel=1e-14)
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(workdir, tmp_path, capsys):
     bad = edit_info(workdir, tmp_path, bgfiles=None)
     assert main(["fit", str(bad)]) == 2
@@ -483,6 +501,7 @@ def test_cli_errors_are_one_line(workdir, tmp_path, capsys):
     assert "nofit.json" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_spec_and_simplify(cli_fit, loaded, workdir):
     assert main(["spec", str(cli_fit), str(workdir / "src.reg"), str(workdir / "srcA_sr.pha")]) == 0
     out = workdir / "bgd_src.xcm"
@@ -515,6 +534,7 @@ def test_cli_spec_and_simplify(cli_fit, loaded, workdir):
     assert main(["simplify", str(out), "--ndrop", "7"]) == 2
 
 
+@pytest.mark.slow
 def test_cli_image_sums(cli_fit, loaded, workdir, tmp_path):
     """§6.1-17: Σ over the reference region of the apbgd/intbgd/intn images = the model counts of the
     component in the reference spectrum; the per-module fcxb image (pooled surface brightness)
@@ -541,6 +561,7 @@ def test_cli_image_sums(cli_fit, loaded, workdir, tmp_path):
     assert (tmp_path / "bgd_total_A.fits").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_cli_predict_json(cli_fit, loaded, workdir, capsys):
     capsys.readouterr()
     assert main(["predict", str(cli_fit), str(workdir / "src.reg"), "--module", "B", "--band", "3", "20",
@@ -557,6 +578,7 @@ def test_cli_predict_json(cli_fit, loaded, workdir, capsys):
     assert "counts" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_demo_reuses_the_observation(obsdir, capsys):
     assert json.loads((obsdir / "truth.json").read_text())["seed"] == DEMO_SPEC["seed"]
     capsys.readouterr()
@@ -567,6 +589,7 @@ def test_cli_demo_reuses_the_observation(obsdir, capsys):
     assert out.count("pull") == 2
 
 
+@pytest.mark.slow
 def test_save_fit_json_with_an_undetermined_parameter(loaded, tmp_path):
     """An undetermined parameter (error NaN, kept by a converged fit) is written as null and read back."""
     an = copy.copy(loaded)
@@ -584,6 +607,7 @@ def test_save_fit_json_with_an_undetermined_parameter(loaded, tmp_path):
     assert "FitResult" in repr(back.result)
 
 
+@pytest.mark.slow
 def test_fit_json_of_an_edited_bgdinfo_is_refused(cli_fit, workdir, tmp_path):
     """The covariance belongs to the fitted free parameters: a bgdinfo.json changed after the fit
     (here: line ratios no longer fixed) must not be combined with it silently."""
@@ -614,6 +638,7 @@ def free_lines(groups):
     return out
 
 
+@pytest.mark.slow
 def test_physical_fit_stops_norms_at_0(free_lines):
     an = free_lines[False]
     values = np.array([an.state.value(s, k) for s, k in an.result.free])
@@ -621,6 +646,7 @@ def test_physical_fit_stops_norms_at_0(free_lines):
     assert not any("below 0" in w for w in an.result.warnings)
 
 
+@pytest.mark.slow
 def test_negative_norms_fit_is_the_unbounded_likelihood_maximum(free_lines):
     phys, an = free_lines[False], free_lines[True]
     assert an.result.converged
@@ -642,6 +668,7 @@ def test_negative_norms_fit_is_the_unbounded_likelihood_maximum(free_lines):
     np.testing.assert_array_less(np.abs(np.array(list(values.values())) - ref.theta), 1e-3 * errors)
 
 
+@pytest.mark.slow
 def test_negative_norms_from_bgdinfo_to_xcm_and_back(workdir, tmp_path, capsys):
     """bgdinfo ``negative_norms`` -> fit --run -> NAME.json/NAME.xcm keep the opened limits -> reloads."""
     path = edit_info(workdir, tmp_path, negative_norms=True, intbgd_fix_line_ratios=False)
@@ -670,6 +697,7 @@ def test_negative_norms_from_bgdinfo_to_xcm_and_back(workdir, tmp_path, capsys):
     assert back.result.value == pytest.approx(data["value"], rel=1e-8)
 
 
+@pytest.mark.slow
 def test_replace_group_keeps_opened_limits(free_lines, groups):
     an = copy.copy(free_lines[True])
     an.options = BackgroundOptions(fcxb_links=ab_links(len(groups)))  # as if read from an xcm: limits only
@@ -680,6 +708,7 @@ def test_replace_group_keeps_opened_limits(free_lines, groups):
 # -- goodness of fit (expected C-stat) -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fit_reports_the_expected_cstat(fitted, loaded):
     res = fitted.result
     assert res.expected > 0 and res.expected_sigma > 0
@@ -692,6 +721,7 @@ def test_fit_reports_the_expected_cstat(fitted, loaded):
         (loaded.result.value - loaded.result.expected) / loaded.result.expected_sigma)
 
 
+@pytest.mark.slow
 def test_a_model_missing_a_component_is_flagged(groups):
     an = BackgroundAnalysis(groups[:2], options=BackgroundOptions(fcxb_links=[(1, 2)]))
     r = an.state["intn"].n_par  # the internal continuum switched off: the data above 20 keV are missed
@@ -705,6 +735,7 @@ def test_a_model_missing_a_component_is_flagged(groups):
     assert any("misses something" in w and f"{res.expected:.1f}" in w for w in res.warnings)
 
 
+@pytest.mark.slow
 def test_chi_fit_has_no_expected_cstat(groups):
     an = BackgroundAnalysis(groups[:2], options=BackgroundOptions(fcxb_links=[(1, 2)]))
     res = an.fit("chi")
@@ -712,6 +743,7 @@ def test_chi_fit_has_no_expected_cstat(groups):
     assert res.to_dict()["expected"] is None
 
 
+@pytest.mark.slow
 def test_analysis_edits_replace_groups_set_value_set_maps(fitted, groups, obs, obsdir):
     """The edits the widgets make: several groups swapped all-or-none, a value set (the fit no longer
     describes the model), the projected maps attached for background_images."""

@@ -56,6 +56,7 @@ def draw_circle(app, x, y, r, role="background"):
     im.handle_mouse("dragend", x + r, y)
 
 
+@pytest.mark.slow
 def test_contract_and_css_classes(app):
     assert set(app.panels) == {"data", "image", "links", "spectra", "parameters", "export"}
     classes = set()
@@ -71,6 +72,7 @@ def test_contract_and_css_classes(app):
         assert cls in classes, cls
 
 
+@pytest.mark.slow
 def test_draw_regions_make_spectra_and_live_move(app, bgd_centres):
     s = app.session
     for x, y, r in bgd_centres[:3]:
@@ -105,6 +107,7 @@ def test_draw_regions_make_spectra_and_live_move(app, bgd_centres):
     assert s.region_names() == ["bgd1", "bgd2"] and len(spectra.views) == 4
 
 
+@pytest.mark.slow
 def test_region_off_detector_is_refused_and_shown(app, bgd_centres):
     draw_circle(app, *bgd_centres[0])
     draw_circle(app, 5.0, 5.0, 10.0)  # outside the detectors: no aperture/detector area
@@ -113,6 +116,7 @@ def test_region_off_detector_is_refused_and_shown(app, bgd_centres):
     assert "is it on the detectors?" in app.panels["image"].message.value
 
 
+@pytest.mark.slow
 def test_polygon_exclude_rename_role(app, bgd_centres):
     s = app.session
     im = app.panels["image"]
@@ -135,6 +139,7 @@ def test_polygon_exclude_rename_role(app, bgd_centres):
     assert s.analysis is None and s.region("corner").role == "source"
 
 
+@pytest.mark.slow
 def test_links_parameters_fit_export(app, bgd_centres, tmp_path):
     s = app.session
     for c in bgd_centres:
@@ -205,6 +210,7 @@ def test_links_parameters_fit_export(app, bgd_centres, tmp_path):
     assert f"written ({len(s.written)})" in ex.file_list.value
 
 
+@pytest.mark.slow
 def test_scripting_api_matches_engine(app, bgd_centres):
     """The session's spectrum equals the engine's group_from_events for the same region."""
     from nuskybgd_engine.groups import group_from_events
@@ -226,6 +232,7 @@ def test_scripting_api_matches_engine(app, bgd_centres):
         s.set_parameter("fcxb", 10**6, 1.0)
 
 
+@pytest.mark.slow
 def test_paths_sandboxed_in_panels(app, data_root):
     d = app.panels["data"]
     d.load("../" + OBSID)
@@ -247,6 +254,7 @@ def test_mask_outline_square():
     assert xs == {1.5, 3.5} and ys == {0.5, 2.5}
 
 
+@pytest.mark.slow
 def test_demo_app(tmp_path, monkeypatch, data_root):
     """build_app(demo=True) loads the demo with 4 background and 1 source region (demo dir faked)."""
     import shutil
@@ -272,6 +280,7 @@ def test_demo_app(tmp_path, monkeypatch, data_root):
     assert len(app.panels["spectra"].views) == 8
 
 
+@pytest.mark.slow
 def test_suggested_regions_button(app):
     s = app.session
     names = app.panels["image"].suggest()
@@ -282,6 +291,7 @@ def test_suggested_regions_button(app):
     assert s.analysis is not None and len(s.analysis.groups) == len(s.spectrum_names())
 
 
+@pytest.mark.slow
 def test_negative_norms_checkbox(app, bgd_centres):
     s = app.session
     for c in bgd_centres[:3]:
@@ -306,6 +316,7 @@ def test_negative_norms_checkbox(app, bgd_centres):
         s.set_parameter("intbgd", 7, -1e-5)
 
 
+@pytest.mark.slow
 def test_dragging_a_reference_region_redraws_its_module(app, bgd_centres):
     """bgd1 holds each module's reference spectrum: the other spectra's link factors are area ratios
     to it, so moving it changes their models too, and the panel must redraw them."""

@@ -48,6 +48,7 @@ def test_missing_jdaviz_is_one_line(monkeypatch):
         import_jdaviz()
 
 
+@pytest.mark.slow
 def test_regions_round_trip_through_imviz(session):
     obs = session.observation
     # A region of the session goes to Imviz with the counts image and its WCS ...

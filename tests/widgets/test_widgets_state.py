@@ -72,6 +72,7 @@ def test_regions_state_edits_are_computed_not_committed():
     assert rs.names() == ["bgd1", "src1"] and len(seen) == 2
 
 
+@pytest.mark.slow
 def test_region_edit_builds_spectra_before_the_list_changes(session, circles):
     order = []
     session.model.observe(lambda ch: order.append(("spectra", ch["new"])), "spectra")
@@ -85,6 +86,7 @@ def test_region_edit_builds_spectra_before_the_list_changes(session, circles):
     assert session.region_names() == ["bgd1"] and session.model.analysis is analysis and len(order) == 2
 
 
+@pytest.mark.slow
 def test_moving_a_region_announces_the_groups_to_redraw(session, circles):
     for c in circles[:3]:
         session.add_region(c)
@@ -102,6 +104,7 @@ def test_moving_a_region_announces_the_groups_to_redraw(session, circles):
     assert session.model.parameters == _snapshot(session.model.analysis)
 
 
+@pytest.mark.slow
 def test_parameters_are_a_table_of_the_engine_model(session, circles):
     session.add_region(circles[0])
     session.add_region(circles[1])
@@ -129,6 +132,7 @@ def test_parameters_are_a_table_of_the_engine_model(session, circles):
     assert session.model.restore_parameters(rows) == 0 and len(seen) == 3
 
 
+@pytest.mark.slow
 def test_option_traits_rebuild_the_model(session, circles):
     for c in circles[:2]:
         session.add_region(c)
@@ -152,6 +156,7 @@ def fcxb_norm(session, spectrum):
                 and r.name == "norm")
 
 
+@pytest.mark.slow
 def test_freezes_values_and_links_follow_region_edits(session, circles):
     for c in circles[:2]:
         session.add_region(c)
@@ -174,6 +179,7 @@ def test_freezes_values_and_links_follow_region_edits(session, circles):
     assert not row.frozen and session.parameter("apbgd", 3).value != 0.03
 
 
+@pytest.mark.slow
 def test_fit_state_reads_currency_from_the_engine(session, circles):
     for c in circles:
         session.add_region(c)
@@ -195,6 +201,7 @@ def test_fit_state_reads_currency_from_the_engine(session, circles):
     assert session.fitting.result is None and session.model.analysis is None and session.regions.items == ()
 
 
+@pytest.mark.slow
 def test_exports_record_what_they_write(session, circles):
     session.add_region(circles[0])
     seen = record(session.exports, "written")
@@ -204,6 +211,7 @@ def test_exports_record_what_they_write(session, circles):
     assert len(session.written) == 2
 
 
+@pytest.mark.slow
 def test_panel_user_api_exposes_only_what_it_documents(data_root, tmp_path, circles):
     from nuskybgd_widgets.app import build_app
 
