@@ -128,6 +128,7 @@ def test_write_round_trip(fitted, bspec, tmp_path):
         write_background_spectrum(bspec, out)
 
 
+@pytest.mark.slow
 def test_draws_are_poisson_realisations(bspec, tmp_path):
     draws = poisson_draws(bspec, 200, seed=3)
     assert all(d.dtype.kind == "i" for d in draws)
