@@ -163,7 +163,7 @@ def test_component_counts_match_truth():
     from nuskybgd_engine.maps.aspecthist import aspect_histogram
     from nuskybgd_engine.maps.projection import project_maps
     from nuskybgd_engine.simulate import (
-        _sky_frame,
+        sky_frame,
         aspect_centre_for,
         expected_counts,
         make_aspect_track,
@@ -176,7 +176,7 @@ def test_component_counts_match_truth():
     gti = make_gti(spec.exposure, rng)
     cal = module_calibration("B")
     track = make_aspect_track("B", gti, aspect_centre_for(spec.pa), rng)
-    hdr = fits.Header({"NAXIS": 2, **_sky_frame(spec), "PA_PNT": spec.pa})
+    hdr = fits.Header({"NAXIS": 2, **sky_frame(spec), "PA_PNT": spec.pa})
     maps = project_maps(hdr, cal.instrument_map, aspect_histogram(track, gti), module="B",
                         aperture=cal.aperture_det1)
     ev = simulate_module_events(spec, "B", cal, track, gti, rng)
