@@ -95,6 +95,7 @@ def tiny_analysis(tmp_path):
     return BackgroundAnalysis(groups, options=BackgroundOptions(), apec_route="standin")
 
 
+@pytest.mark.slow
 def test_pyxspec_backend_round_trip(monkeypatch, tiny_analysis):
     xs = fake_xspec(scale=1.1)
     monkeypatch.setitem(sys.modules, "xspec", xs)

@@ -448,6 +448,7 @@ def test_real_pha_wrong_module(data_dir):
 
 
 @pytest.mark.requires_data
+@pytest.mark.slow
 def test_real_caldb_rmf(data_dir):
     path = data_dir / "caldb-rmf-hendrics/nuAdet3_20100101v002.rmf.gz"
     r = read_rmf(path)
