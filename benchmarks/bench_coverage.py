@@ -32,7 +32,7 @@ class Setup:
         from nuskybgd_engine.io.regions import SkyGrid
         from nuskybgd_engine.maps.aspecthist import aspect_histogram
         from nuskybgd_engine.maps.projection import project_maps
-        from nuskybgd_engine.simulate import (SimulationSpec, _sky_frame, _suggest_regions, aspect_centre_for,
+        from nuskybgd_engine.simulate import (SimulationSpec, sky_frame, suggested_regions, aspect_centre_for,
                                               make_aspect_track, make_gti)
 
         self.module = module
@@ -41,7 +41,7 @@ class Setup:
         rng = np.random.default_rng(12345)
         self.gti = make_gti(exposure, rng)
         self.track = make_aspect_track(module, self.gti, aspect_centre_for(pa), rng)
-        self.sky = _sky_frame(self.spec)
+        self.sky = sky_frame(self.spec)
         header = fits.Header()
         header["NAXIS"] = 2
         for k, v in self.sky.items():
@@ -50,7 +50,7 @@ class Setup:
         self.grid = SkyGrid.from_header(header)
         self.maps = project_maps(header, self.cal.instrument_map, aspect_histogram(self.track, self.gti),
                                  module=module, aperture=self.cal.aperture_det1)
-        regs = _suggest_regions({module: self.maps}, [])
+        regs = suggested_regions({module: self.maps}, [])
         self.bgd = [regs[k] for k in sorted(regs) if k.startswith("bgd")]
         self.tmp = Path(tempfile.mkdtemp(prefix="nsb-bench-"))
 
@@ -58,13 +58,13 @@ class Setup:
         from dataclasses import replace
 
         from nuskybgd_engine.io.events import read_events, write_events
-        from nuskybgd_engine.simulate import SimulationSpec, _time_keywords, simulate_module_events
+        from nuskybgd_engine.simulate import SimulationSpec, time_keywords, simulate_module_events
 
         spec = self.spec if norms is None else SimulationSpec(**{**self.spec.__dict__, "norms": norms})
         spec = replace(spec, seed=seed)
         ev = simulate_module_events(spec, self.module, self.cal, self.track, self.gti, np.random.default_rng(seed))
         path = self.tmp / f"ev{seed}.evt"
-        write_events(path, ev.columns, self.module, _time_keywords(spec, self.gti), self.sky,
+        write_events(path, ev.columns, self.module, time_keywords(spec, self.gti), self.sky,
                      gti=self.gti, overwrite=True)
         out = read_events(path, module=self.module)
         path.unlink()

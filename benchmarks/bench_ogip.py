@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from astropy.io import fits
 
 import nuskybgd_engine.io.ogip as ogip
+import nuskybgd_engine.io.ogip.rmf as ogip_rmf
 from nuskybgd_engine.io.fitsutil import read_fits
 from nuskybgd_engine.spectra.grouping import group_min_counts
 from _timing import best_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
@@ -73,13 +74,13 @@ def main():
     print(f"  read_rmf total                       {t_full:7.3f} s  ({resp.matrix.nnz} non-zero)")
 
     # Matrix construction only: reuse the loaded HDUList.
-    real_read_fits = ogip.read_fits
-    ogip.read_fits = lambda path, what=None: hdul
+    real_read_fits = ogip_rmf.read_fits
+    ogip_rmf.read_fits = lambda path, what=None: hdul
     try:
         t_fast, r1 = best_time(lambda: ogip.read_rmf(RMF, fast=True), repeat=3)
         t_slow, r2 = best_time(lambda: ogip.read_rmf(RMF, fast=False), repeat=3)
     finally:
-        ogip.read_fits = real_read_fits
+        ogip_rmf.read_fits = real_read_fits
     t_naive, m_naive = best_time(lambda: naive_rmf_matrix(hdul), repeat=1)
     assert (r1.matrix != r2.matrix).nnz == 0 and (r1.matrix != m_naive).nnz == 0
     print(f"  construction, heap (fast=True)       {t_fast:7.3f} s")
@@ -103,7 +104,7 @@ def main():
           f"(sparse cached is {t_dense / t_eff:.1f}x faster)")
 
     if PHA.exists():
-        from tests.test_grouping import grppha_group_min_reference  # noqa: E402 (run from repo root)
+        from tests.engine.test_grouping import grppha_group_min_reference  # noqa: E402 (run from repo root)
 
         counts = fits.getdata(PHA, "SPECTRUM")["COUNTS"]
         t_g, _ = best_time(lambda: group_min_counts(counts, 30), repeat=3)

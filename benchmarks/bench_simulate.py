@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from nuskybgd_engine.maps.module_calibration import module_calibration
-from nuskybgd_engine.simulate import SimulationSpec, _Detector, simulate_observation
+from nuskybgd_engine.simulate import SimulationSpec, Detector, simulate_observation
 
 
 def main():
@@ -34,7 +34,7 @@ def main():
     print(f"simulate {args.exposure:.0f} s, source={args.source}: {t_sim:.2f} s for {n} events "
           f"(target < 20 s) -> {'OK' if t_sim < 20 else 'SLOW'}")
 
-    det = _Detector(cal[0].rmf)
+    det = Detector(cal[0].rmf)
     rng = np.random.default_rng(0)
     bins = rng.integers(100, 2000, 200_000)
     t0 = time.perf_counter()

@@ -179,14 +179,34 @@ class BackgroundAnalysis:
             problem = GeneralProblem(model_fn, data, lower, upper, theta0, names=names)
         out = engine.fit(problem, statistic, theta0, max_iter=max_iter, tol=tol)
         self.model.set_free_values(free, out.theta)
-        result = self._result(out, free, statistic, backend, design=design)
+        result = self.result_from_fit(out, free, statistic, backend, design=design)
         self.result = result
         if not out.converged:
             raise FitError(f"fit did not converge: {out.message}", field="fit")
         return result
 
-    def _result(self, out, free, statistic, backend, design=None):
-        """The FitResult of fit output ``out``; ``design``: the linear fit's design matrices, if at hand."""
+    def result_from_fit(self, out, free, statistic, backend, design=None):
+        """The :class:`FitResult` of a fit backend's output (errors, goodness, degeneracy warnings).
+
+        Called by :meth:`fit` and by backends that fit elsewhere (``fit/pyxspec``) after they set
+        the fitted values on the model.
+
+        Parameters
+        ----------
+        out : FitOutput
+            The backend's output (theta, statistic, covariance, ...).
+        free : list of (source, index)
+            The free parameters, in the order of ``out.theta``.
+        statistic : {'cstat', 'chi'}
+        backend : str
+            Name recorded in the result.
+        design : list of ndarray, optional
+            The linear fit's design matrices, if at hand (else recomputed for C-stat expectations).
+
+        Returns
+        -------
+        FitResult
+        """
         warnings = []
         if self.apec.evaluated_by != "pyxspec":
             warnings.append("apec evaluated with the bremss stand-in (no AtomDB); exported as bremss")

@@ -45,7 +45,7 @@ from .constants import band_to_channels
 from .errors import BadConfigError, BadFileError, BadRegionError, FitError
 from .groups import group_from_spectrum_file
 from .io.fitsutil import check_writable, find_hdu, read_fits, write_fits
-from .io.ogip import Spectrum, _spectrum_hdu, read_pha, write_pha
+from .io.ogip import Spectrum, build_spectrum_hdu, read_pha, write_pha
 from .model.background import add_linked_groups, region_weights
 from .model.folding import FoldedModel
 from .uncertainty import SYSTEMATIC_FRACTION, check_systematic
@@ -237,7 +237,7 @@ def _provenance(header, bspec, fit_path):
 
 def write_background_spectrum(bspec, path, *, fit_path=None, overwrite=False):
     """Write the model background (COUNTS real, STAT_ERR, SYS_ERR, POISSERR = F) as a type-I PHA file."""
-    base = _spectrum_hdu(_base_spectrum(bspec, np.asarray(bspec.counts, float), poisson=False))
+    base = build_spectrum_hdu(_base_spectrum(bspec, np.asarray(bspec.counts, float), poisson=False))
     cols = list(base.columns)
     # Model counts are real numbers: force a float column even when they happen to be integral.
     cols = [fits.Column(name="COUNTS", format="D", unit="count", array=np.asarray(bspec.counts, float))

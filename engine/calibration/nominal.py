@@ -24,7 +24,7 @@ Models (coefficients in ``nominal_coeffs.json``):
   reproduced exactly.
 
 Measured accuracy (``benchmarks/fit_nominal_calibration.py``, test
-``tests/test_nominal_calibration.py``), against the real files:
+``tests/engine/test_nominal_calibration.py``), against the real files:
 
 * aperture map, rms relative error over the shifted DET1 crop: A 0.75 %, B 1.10 %
   (max 13 % / 13 %, only next to the minimum of the map).

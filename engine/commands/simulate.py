@@ -32,11 +32,11 @@ def read_norms(path):
 
 
 def run(args):
-    from ..simulate import SimulationSpec, _check_norms, simulate_observation
+    from ..simulate import SimulationSpec, check_norms, simulate_observation
 
     norms = None
     if args.norms:
-        norms = _check_norms(read_norms(args.norms), source=args.norms)
+        norms = check_norms(read_norms(args.norms), source=args.norms)
     spec = SimulationSpec(obsid=args.obsid, seed=args.seed, exposure=args.exposure, pa=args.pa, ra=args.ra,
                           dec=args.dec, source=args.source, norms=norms or None)
     obs = simulate_observation(args.outdir, spec, overwrite=args.overwrite, progress=print)

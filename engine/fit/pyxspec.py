@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import FitError
 from ..export import export_fit_xcm
-from ..model.xcm_model import _local_map
+from ..model.xcm_model import exported_parameter_map
 from .result import FitOutput
 
 __all__ = ["PyXspecBackend"]
@@ -91,7 +91,7 @@ class PyXspecBackend:
         out = FitOutput(theta=np.asarray(theta), stat=stat, covariance=cov, errors=np.asarray(errors), n_iter=0,
                         converged=True, message="fitted by XSPEC (Fit.perform)", dof=dof, statistic=statistic,
                         names=[f"{s}:p{k}" for s, k in free], method="leven (XSPEC)")
-        result = analysis._result(out, free, statistic, "pyxspec")
+        result = analysis.result_from_fit(out, free, statistic, "pyxspec")
         return result
 
     def _parameter(self, source, index, analysis):
@@ -99,7 +99,7 @@ class PyXspecBackend:
         src = analysis.state[source]
         group, local = divmod(index - 1, src.n_par)
         # With the apec stand-in the exported intbgd is renumbered (bremss has 2 parameters).
-        mapping, _ = _local_map(src, analysis.apec.evaluated_by != "pyxspec")
+        mapping, _ = exported_parameter_map(src, analysis.apec.evaluated_by != "pyxspec")
         model = self.xspec.AllModels(group + 1, source)
         return model(mapping[local + 1])
 

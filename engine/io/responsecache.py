@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import BadFileError, NuSkyBgdError
 from .files import atomic_output
-from .ogip import Response, _check_module, read_rmf, write_rmf
+from .ogip import Response, check_module, read_rmf, write_rmf
 
 __all__ = ["read_response", "write_response", "cached_response", "remember", "built_response", "content_hash", "cache_root", "LazyResponse",
            "CACHE_ENV", "FORMAT"]
@@ -340,7 +340,7 @@ def read_response(path, module=None):
     """
     path = Path(path)
     resp = cached_response(content_hash(path), path)
-    _check_module(resp.module, module, resp.header, path, "MATRIX")
+    check_module(resp.module, module, resp.header, path, "MATRIX")
     return resp
 
 

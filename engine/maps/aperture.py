@@ -39,7 +39,8 @@ TEMPLATE_CROP = 108
 _PARAM_INDEX = {"A": (0, 4, 5, 6), "B": (1, 7, 8, 9)}
 
 
-def _check_module(module):
+def module_letter(module):
+    """'A' or 'B' from a module name ('A', 'fpmb', ...); a :class:`BadConfigError` for anything else."""
     mod = str(module).strip().upper()
     if mod.startswith("FPM"):
         mod = mod[3:]
@@ -112,7 +113,7 @@ def aperture_map_det1(module, *, template=None, params=None, auxil_dir=None, tem
     -------
     ndarray, shape (360, 360), float64
     """
-    mod = _check_module(module)
+    mod = module_letter(module)
     if template is None:
         template = _auxil_data(f"det{mod}_det1.img.gz", read_aperture_template, template_path,
                                auxil_dir=auxil_dir, module=mod)

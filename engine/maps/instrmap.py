@@ -33,7 +33,7 @@ from ..errors import BadConfigError, BadFileError
 from ..io.events import EventList, read_badpix, read_events
 from ..io.fitsutil import module_from_header, read_fits, require_columns, write_fits
 from ._auxil import _auxil_data, _caldb_path
-from .aperture import _check_module
+from .aperture import module_letter
 
 __all__ = [
     "GRADE_WEIGHTS",
@@ -378,7 +378,7 @@ def make_instrument_map(events=None, *, module=None, usrbpix=(), badpix=(), inst
         events = read_events(events, columns=())
     mod = None
     if module is not None:
-        mod = _check_module(module)
+        mod = module_letter(module)
     if events is not None:
         if mod is not None and events.module != mod:
             raise BadFileError(f"event file is for FPM{events.module}, expected FPM{mod}", path=events.path,

@@ -133,7 +133,8 @@ def _param(spec, component, value, *, frozen, delta=None):
                      hard_max=spec.hard_max, unit=spec.unit)
 
 
-def _references(modules):
+def module_references(modules):
+    """``{module: first group of that module}``: the reference group the other groups of a module link to."""
     refs = {}
     for g, m in enumerate(modules, start=1):
         refs.setdefault(m, g)
@@ -175,7 +176,7 @@ def build_background_model(modules, weights, presets, options=None):
     options = options or BackgroundOptions()
     modules = [str(m).upper().removeprefix("FPM") for m in modules]
     _check_inputs(modules, weights)
-    refs = _references(modules)
+    refs = module_references(modules)
     state = ModelState()
     _apbgd(state, modules, weights, presets, refs)
     _intbgd(state, modules, weights, presets, refs, options)
@@ -343,7 +344,7 @@ def add_linked_groups(state, modules, weights, presets, *, fcxb="linked", refs=N
         raise BadConfigError(f"fcxb must be 'linked' or 'nominal', got {fcxb!r}", field="fcxb")
     n_old = state["apbgd"].n_groups
     old_modules = _group_modules(state, n_old)
-    refs = {**_references(old_modules), **(refs or {})}
+    refs = {**module_references(old_modules), **(refs or {})}
     new = []
     for m, w in zip(modules, weights):
         m = str(m).upper().removeprefix("FPM")

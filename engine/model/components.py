@@ -11,7 +11,7 @@ model fitted here and exported to an ``.xcm`` file gives the same numbers in XSP
 
 The formulas were checked against the compiled XSPEC 12.15.0 model library (HEASoft 6.35.1,
 as shipped by the ``xspectrampoline`` test extra) to ≤ 1e-6 relative on the NuSTAR grid
-(``tests/test_components.py``); ``xspectrampoline`` is GPL and is *never* imported here. Where
+(``tests/engine/test_components.py``); ``xspectrampoline`` is GPL and is *never* imported here. Where
 XSPEC uses an approximation, the same approximation is implemented, not the exact physics:
 
 ``cutoffpl``

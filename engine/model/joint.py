@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import BadConfigError, BadRegionError
-from .background import _references
+from .background import module_references
 from .parameters import Link
 
 __all__ = ["JOINT_SHARES", "INTERNAL_MODES", "FCXB_MODES", "ObservationLinks", "unshare_observations",
@@ -81,7 +81,7 @@ def unshare_observations(state, group_obs, share):
 
     modules = state.modules
     firsts = observation_references(group_obs, modules)
-    refs = _references(modules)
+    refs = module_references(modules)
     for name in ("apbgd", "intbgd", "intn"):
         src = state[name]
         for k in range(1, src.n_par + 1):

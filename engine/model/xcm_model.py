@@ -27,8 +27,19 @@ def ignore_string(ignore):
     return f"**:**-{lo!r} {hi!r}-**"
 
 
-def _local_map(source, standin):
-    """old local index -> new local index (None = dropped) and new n_par of one source."""
+def exported_parameter_map(source, standin):
+    """How the parameters of ``source`` are numbered in the exported XSPEC model.
+
+    With ``standin`` (no AtomDB) apec is exported as bremss, which drops apec's Abundanc and
+    Redshift; ``fit/pyxspec`` uses the same map to find a parameter in the loaded model.
+
+    Returns
+    -------
+    mapping : dict
+        Local parameter index -> index in the exported model (None = dropped).
+    n_par : int
+        Number of parameters of the exported source per group.
+    """
     mapping, new = {}, 0
     k = 0
     for _cname, ctype in source.components:
@@ -70,7 +81,7 @@ def state_to_session(state, files, *, statistic="cstat", apec=None, ignore=(3.0,
             if arf and f.get(arf):
                 session.arfs.append(ResponseEntry(src.number, g, f[arf]))
     session.ignore = [ignore_string(ignore)]
-    maps = {s.name: _local_map(s, standin) for s in state}
+    maps = {s.name: exported_parameter_map(s, standin) for s in state}
 
     def new_global(source_name, index):
         src = state[source_name]

@@ -38,7 +38,7 @@ from ..calibration.resolver import caldb_env_dir, resolve
 from ..constants import N_CHANNELS, channel_edges
 from ..errors import BadConfigError, BadFileError, CalibrationNotFoundError
 from ..io.fitsutil import hdu_name, read_fits, require_columns
-from ..io.ogip import Arf, Response, _check_module, module_of, read_rmf
+from ..io.ogip import Arf, Response, check_module, module_of, read_rmf
 from ..io.responsecache import read_response
 
 __all__ = [
@@ -321,7 +321,7 @@ def read_detabs(path, module=None, *, extension_offset=1):
         elif v.size != lo.size:
             raise BadFileError(f"{v.size} rows, DET0 has {lo.size}", path=path, extension=ext, field="DETABS")
         rows.append(v)
-        _check_module(module_of(h.header), module, h.header, path, ext)
+        check_module(module_of(h.header), module, h.header, path, ext)
     found = module_of(hdul[0].header) or module_of(tables[0].header)
     return DetAbs(energ_lo=lo, energ_hi=hi, detabs=np.vstack(rows), module=found, path=os.fspath(path))
 

@@ -1,0 +1,189 @@
+"""The served dashboard in a real browser: draw a region, see the spectra change, fit, export.
+
+``nuskybgd-dashboard`` runs as a subprocess (Voila on 127.0.0.1, a free port) on the demo
+observation; headless Debian chromium, driven by Playwright, uses it as a person would: a mouse
+drag on the image draws a background region, the Fit button fits, the export button writes an
+``.xcm`` that must then exist in the workspace. A path-traversal attempt typed into the data
+panel must be refused with a visible message. Screenshots of each step are kept in
+``test-artifacts/`` at the repository root.
+
+Needs ``/usr/bin/chromium`` (``.ci/install-browser``) and the ``playwright`` Python package
+(never ``playwright install``: the system chromium is used); skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+
+PAGE_READY_MS = 120_000  # first page: kernel start, demo maps and model
+STEP_MS = 60_000  # one user action (draw, fit, export) until its visible effect
+
+pytest.importorskip("voila", reason="voila is not installed")
+pytest.importorskip("nuskybgd_widgets.app", reason="the dashboard app (nuskybgd_widgets.app) is not there")
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    """Data root holding the demo observation, a workspace, and a directory outside both."""
+    from nuskybgd_engine.demo import ensure_demo_observation
+
+    base = tmp_path_factory.mktemp("dashboard")
+    data, workspace, outside = base / "data", base / "workspace", base / "outside"
+    for d in (data, workspace, outside):
+        d.mkdir()
+    (outside / "event_cl").mkdir()  # looks like an observation: refused for where it is, not what it is
+    (data / "escape").symlink_to(outside, target_is_directory=True)
+    ensure_demo_observation(data)  # simulated here, once, so page loads only prepare the maps
+    return {"base": base, "data": data, "workspace": workspace, "outside": outside}
+
+
+@pytest.fixture(scope="module")
+def server(dirs, browser, serve_dashboard):
+    """``python -m nuskybgd_widgets.dashboard DATA --demo --workspace WS --port N`` until the module ends
+    (after the browser, so that without one nothing is started)."""
+    env = dict(os.environ, NUSKYBGD_DEMO_DIR=str(dirs["data"]))
+    log = dirs["base"] / "voila.log"
+    argv = [sys.executable, "-m", "nuskybgd_widgets.dashboard", dirs["data"], "--demo",
+            "--workspace", dirs["workspace"], "--no-browser"]
+    with serve_dashboard(argv, cwd=dirs["base"], env=env, log=log) as url:
+        yield {"url": url, "log": log, **dirs}
+
+
+@pytest.fixture
+def page(open_page, server, request):
+    """A fresh tab (a fresh kernel and app) on the dashboard, ready; screenshot on the way out."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    p = open_page(server["url"], timeout_ms=PAGE_READY_MS)
+    p.locator(".nsb-fit-button").wait_for(timeout=PAGE_READY_MS)
+    # the demo's regions have spectra and a statistic before the user does anything
+    p.wait_for_function("() => /=/.test(document.querySelector('.nsb-stat-readout')?.innerText || '')",
+                        timeout=PAGE_READY_MS)
+    try:
+        yield p
+    finally:
+        p.screenshot(path=str(ARTIFACTS / f"dashboard-{request.node.name}-final.png"), full_page=True)
+        p.close()
+
+
+def shot(page, name):
+    page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+
+
+def sky_to_screen(page, x, y):
+    """Page coordinates of sky pixel (x, y) on the image figure, from its axis tick labels."""
+    axes = page.locator(".nsb-image-figure").evaluate("""fig => Array.from(fig.querySelectorAll('g.axis')).map(ax =>
+        Array.from(ax.querySelectorAll('g.tick')).map(t => {
+            const r = (t.querySelector('text') || t).getBoundingClientRect();
+            return [parseFloat(t.textContent), r.x + r.width / 2, r.y + r.height / 2];
+        }).filter(v => isFinite(v[0])))""")
+    fits = {}
+    for ticks in axes:
+        if len(ticks) < 2:
+            continue
+        (v0, x0, y0), (v1, x1, y1) = ticks[0], ticks[-1]
+        horizontal = abs(x1 - x0) > abs(y1 - y0)
+        a, b = (x0, x1) if horizontal else (y0, y1)
+        fits["x" if horizontal else "y"] = (a, (b - a) / (v1 - v0), v0)
+    assert set(fits) == {"x", "y"}, f"image figure axes not found: {axes}"
+    (ax, sx, vx), (ay, sy, vy) = fits["x"], fits["y"]
+    return ax + (x - vx) * sx, ay + (y - vy) * sy
+
+
+def messages(page):
+    return " | ".join(t.strip() for t in page.locator(".nsb-message").all_inner_texts() if t.strip())
+
+
+def test_draw_fit_export_in_the_browser(page, server):
+    shot(page, "1-loaded")
+    figures = page.locator(".nsb-spectra-figure")
+    n_before = figures.count()
+    assert n_before >= 2
+    readout_before = page.locator(".nsb-stat-readout").inner_text()
+
+    # draw a circle background region by mouse drag on an empty part of the field
+    page.locator(".nsb-draw-circle").click()
+    x0, y0 = sky_to_screen(page, 540, 420)
+    x1, y1 = sky_to_screen(page, 565, 420)
+    assert x1 - x0 > 10  # a radius of 25 sky pixels is a real drag on screen
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for k in range(1, 11):
+        page.mouse.move(x0 + (x1 - x0) * k / 10, y0 + (y1 - y0) * k / 10)
+        page.wait_for_timeout(30)
+    page.mouse.up()
+    # the new region gets one spectrum per module, and the statistic changes
+    page.wait_for_function(f"() => document.querySelectorAll('.nsb-spectra-figure').length >= {n_before + 2}",
+                           timeout=STEP_MS)
+    page.wait_for_function("before => document.querySelector('.nsb-stat-readout').innerText !== before",
+                           arg=readout_before, timeout=STEP_MS)
+    shot(page, "2-region-drawn")
+    n_spectra = figures.count()
+
+    page.locator(".nsb-fit-button").click()
+    page.wait_for_function("() => / dof/.test(document.querySelector('.nsb-stat-readout').innerText)",
+                           timeout=STEP_MS)
+    readout = page.locator(".nsb-stat-readout").inner_text()
+    assert re.search(r"cstat = [0-9.]+ / \d+ dof", readout), readout
+    shot(page, "3-fitted")
+
+    page.locator(".nsb-export-xcm-button").click()
+    page.wait_for_function("() => /\\.xcm/.test(document.querySelector('.nsb-export-list').innerText)",
+                           timeout=STEP_MS)
+    page.locator(".nsb-export-list").scroll_into_view_if_needed()
+    shot(page, "4-exported")
+    listed = re.findall(r"[\w.-]+\.xcm", page.locator(".nsb-export-list").inner_text())
+    assert listed
+    xcm = [p for p in server["workspace"].rglob("*.xcm") if p.name in listed]
+    assert xcm, f"{listed} not found under {server['workspace']}"
+    lines = xcm[0].read_text().splitlines()
+    assert "statistic cstat" in lines
+    data_lines = [ln for ln in lines if ln.startswith("data ")]
+    assert len(data_lines) == n_spectra  # every spectrum shown, including the drawn region's, is exported
+    assert not page.nsb_errors, page.nsb_errors
+
+
+@pytest.mark.parametrize("typed, why", [
+    ("../outside", "not allowed"),
+    ("escape", "symbolic link"),
+    ("{outside}", "outside"),
+], ids=["dotdot", "symlink", "absolute"])
+def test_path_traversal_is_refused_visibly(page, server, typed, why):
+    typed = typed.format(outside=server["outside"])
+    status_before = page.locator(".nsb-data-status").inner_text()
+    box = page.locator(".nsb-path-input input")
+    box.fill(typed)
+    box.press("Enter")
+    page.locator(".nsb-load-button").click()
+    page.wait_for_function("why => Array.from(document.querySelectorAll('.nsb-message'))"
+                           ".some(e => e.innerText.includes(why))", arg=why, timeout=STEP_MS)
+    shot(page, f"5-refused-{why.replace(' ', '-')}")
+    assert why in messages(page)
+    assert page.locator(".nsb-data-status").inner_text() == status_before  # nothing was opened
+
+
+def test_page_asks_nothing_of_the_internet(page):
+    """Offline: every request and web socket of the loaded, working page goes to this machine, and
+    the Fit button's Font Awesome icon is drawn with the font the server itself serves."""
+    page.wait_for_load_state("networkidle", timeout=STEP_MS)
+    icon = page.locator(".nsb-fit-button i.fa-play")
+    icon.wait_for(timeout=STEP_MS)
+    family = icon.evaluate("e => getComputedStyle(e, '::before').fontFamily")
+    assert "Font Awesome" in family, family
+    loaded = page.evaluate("() => Array.from(document.fonts).filter(f => /Font Awesome/.test(f.family)"
+                           " && f.status === 'loaded').map(f => f.family)")
+    assert loaded, "no Font Awesome font was loaded"
+    glyph_width = icon.evaluate("e => e.getBoundingClientRect().width")
+    assert glyph_width > 4, glyph_width  # a drawn glyph, not an empty box
+    assert page.nsb_status == 200 and not page.nsb_http_errors, page.nsb_http_errors
+    assert not page.nsb_external, f"the page reached outside this machine: {page.nsb_external}"
+    assert not page.nsb_errors, page.nsb_errors
