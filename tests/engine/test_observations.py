@@ -30,7 +30,7 @@ from nuskybgd_engine.maps.module_calibration import module_calibration
 from nuskybgd_engine.maps.projection import project_maps, write_projected_maps
 from nuskybgd_engine.model.background import region_weights
 from nuskybgd_engine.observation import prepare_observation
-from nuskybgd_engine.simulate import SimulationSpec, _sky_frame, expected_counts, simulate_observation
+from nuskybgd_engine.simulate import SimulationSpec, expected_counts, simulate_observation, sky_frame
 from nuskybgd_engine.spectra.extract import extract_spectrum
 
 RA, DEC = 150.0, 2.2
@@ -47,7 +47,7 @@ pytestmark = pytest.mark.slow
 
 def _truth_maps(sim, spec, m, cal):
     """The simulator's projected maps (its calibration, the aspect and GTI it wrote)."""
-    hdr = fits.Header({"NAXIS": 2, **_sky_frame(spec), "PA_PNT": spec.pa})
+    hdr = fits.Header({"NAXIS": 2, **sky_frame(spec), "PA_PNT": spec.pa})
     hist = aspect_histogram(read_aspect(sim.aspect_files[m], module=m), read_gti(sim.gti_files[m]))
     return project_maps(hdr, cal.instrument_map, hist, module=m, aperture=cal.aperture_det1), SkyGrid.from_header(hdr)
 
