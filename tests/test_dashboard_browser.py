@@ -69,6 +69,23 @@ def stop(proc, timeout=20):
             proc.wait(timeout=10)
 
 
+def wait_listening(port, proc, timeout=SERVER_START_S):
+    """Wait until the server listens on ``port`` (RuntimeError if it exits or takes over ``timeout`` s).
+    The page itself is not fetched: that would start a kernel."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"nuskybgd-dashboard exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nuskybgd-dashboard did not listen on port {port} within {timeout} s")
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):
     """Data root holding the demo observation, a workspace, and a directory outside both."""
@@ -97,19 +114,10 @@ def server(dirs):
             cwd=dirs["base"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"nuskybgd-dashboard exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:  # listening: the page itself is not fetched here, that would start a kernel
-                with socket.create_connection(("127.0.0.1", port), timeout=2):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"nuskybgd-dashboard did not answer on {url} within {SERVER_START_S} s:\n"
-                            f"{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+        try:
+            wait_listening(port, proc)
+        except RuntimeError as exc:
+            pytest.fail(f"{exc}:\n{log_path.read_text()[-3000:]}")
         yield {"url": url, "log": log_path, **dirs}
     finally:
         stop(proc)

@@ -67,7 +67,7 @@ class ImagePanel(Panel):
         self.smooth = w.Checkbox(value=True, description="smooth", indent=False, layout=w.Layout(width="80px"))
         self.stretch.observe(lambda _ch: self._draw_image(), "value")
         self.smooth.observe(lambda _ch: self._draw_image(), "value")
-        self.overlays = {k: w.Checkbox(value=v, description=k, indent=False, layout=w.Layout(width="130px"))
+        self.overlays = {k: w.Checkbox(value=v, description=k, indent=False, layout=w.Layout(width="auto", margin="0 12px 0 0"))
                          for k, v in (("detectors", True), ("aperture", False), ("background model", False),
                                       ("regions", True))}
         for k, box in self.overlays.items():

@@ -32,24 +32,23 @@ def format_value(v, digits=5):
     return f"{v:.{digits}g}"
 
 
-def _cell(text, width, title=None, cls=None):
-    t = f' title="{html.escape(title)}"' if title else ""
-    box = w.HTML(f'<span{t} style="white-space:nowrap">{text}</span>', layout=w.Layout(width=width, overflow="hidden"))
+def _cell(text, width, cls=None):
+    box = w.HTML(text, layout=w.Layout(width=width, overflow="hidden")).add_class("nsb-cell")
     if cls:
         box.add_class(cls)
     return box
 
 
 class _Row:
-    """The widgets of one parameter row."""
+    """The widgets of one table row; re-bound to another parameter when the page changes (widgets
+    are costly to create, cheap to update)."""
 
-    def __init__(self, panel, p):
-        self.key = (p.source, p.index)
-        full = f"{p.source}:p{p.index} {p.component}.{p.name} ({p.spectrum})"
-        self.select = w.Checkbox(value=self.key in panel.selected, indent=False, layout=w.Layout(width="24px"))
-        self.label = _cell(f"{p.source}:p{p.index}", "92px", full)
-        self.spectrum = _cell(html.escape(p.spectrum), "64px", full)
-        self.name = _cell(html.escape(f"{p.component}.{p.name}"), "190px", full)
+    def __init__(self, panel):
+        self.key = None
+        self.select = w.Checkbox(indent=False, layout=w.Layout(width="24px"))
+        self.label = _cell("", "92px")
+        self.spectrum = _cell("", "64px")
+        self.name = _cell("", "190px")
         self.value = w.Text(continuous_update=False, layout=w.Layout(width="96px")).add_class("nsb-param-value")
         self.error = _cell("", "84px", cls="nsb-param-error")
         self.limits = _cell("", "120px")
@@ -60,6 +59,15 @@ class _Row:
         self.select.observe(lambda ch: panel._selected(self, ch["new"]), "value")
         self.widget = w.HBox([self.select, self.label, self.spectrum, self.name, self.value, self.error,
                               self.limits, self.frozen, self.link]).add_class("nsb-param-row")
+
+    def bind(self, p, selected):
+        """Show parameter ``p`` (a ParameterRow) in this row."""
+        self.key = (p.source, p.index)
+        full = html.escape(f"{p.source}:p{p.index} {p.component}.{p.name} ({p.spectrum})")
+        self.label.value = f'<span title="{full}">{p.source}:p{p.index}</span>'
+        self.spectrum.value = f'<span title="{full}">{html.escape(p.spectrum)}</span>'
+        self.name.value = f'<span title="{full}">{html.escape(f"{p.component}.{p.name}")}</span>'
+        self.select.value = self.key in selected
 
     def show(self, p, error):
         self.value.value = format_value(p.value)
@@ -124,6 +132,7 @@ class ParametersPanel(Panel):
         self.buttons = buttons
         self.selected = set()
         self.rows = {}
+        self._pool = []  # row widgets, reused page after page
         self.table = w.VBox().add_class("nsb-param-table")
         self._syncing = False
         head = w.HBox([_cell("", "24px"), _cell("<b>param</b>", "92px"), _cell("<b>spectrum</b>", "64px"),
@@ -221,8 +230,16 @@ class ParametersPanel(Panel):
         page = shown[start:start + PAGE]
         self.count.value = (f"rows {start + 1}–{start + len(page)} of {len(shown)} "
                             f"({len(self.session.model.parameters)} parameters)") if shown else "no parameter matches"
-        self.rows = {(p.source, p.index): _Row(self, p) for p in page}
-        self.table.children = [r.widget for r in self.rows.values()]
+        while len(self._pool) < len(page):
+            self._pool.append(_Row(self))
+        self._syncing = True
+        try:
+            for row, p in zip(self._pool, page):
+                row.bind(p, self.selected)
+        finally:
+            self._syncing = False
+        self.rows = {row.key: row for row in self._pool[:len(page)]}
+        self.table.children = [r.widget for r in self._pool[:len(page)]]
         self._sync()
 
     def _errors(self):

@@ -23,7 +23,7 @@ from nuskybgd_engine.errors import BadConfigError
 from ..session import COMPONENTS
 from .base import Panel, guarded
 
-__all__ = ["SpectraPanel", "display_bins", "group_bins", "residual_range", "SOURCE_COLOURS", "ENERGY_TICKS"]
+__all__ = ["SpectraPanel", "display_bins", "group_bins", "residual_range", "residual_ticks", "SOURCE_COLOURS", "ENERGY_TICKS"]
 
 SOURCE_COLOURS = {"apbgd": "#e66100", "intbgd": "#c01c28", "fcxb": "#1a5fb4", "intn": "#613583",
                   "source": "#26a269", "total": "black", "data": "#333333"}
@@ -68,6 +68,13 @@ def residual_range(resid, floor=3.0, cap=10.0):
     return float(min(max(floor, np.percentile(r, 95) * 1.15), cap))
 
 
+def residual_ticks(limit):
+    """Ticks of a ±``limit`` residual axis: 0 and multiples of 1, 2 or 5 (at most 3 a side)."""
+    step = next(s for s in (1, 2, 5, 10, 20) if limit / s <= 3)
+    k = int(limit // step)
+    return [float(i * step) for i in range(-k, k + 1)]
+
+
 class _SpectrumView:
     """Main figure (data, total, components) and residual figure of one data group."""
 
@@ -99,9 +106,9 @@ class _SpectrumView:
                                 legend_location="top-right",
                                 layout=w.Layout(width=f"{width}px", height=f"{height}px"), animation_duration=0)
         self.figure.add_class("nsb-spectra-figure")
-        self.residuals = bq.Figure(marks=[self.zero, self.resid, self.off_hi, self.off_lo],
-                                   axes=[ax_x, bq.Axis(scale=self.r, orientation="vertical", label="(d-m)/σ",
-                                                       num_ticks=5, tick_format=".0f")],
+        self.r_axis = bq.Axis(scale=self.r, orientation="vertical", label="(d-m)/σ", tick_values=[-4, -2, 0, 2, 4],
+                              tick_format=".0f")
+        self.residuals = bq.Figure(marks=[self.zero, self.resid, self.off_hi, self.off_lo], axes=[ax_x, self.r_axis],
                                    fig_margin={"top": 5, "bottom": 35, "left": 64, "right": 10},
                                    layout=w.Layout(width=f"{width}px", height=f"{resid_height}px"),
                                    animation_duration=0)
@@ -172,6 +179,7 @@ class _SpectrumView:
             self.off_hi.x, self.off_hi.y = centre[resid > limit], np.full(int((resid > limit).sum()), 0.92 * limit)
             self.off_lo.x, self.off_lo.y = centre[resid < -limit], np.full(int((resid < -limit).sum()), -0.92 * limit)
             self.r.min, self.r.max = -limit, limit
+            self.r_axis.tick_values = residual_ticks(limit)
             pos = rate[has]
             ymin = float(pos.min()) / 3 if pos.size else 1e-4
             ymax = float(max(rate.max(), tot.max())) * 3 if rate.size else 1.0
@@ -226,15 +234,17 @@ class SpectraPanel(Panel):
                                          layout=w.Layout(width="120px")).add_class("nsb-fit-lo")
         self.fit_hi = w.BoundedFloatText(value=hi, min=1.6, max=165.0, step=1.0,
                                          layout=w.Layout(width="70px")).add_class("nsb-fit-hi")
-        self.layout = w.ToggleButtons(options=[("region", "selected"), ("all by module", "all")], value="selected",
-                                      style={"button_width": "90px"}).add_class("nsb-spectra-layout")
+        self.layout = w.ToggleButtons(options=[("region", "selected"), ("all A | B", "all")], value="selected",
+                                      tooltips=["the spectra of the region picked on the image, large",
+                                                "every spectrum, FPMA left and FPMB right"],
+                                      style={"button_width": "80px"}).add_class("nsb-spectra-layout")
         self.focus = w.Dropdown(options=[], description="region", style={"description_width": "44px"},
                                 layout=w.Layout(width="150px")).add_class("nsb-spectra-focus")
         self.rebin = w.Dropdown(options=REBIN, value="log bins", layout=w.Layout(width="110px"))
         self.rebin_min = w.BoundedFloatText(value=20.0, min=0.1, max=1e6, layout=w.Layout(width="64px"),
                                             tooltip="minimum counts (or S/N) per display bin")
         self.legend = w.Checkbox(value=False, description="legend in plot", indent=False,
-                                 layout=w.Layout(width="110px"))
+                                 layout=w.Layout(width="auto"))
         self.png_button = w.Button(description="PNG", tooltip="save the shown figures as PNG",
                                    layout=w.Layout(width="56px"))
         self.svg_button = w.Button(description="SVG", tooltip="save the shown figures as SVG",
@@ -291,9 +301,9 @@ class SpectraPanel(Panel):
         names = s.spectrum_names() if s.analysis is not None else []
         changed = change["new"].groups if change is not None else None
         if sorted(self.views) != sorted(names) or list(self.views) != names:
-            self.views = {n: _SpectrumView(n, 390, 180, 80, self.legend.value) for n in names}
-            by_module = sorted(names, key=lambda n: (n[:-1] not in {x[:-1] for x in names}, names.index(n)))
-            regions = list(dict.fromkeys(n[:-1] for n in by_module))
+            # views of spectra still there are kept (a new region creates two figures, not all)
+            self.views = {n: self.views.get(n) or _SpectrumView(n, 390, 180, 80, self.legend.value) for n in names}
+            regions = list(dict.fromkeys(n[:-1] for n in names))
             # stacked by module: FPMA in the left column, FPMB in the right, one row per region
             cells = []
             for r in regions:
@@ -303,7 +313,6 @@ class SpectraPanel(Panel):
             old = self.focus.value
             self.focus.options = regions
             self.focus.value = old if old in regions else (regions[0] if regions else None)
-            self.large = {}
             groups = list(range(1, len(names) + 1))
             self._stale = set(groups)
             self._show_layout(redraw=False)
@@ -321,9 +330,14 @@ class SpectraPanel(Panel):
         if self.layout.value == "all":
             self.body.children = [self.stack]
         else:
-            if sorted(self.large) != sorted(names):
-                width = 410 if len(names) > 1 else 640
-                self.large = {n: _SpectrumView(n, width, 380, 150, self.legend.value) for n in names}
+            if list(self.large) != names:
+                # two large figures, re-titled for the focused region (creating figures is costly)
+                views = list(self.large.values())
+                while len(views) < len(names):
+                    views.append(_SpectrumView("", 410, 380, 150, self.legend.value))
+                self.large = dict(zip(names, views))
+                for n, v in self.large.items():
+                    v.figure.title = n
                 index = self.session.spectrum_names()
                 self._stale |= {index.index(n) + 1 for n in names}
             self.focus_box.children = [v.widget for v in self.large.values()]
