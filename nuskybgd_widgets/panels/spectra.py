@@ -265,7 +265,7 @@ class SpectraPanel(Panel):
         s.model.observe(self._on_ignore, "ignore")
         self.views = {}
         self.large = {}
-        self._stale = set()
+        self._stale = set()  # (spectrum name, 'small' or 'large') to draw when shown
         self.last_redraw = []
         self.last_update_seconds = 0.0
         self.stack = w.GridBox(layout=w.Layout(grid_template_columns="repeat(2, 400px)", overflow="auto",
@@ -314,11 +314,11 @@ class SpectraPanel(Panel):
             self.focus.options = regions
             self.focus.value = old if old in regions else (regions[0] if regions else None)
             groups = list(range(1, len(names) + 1))
-            self._stale = set(groups)
+            self._stale = {(n, k) for n in names for k in ("small", "large")}
             self._show_layout(redraw=False)
         else:
             groups = list(changed) if changed is not None else list(range(1, len(names) + 1))
-            self._stale |= set(groups)
+            self._stale |= {(names[g - 1], k) for g in groups for k in ("small", "large")}
         self._draw_visible()
         self.last_redraw = list(groups)
         self._readout()
@@ -338,8 +338,7 @@ class SpectraPanel(Panel):
                 self.large = dict(zip(names, views))
                 for n, v in self.large.items():
                     v.figure.title = n
-                index = self.session.spectrum_names()
-                self._stale |= {index.index(n) + 1 for n in names}
+                self._stale |= {(n, "large") for n in names}
             self.focus_box.children = [v.widget for v in self.large.values()]
             self.body.children = [self.focus_box]
         if redraw:
@@ -351,24 +350,21 @@ class SpectraPanel(Panel):
         s = self.session
         if s.analysis is None or not self._stale:
             return
-        names = s.spectrum_names()
         rebin = self._rebin()
-        visible = set(self.large) | (set(self.views) if self.layout.value == "all" else set())
-        done = set()
-        for g in sorted(self._stale):
-            name = names[g - 1]
-            if name not in visible:
-                continue
-            d = s.spectrum_plot_data(g)
-            for view in (self.large.get(name), self.views.get(name) if self.layout.value == "all" else None):
-                if view is not None:
-                    view.update(d, rebin)
-            done.add(g)
-        self._stale -= done
+        shown = {(n, "large"): v for n, v in self.large.items()}
+        if self.layout.value == "all":
+            shown.update({(n, "small"): v for n, v in self.views.items()})
+        data = {}
+        for key in sorted(self._stale & set(shown)):
+            name = key[0]
+            if name not in data:
+                data[name] = s.spectrum_plot_data(s.spectrum_names().index(name) + 1)
+            shown[key].update(data[name], rebin)
+            self._stale.discard(key)
 
     def _redraw_all(self):
         if self.session.analysis is not None:
-            self._stale = set(range(1, len(self.session.spectrum_names()) + 1))
+            self._stale = {(n, k) for n in self.session.spectrum_names() for k in ("small", "large")}
             self._guarded_draw()
 
     @guarded
