@@ -194,7 +194,8 @@ def _legend_html():
     items = "".join(f'<span style="margin-right:10px"><span style="display:inline-block;width:14px;height:3px;'
                     f'background:{SOURCE_COLOURS[s]};vertical-align:middle"></span> {s}</span>'
                     for s in (*COMPONENTS, "total"))
-    return f'<div style="font-size:12px">{items}<span>● data (grey band: fit range)</span></div>'
+    return (f'<div style="font-size:12px" title="grey band: the fitted energy range">{items}'
+            '<span>● data</span></div>')
 
 
 class SpectraPanel(Panel):
@@ -222,7 +223,7 @@ class SpectraPanel(Panel):
                                     disabled=True, layout=w.Layout(width="80px")).add_class("nsb-undo-button")
         self.redo_button = w.Button(description="Redo", icon="repeat", tooltip="redo (Ctrl-Shift-Z / Ctrl-Y)",
                                     disabled=True, layout=w.Layout(width="80px")).add_class("nsb-redo-button")
-        self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="90px"))
+        self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="56px"))
         self.readout = w.HTML("", layout=w.Layout(height="40px", overflow="hidden")).add_class("nsb-stat-readout")
         # a fixed-height box: warnings appearing after a fit scroll inside it, the layout does not jump
         self.warnings = w.HTML("", layout=w.Layout(height="44px", overflow="auto")).add_class("nsb-message") \
@@ -238,17 +239,18 @@ class SpectraPanel(Panel):
                                       tooltips=["the spectra of the region picked on the image, large",
                                                 "every spectrum, FPMA left and FPMB right"],
                                       style={"button_width": "80px"}).add_class("nsb-spectra-layout")
-        self.focus = w.Dropdown(options=[], description="region", style={"description_width": "44px"},
-                                layout=w.Layout(width="150px")).add_class("nsb-spectra-focus")
-        self.rebin = w.Dropdown(options=REBIN, value="log bins", layout=w.Layout(width="110px"))
+        self.focus = w.Dropdown(options=[], tooltip="region whose spectra are shown large",
+                                layout=w.Layout(width="110px")).add_class("nsb-spectra-focus")
+        self.rebin = w.Dropdown(options=REBIN, value="log bins", tooltip="display binning (the fit uses every bin)",
+                                layout=w.Layout(width="104px"))
         self.rebin_min = w.BoundedFloatText(value=20.0, min=0.1, max=1e6, layout=w.Layout(width="64px"),
                                             tooltip="minimum counts (or S/N) per display bin")
         self.legend = w.Checkbox(value=False, description="legend in plot", indent=False,
                                  layout=w.Layout(width="auto"))
         self.png_button = w.Button(description="PNG", tooltip="save the shown figures as PNG",
-                                   layout=w.Layout(width="56px"))
+                                   layout=w.Layout(width="50px"))
         self.svg_button = w.Button(description="SVG", tooltip="save the shown figures as SVG",
-                                   layout=w.Layout(width="56px"))
+                                   layout=w.Layout(width="50px"))
         self.fit_button.on_click(lambda _b: self.fit())
         self.undo_button.on_click(lambda _b: self.undo())
         self.redo_button.on_click(lambda _b: self.redo())
@@ -263,6 +265,7 @@ class SpectraPanel(Panel):
         self.legend.observe(lambda ch: [v.set_legend(ch["new"]) for v in self._all_views()], "value")
         s.history.observe(self._on_history, ["can_undo", "can_redo"])
         s.model.observe(self._on_ignore, "ignore")
+        self.message.layout = w.Layout(height="22px", overflow="hidden")  # reserved: no jump after a fit
         self.views = {}
         self.large = {}
         self._stale = set()  # (spectrum name, 'small' or 'large') to draw when shown
