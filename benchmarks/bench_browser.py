@@ -9,7 +9,7 @@ and prints, over ``--repeat`` page loads (median and max):
 * drag→redraw     drag of that region by 15 sky pixels → the statistic changed
 * edit→redraw     a value typed into the parameter table (Enter) → the statistic changed
 * Fit→result      click on Fit → "… dof" in the readout
-* kernel memory   RSS of the page's kernel after these steps (MB, from /proc)
+* kernel memory   RSS of the page's kernel after these steps (MB, from /proc; own server only)
 
     python benchmarks/bench_browser.py [--repeat 3] [--url http://127.0.0.1:8866/]
 
@@ -42,33 +42,31 @@ def _browser_helpers():
     return module
 
 
-def _kernel_rss_mb(server_pid):
-    """RSS (MB) of the ipykernel processes under the server process."""
-    children, total = {server_pid}, 0
-    procs = {}
+def _kernels(server_pid):
+    """{pid: RSS MB} of the ipykernel processes under the server process (from /proc)."""
+    parents = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
-                procs[int(d.name)] = int(stat[1])
-            except (OSError, IndexError):
+                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
-    grew = True
+    tree, grew = {server_pid}, True
     while grew:
-        new = {p for p, parent in procs.items() if parent in children} - children
+        new = {p for p, parent in parents.items() if parent in tree} - tree
         grew = bool(new)
-        children |= new
-    for pid in children - {server_pid}:
+        tree |= new
+    out = {}
+    for pid in tree - {server_pid}:
         try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"ipykernel" not in cmd:
+            if b"ipykernel" not in Path(f"/proc/{pid}/cmdline").read_bytes():
                 continue
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) // 1024
+                    out[pid] = int(line.split()[1]) / 1024
         except OSError:
             continue
-    return total
+    return out
 
 
 def _readout(page):
@@ -83,6 +81,7 @@ def _until_changed(page, before, timeout=60_000):
 def one_session(h, browser, url, server_pid, shots=None):
     """One page load and the five user steps; returns {step: seconds} and kernel MB."""
     out = {}
+    old_kernels = set(_kernels(server_pid)) if server_pid else set()
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     try:
         t = time.perf_counter()
@@ -136,7 +135,8 @@ def one_session(h, browser, url, server_pid, shots=None):
         out["Fit→result"] = time.perf_counter() - t
         if shots:
             page.screenshot(path=str(shots / "bench-fitted.png"))
-        mem = _kernel_rss_mb(server_pid)
+        # this page's kernel (the ones of earlier pages may still be alive: issue 20 item 4)
+        mem = sum(v for k, v in _kernels(server_pid).items() if k not in old_kernels) if server_pid else 0.0
     finally:
         page.close()
     return out, mem

@@ -133,19 +133,26 @@ def browser():
             b.close()
 
 
-@pytest.fixture
-def page(browser, server, request):
-    """A fresh tab (a fresh kernel and app) on the dashboard, ready; screenshot on the way out."""
+def open_dashboard(browser, url, viewport):
+    """A new tab on the dashboard, ready (Fit button and the demo's statistic shown); page errors
+    are collected in ``page.nsb_errors``."""
     ARTIFACTS.mkdir(exist_ok=True)
-    p = browser.new_page(viewport={"width": 1600, "height": 1200})
+    p = browser.new_page(viewport=viewport)
     errors = []
     p.on("pageerror", lambda exc: errors.append(str(exc)))
-    p.goto(server["url"], timeout=PAGE_READY_MS)
+    p.goto(url, timeout=PAGE_READY_MS)
     p.locator(".nsb-fit-button").wait_for(timeout=PAGE_READY_MS)
     # the demo's regions have spectra and a statistic before the user does anything
     p.wait_for_function("() => /=/.test(document.querySelector('.nsb-stat-readout')?.innerText || '')",
                         timeout=PAGE_READY_MS)
     p.nsb_errors = errors
+    return p
+
+
+@pytest.fixture
+def page(browser, server, request):
+    """A fresh tab (a fresh kernel and app) on the dashboard, ready; screenshot on the way out."""
+    p = open_dashboard(browser, server["url"], {"width": 1600, "height": 1200})
     try:
         yield p
     finally:
@@ -265,15 +272,7 @@ SCREEN = {"width": 1440, "height": 900}
 @pytest.fixture(scope="module")
 def ui(browser, server):
     """One dashboard page at 1440×900 shared by the UI tests below, in file order."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    p = browser.new_page(viewport=SCREEN)
-    errors = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    p.goto(server["url"], timeout=PAGE_READY_MS)
-    p.locator(".nsb-fit-button").wait_for(timeout=PAGE_READY_MS)
-    p.wait_for_function("() => /=/.test(document.querySelector('.nsb-stat-readout')?.innerText || '')",
-                        timeout=PAGE_READY_MS)
-    p.nsb_errors = errors
+    p = open_dashboard(browser, server["url"], SCREEN)
     try:
         yield p
     finally:
@@ -393,6 +392,7 @@ def test_module_toggles_and_chi(ui):
     ui.wait_for_function("() => /^chi/.test(document.querySelector('.nsb-stat-readout').innerText)",
                          timeout=STEP_MS)
     screen_shot(ui, "5-chi")
+    ui.locator(".nsb-links-panel").screenshot(path=str(ARTIFACTS / "ui-5-links-tab.png"))
     ui.locator(".nsb-links-panel").get_by_role("button", name="cstat", exact=True).click()
     ui.wait_for_function("() => /^cstat/.test(document.querySelector('.nsb-stat-readout').innerText)",
                          timeout=STEP_MS)
@@ -418,6 +418,7 @@ def test_parameter_table_edit_fit_and_ctrl_z(ui):
     readout_changes(ui, before)
     edited = readout(ui)
     screen_shot(ui, "7-table-edited")
+    ui.locator(".nsb-parameters-panel").screenshot(path=str(ARTIFACTS / "ui-7-parameter-table.png"))
     ui.locator(".nsb-fit-button").click()
     ui.wait_for_function("() => / dof/.test(document.querySelector('.nsb-stat-readout').innerText)", timeout=STEP_MS)
     assert ui.locator(".nsb-param-error").first.inner_text().startswith("±")
