@@ -47,7 +47,7 @@ class _Row:
         self.key = None
         self.select = w.Checkbox(indent=False, layout=w.Layout(width="24px"))
         self.label = _cell("", "92px")
-        self.spectrum = _cell("", "64px")
+        self.spectrum = _cell("", "76px")
         self.name = _cell("", "190px")
         self.value = w.Text(continuous_update=False, layout=w.Layout(width="96px")).add_class("nsb-param-value")
         self.error = _cell("", "84px", cls="nsb-param-error")
@@ -97,11 +97,10 @@ class ParametersPanel(Panel):
 
     def __init__(self, session):
         super().__init__(session)
-        lay = w.Layout(width="150px")
         self.component = w.Dropdown(options=[_ALL, *COMPONENTS], value=_ALL, description="component",
-                                    style={"description_width": "70px"}, layout=w.Layout(width="190px"))
+                                    style={"description_width": "80px"}, layout=w.Layout(width="200px"))
         self.spectrum = w.Dropdown(options=[_ALL], value=_ALL, description="spectrum",
-                                   style={"description_width": "60px"}, layout=lay)
+                                   style={"description_width": "64px"}, layout=w.Layout(width="170px"))
         self.module = w.Dropdown(options=[_ALL, "A", "B"], value=_ALL, description="module",
                                  style={"description_width": "50px"}, layout=w.Layout(width="120px"))
         self.search = w.Text(placeholder="name or detector, e.g. det2", continuous_update=False,
@@ -135,7 +134,7 @@ class ParametersPanel(Panel):
         self._pool = []  # row widgets, reused page after page
         self.table = w.VBox().add_class("nsb-param-table")
         self._syncing = False
-        head = w.HBox([_cell("", "24px"), _cell("<b>param</b>", "92px"), _cell("<b>spectrum</b>", "64px"),
+        head = w.HBox([_cell("", "24px"), _cell("<b>param</b>", "92px"), _cell("<b>spectrum</b>", "76px"),
                        _cell("<b>component.name</b>", "190px"), _cell("<b>value</b>", "96px"),
                        _cell("<b>error</b>", "84px"), _cell("<b>limits</b>", "120px"), _cell("<b>frozen</b>", "72px"),
                        _cell("<b>link</b>", "110px")])
