@@ -419,9 +419,16 @@ def test_parameter_table_edit_fit_and_ctrl_z(ui):
     edited = readout(ui)
     screen_shot(ui, "7-table-edited")
     ui.locator(".nsb-parameters-panel").screenshot(path=str(ARTIFACTS / "ui-7-parameter-table.png"))
+    figure, fit = ui.locator(".nsb-spectra-figure").first, ui.locator(".nsb-fit-button")
+
+    def offset():  # of the spectra below the Fit button (the page itself may scroll)
+        return figure.bounding_box()["y"] - fit.bounding_box()["y"]
+
+    y_before = offset()
     ui.locator(".nsb-fit-button").click()
     ui.wait_for_function("() => / dof/.test(document.querySelector('.nsb-stat-readout').innerText)", timeout=STEP_MS)
     assert ui.locator(".nsb-param-error").first.inner_text().startswith("±")
+    assert offset() == y_before  # the result and its warnings do not move the spectra
     screen_shot(ui, "8-fitted")
     ui.locator(".nsb-stat-readout").click()  # focus off the text box: Ctrl-Z is the dashboard's
     ui.keyboard.press("Control+z")  # undo the fit
