@@ -83,8 +83,8 @@ class ParametersPanel(Panel):
     """Every parameter in one filterable table.
 
     Scripting API (``user_api``): ``select(source, g=None)``, ``set_value(source, index, value)``, ``set_frozen(source, index,
-    frozen)``, ``freeze_selected()``, ``thaw_selected()``, ``link_selected()``, ``reset()``,
-    ``undo()``, ``redo()``; settable ``component``, ``spectrum``, ``module``, ``search`` (filters),
+    frozen)``, ``freeze_selected()``, ``thaw_selected()``, ``link_selected()``, ``reset()`` (undo/redo: the
+    Spectra panel's buttons, Ctrl-Z, ``session.undo()``); settable ``component``, ``spectrum``, ``module``, ``search`` (filters),
     ``free_only``; read-only ``shown`` (ParameterRows passing the filters), ``page_rows`` (those on
     the current page) and ``selected`` (ticked (source, index) keys). ``rows`` maps (source, index)
     to the row widgets (``.value`` Text, ``.frozen`` Checkbox, ``.select`` Checkbox, ``.error``).
@@ -92,7 +92,7 @@ class ParametersPanel(Panel):
 
     title = "Parameters"
     api_expose = ("select", "set_value", "set_frozen", "freeze_selected", "thaw_selected", "link_selected", "reset",
-                  "undo", "redo", "component", "spectrum", "module", "search", "free_only")
+                  "component", "spectrum", "module", "search", "free_only")
     api_readonly = ("shown", "page_rows", "selected")
 
     def __init__(self, session):
@@ -355,13 +355,3 @@ class ParametersPanel(Panel):
     def reset(self):
         """Back to the preset values and freezes (one undo step)."""
         self.session.reset_parameters()
-
-    @guarded
-    def undo(self):
-        """Undo the last edit or fit."""
-        self.show(f"undid: {self.session.undo()}")
-
-    @guarded
-    def redo(self):
-        """Redo the last undone step."""
-        self.show(f"redid: {self.session.redo()}")
