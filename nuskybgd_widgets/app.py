@@ -16,6 +16,25 @@ from .session import Session
 
 __all__ = ["App", "build_app"]
 
+_TABS = ("data", "parameters", "links", "export")
+
+# Ctrl-Z / Ctrl-Shift-Z (Ctrl-Y) click the Undo / Redo buttons. A widget cannot run a <script>, so
+# the listener is installed once from an image's onerror handler (innerHTML runs those); it
+# ignores keys typed into text boxes (their own undo).
+_SHORTCUTS = """<img src="data:," style="display:none" onerror="
+if (!window.nsbKeys) { window.nsbKeys = true;
+  document.addEventListener('keydown', function (e) {
+    if (!(e.ctrlKey || e.metaKey)) return;
+    var t = e.target, tag = t && t.tagName;
+    if (tag === 'INPUT' || tag === 'TEXTAREA' || (t && t.isContentEditable)) return;
+    var k = e.key.toLowerCase(), which = null;
+    if (k === 'z') which = e.shiftKey ? 'redo' : 'undo'; else if (k === 'y') which = 'redo';
+    if (!which) return;
+    var b = document.querySelector('.nsb-' + which + '-button');
+    if (b && !b.disabled) { e.preventDefault(); b.click(); }
+  });
+}">"""
+
 
 @dataclass
 class App:
@@ -53,10 +72,22 @@ def build_app(data_root=None, workspace=None, demo=False):
               "export": ExportPanel(session)}
     if demo:
         panels["data"].load(demo=True)
+    # One screen at 1440x900: the image and the spectra (with Fit) side by side; the rest in tabs.
+    tabs = w.Tab([panels[k].widget for k in _TABS]).add_class("nsb-tabs")
+    for i, k in enumerate(_TABS):
+        tabs.set_title(i, panels[k].title)
+    tabs.selected_index = _TABS.index("parameters" if session.observation is not None else "data")
+    keys = w.HTML(_SHORTCUTS, layout=w.Layout(height="0px", overflow="hidden")).add_class("nsb-shortcuts")
+    # the spectra follow the region picked on the image
+    image, spectra = panels["image"], panels["spectra"]
+    image.region_list.observe(lambda ch: _focus(spectra, ch["new"]), "value")
     root = w.VBox([
-        panels["data"].widget,
-        w.HBox([panels["image"].widget, panels["spectra"].widget]),
-        w.HBox([panels["parameters"].widget, panels["links"].widget]),
-        panels["export"].widget,
+        w.HBox([image.widget, spectra.widget], layout=w.Layout(align_items="flex-start")),
+        tabs, keys,
     ]).add_class("nsb-app")
     return App(widget=root, session=session, panels=panels)
+
+
+def _focus(spectra, name):
+    if name in spectra.focus.options:
+        spectra.focus.value = name

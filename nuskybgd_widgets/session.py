@@ -9,6 +9,7 @@ observable traitlets (what the panels observe), in the manner of glue-jupyter's 
                      ``fcxb_links``, ``parameters`` (table rows) and ``change`` (what to redraw)
 ``session.fitting``  :class:`~.state.fit.FitState` — ``result``, ``warnings``; ``current``
 ``session.exports``  :class:`~.state.export.ExportState` — ``written``
+``session.history``  :class:`~.state.history.UndoHistory` — ``can_undo``, ``can_redo``
 
 All science is done by :mod:`nuskybgd_engine`; engine objects change only through engine methods.
 The session coordinates edits that touch several states (a region edit makes spectra before the
@@ -23,6 +24,8 @@ Scripting API (what the buttons do)
 >>> s.link_fcxb(1, 2); s.set_options(fix_line_ratios=True)
 >>> s.set_parameter("apbgd", 3, 0.01); s.freeze("apbgd", 3); s.thaw("apbgd", 3)
 >>> s.fit()                                              # FitResult; warnings in s.warnings
+>>> s.undo(); s.redo()                                   # parameter edits, freezes and fits
+>>> s.set_fit_range(3, 79)                               # XSPEC ignore **-3 79-**
 >>> s.predict("src_point")                               # {module: Prediction}
 >>> s.export_xcm(); s.export_spec("src_point"); s.export_simplify("src_point")
 >>> s.export_images(); s.export_prediction("src_point"); s.written
@@ -35,7 +38,7 @@ from traitlets import HasTraits, List
 from nuskybgd_engine.io.regions import RegionSet
 
 from .state import (COMPONENTS, ROLES, BackgroundModelState, DataState, ExportState, FitState, RegionItem,
-                    RegionsState)
+                    RegionsState, UndoHistory)
 
 __all__ = ["Session", "RegionItem", "ROLES", "COMPONENTS"]
 
@@ -50,6 +53,18 @@ def _forward(state, name):
                       "fitting": FitState, "exports": ExportState}[state], name)
     method.__name__ = name
     method.__doc__ = f"{target.__doc__}\n\n(``session.{state}.{name}``)"
+    return method
+
+
+def _recorded(state, name, label):
+    """A forwarded method whose change of the parameters is one undo step (``label``)."""
+    forward = _forward(state, name)
+
+    def method(self, *args, **kwargs):
+        with self.history.step(label):
+            return forward(self, *args, **kwargs)
+
+    method.__name__, method.__doc__ = name, forward.__doc__ + "\n\nUndone by :meth:`Session.undo`."
     return method
 
 
@@ -77,6 +92,7 @@ class Session(HasTraits):
         self.model = BackgroundModelState(self.data, statistic)
         self.fitting = FitState(self.model, say=self.say)
         self.exports = ExportState(self.regions, self.model, self.fitting)
+        self.history = UndoHistory(self.model)
 
     def say(self, text, level="info"):
         """Append a message shown in the panels (keeps the last 20)."""
@@ -99,6 +115,7 @@ class Session(HasTraits):
     apec_standin = _view("model", "apec_standin", "apec evaluated with the bremss stand-in")
     fcxb_links = property(lambda self: self.model.link_pairs(),
                           doc="fcxb norm links as 1-based data-group pairs (i, j): group j's norm = group i's")
+    fit_range = _view("model", "ignore", "Fitted keV range (lo, hi)")
     result = _view("fitting", "result", "FitResult of the last fit")
     fit_is_current = _view("fitting", "current", "True when the last fit belongs to the current model")
     warnings = _view("fitting", "warnings", "Warnings of the last fit")
@@ -129,6 +146,7 @@ class Session(HasTraits):
         obs, band, modules, path = self.data.open(obsdir, demo=demo, band=band, modules=modules, progress=progress)
         self.model.clear()
         self.fitting.clear()
+        self.history.clear()
         self.regions.items = ()
         self.data.show(obs, band, modules)
         if demo and demo_regions:
@@ -255,9 +273,9 @@ class Session(HasTraits):
     link_fcxb = _forward("model", "link_fcxb")
     unlink_fcxb = _forward("model", "unlink_fcxb")
     set_fcxb_links = _forward("model", "set_fcxb_links")
-    set_parameter = _forward("model", "set_parameter")
-    freeze = _forward("model", "freeze")
-    freeze_component = _forward("model", "freeze_component")
+    set_parameter = _recorded("model", "set_parameter", "edit")
+    freeze = _recorded("model", "freeze", "freeze")
+    freeze_component = _recorded("model", "freeze_component", "freeze")
     spectrum_plot_data = _forward("model", "plot_data")
     background_images = _forward("model", "background_images")
 
@@ -277,17 +295,33 @@ class Session(HasTraits):
 
     def thaw(self, source, index):
         """Let ``source:p<index>`` vary in the fit."""
-        self.model.freeze(source, index, False)
+        with self.history.step("thaw"):
+            self.model.freeze(source, index, False)
 
     def reset_parameters(self):
         """Back to the preset model (values, freezes) for the current spectra and options; the last
         fit is forgotten (the next fit starts from the counts image again)."""
-        self.fitting.clear()
-        self.model.reset()
+        with self.history.step("reset"):
+            self.fitting.clear()
+            self.model.reset()
+
+    def undo(self):
+        """Undo the last parameter edit, freeze/thaw, reset or fit (values and freezes back);
+        returns what was undone ('edit', 'fit', ...). BadConfigError when there is nothing to undo."""
+        return self.history.undo()
+
+    def redo(self):
+        """Do the last undone step again; BadConfigError when there is nothing to redo."""
+        return self.history.redo()
+
+    def set_fit_range(self, lo, hi):
+        """Fit only lo–hi keV (XSPEC ``ignore **-lo hi-**``; default 3–150); the model is rebuilt
+        with the values kept. Distinct from the band of the counts image."""
+        self.model.set_ignore((lo, hi))
 
     # -- fit, prediction, exports ------------------------------------------------------------------
 
-    fit = _forward("fitting", "fit")
+    fit = _recorded("fitting", "fit", "fit")
 
     def predict(self, region_name, band=(3.0, 20.0)):
         """Predicted background counts (± 1σ, stat ⊕ sys) in a region, per module (``{module: Prediction}``)."""

@@ -195,6 +195,23 @@ def _stop(proc, timeout=20):
             proc.wait(timeout=10)
 
 
+def _wait_listening(port, proc, timeout=SERVER_START_S):
+    """Wait until ``proc`` listens on ``port`` (RuntimeError if it exits or takes over ``timeout`` s).
+    The page itself is not fetched: that would start a kernel."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"did not listen on port {port} within {timeout} s")
+        time.sleep(0.5)
+
+
 def _is_loopback(url):
     """Whether ``url`` stays on this machine (loopback host, or no network at all: data:, blob:, ...)."""
     parts = urlsplit(url)
@@ -226,19 +243,10 @@ def serve_dashboard():
                                     stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}/"
         try:
-            deadline = time.monotonic() + SERVER_START_S
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"{argv[0]} exited with {proc.returncode}:\n{Path(log).read_text()[-3000:]}")
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=2):
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"{argv[0]} did not answer on {url} within {SERVER_START_S} s:\n"
-                                f"{Path(log).read_text()[-3000:]}")
-                time.sleep(0.5)
+            try:
+                _wait_listening(port, proc)
+            except RuntimeError as exc:
+                pytest.fail(f"{argv[0]}: {exc}:\n{Path(log).read_text()[-3000:]}")
             yield url
         finally:
             _stop(proc)

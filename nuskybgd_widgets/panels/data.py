@@ -9,6 +9,7 @@ from .base import Panel, guarded
 __all__ = ["DataPanel"]
 
 _STEPS_PER_MODULE = 5  # prepare_observation reports 5 steps per module
+_DEMO = "\0demo"  # dropdown value of the demo entry (no directory can have this name)
 
 
 class DataPanel(Panel):
@@ -26,15 +27,17 @@ class DataPanel(Panel):
     def __init__(self, session):
         super().__init__(session)
         s = session
-        self.choice = w.Dropdown(description="observation", options=[""] + s.observation_dirs(),
-                                 layout=w.Layout(width="260px"))
+        self._syncing = False
+        self.choice = w.Dropdown(description="observation", options=self._choices(),
+                                 layout=w.Layout(width="260px")).add_class("nsb-observation-choice")
         self.path = w.Text(placeholder="obsid directory (under the data root)", description="path",
                            layout=w.Layout(width="320px")).add_class("nsb-path-input")
         self.module_a = w.Checkbox(value="A" in s.modules, description="FPMA", indent=False,
                                    layout=w.Layout(width="70px"))
         self.module_b = w.Checkbox(value="B" in s.modules, description="FPMB", indent=False,
                                    layout=w.Layout(width="70px"))
-        self.emin = w.BoundedFloatText(value=s.band[0], min=1.6, max=165.0, step=0.5, description="keV",
+        self.emin = w.BoundedFloatText(value=s.band[0], min=1.6, max=165.0, step=0.5, description="image keV",
+                                       tooltip="band of the counts image (not the fit range)",
                                        layout=w.Layout(width="140px"))
         self.emax = w.BoundedFloatText(value=s.band[1], min=1.6, max=165.0, step=0.5,
                                        layout=w.Layout(width="80px"))
@@ -42,16 +45,38 @@ class DataPanel(Panel):
         self.demo_button = w.Button(description="Demo").add_class("nsb-demo-button")
         self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="200px"))
         self.status = w.Label(s.status).add_class("nsb-data-status")
-        self.choice.observe(lambda ch: setattr(self.path, "value", ch["new"] or self.path.value), "value")
+        self.choice.observe(self._chosen, "value")
         self.load_button.on_click(lambda _b: self.load())
         self.demo_button.on_click(lambda _b: self.load(demo=True))
         s.data.observe(lambda ch: setattr(self.status, "value", ch["new"]), "status")
         self.widget = w.VBox([
             w.HBox([self._header(), self.choice, self.path, self.module_a, self.module_b, self.emin, self.emax,
-                    self.load_button, self.demo_button]),
+                    self.load_button, self.demo_button], layout=w.Layout(flex_flow="row wrap")),
             w.HBox([self.progress, self.status]),
             self.message,
         ]).add_class("nsb-data-panel")
+
+    def _choices(self):
+        """What the dropdown lists: the observations under the data root and the demo."""
+        return [("", ""), ("demo (simulated)", _DEMO)] + [(d, d) for d in self.session.observation_dirs()]
+
+    def _chosen(self, change):
+        if self._syncing or not change["new"]:
+            return
+        if change["new"] == _DEMO:
+            self.load(demo=True)
+        else:
+            self.path.value = change["new"]
+
+    def _show_loaded(self, demo, path):
+        """The dropdown lists what is there now and shows what was loaded."""
+        self._syncing = True
+        try:
+            self.choice.options = self._choices()
+            value = _DEMO if demo else path
+            self.choice.value = value if value in [v for _k, v in self.choice.options] else ""
+        finally:
+            self._syncing = False
 
     @property
     def modules(self):
@@ -84,4 +109,5 @@ class DataPanel(Panel):
         self.progress.value = self.progress.max
         self.progress.bar_style = "success"
         self.status.value = self.session.status
+        self._show_loaded(demo, None if demo else (path if path is not None else self.path.value.strip()))
         return obs

@@ -67,7 +67,7 @@ class ImagePanel(Panel):
         self.smooth = w.Checkbox(value=True, description="smooth", indent=False, layout=w.Layout(width="80px"))
         self.stretch.observe(lambda _ch: self._draw_image(), "value")
         self.smooth.observe(lambda _ch: self._draw_image(), "value")
-        self.overlays = {k: w.Checkbox(value=v, description=k, indent=False, layout=w.Layout(width="130px"))
+        self.overlays = {k: w.Checkbox(value=v, description=k, indent=False, layout=w.Layout(width="auto", margin="0 12px 0 0"))
                          for k, v in (("detectors", True), ("aperture", False), ("background model", False),
                                       ("regions", True))}
         for k, box in self.overlays.items():
@@ -79,7 +79,7 @@ class ImagePanel(Panel):
         self.module.observe(lambda _ch: self._on_data(), "value")
         self.readout = w.Label("").add_class("nsb-cursor-readout")
         # region editor
-        self.region_list = w.Select(options=[], rows=6, layout=w.Layout(width="160px"))
+        self.region_list = w.Select(options=[], rows=6, layout=w.Layout(width="160px")).add_class("nsb-region-list")
         self.region_list.observe(lambda ch: self._on_select(ch["new"]), "value")
         self.name_box = w.Text(description="name", layout=w.Layout(width="200px")).add_class("nsb-region-name")
         self.rename_button = w.Button(description="rename", layout=w.Layout(width="70px"))

@@ -43,6 +43,7 @@ class LinksPanel(Panel):
         self.freeze_grid = w.VBox()
         self.link_boxes, self.freeze_buttons = {}, {}
         self._names = None
+        self._box_pool, self._button_pool = {}, {}  # widgets reused across builds
         self._syncing = False
         s.model.observe(self._on_model, ["spectra", "fcxb_links", "parameters"])
         s.model.observe(lambda _ch: self._sync(), ["fix_line_ratios", "no_solar", "negative_norms", "statistic"])
@@ -69,8 +70,13 @@ class LinksPanel(Panel):
         for i in range(1, n + 1):
             row = [w.Label(names[i - 1], layout=cell)]
             for j in range(1, n + 1):
-                box = w.Checkbox(value=False, indent=False, disabled=i == j, layout=cell)
-                box.observe(lambda ch, i=i, j=j: self._box_changed(i, j, ch["new"]), "value")
+                # the boxes are positional: kept from the last build (a new region adds a row and a
+                # column instead of n² new widgets)
+                box = self._box_pool.get((i, j))
+                if box is None:
+                    box = self._box_pool[(i, j)] = w.Checkbox(value=False, indent=False, disabled=i == j,
+                                                              layout=cell)
+                    box.observe(lambda ch, i=i, j=j: self._box_changed(i, j, ch["new"]), "value")
                 self.link_boxes[(i, j)] = box
                 row.append(box)
             rows.append(w.HBox(row))
@@ -87,8 +93,11 @@ class LinksPanel(Panel):
         for g, name in enumerate(names, start=1):
             row = [w.Label(name, layout=w.Layout(width="70px"))]
             for src in COMPONENTS:
-                btn = w.ToggleButton(value=False, description="free", layout=w.Layout(width="200px"))
-                btn.observe(lambda ch, src=src, g=g: self._frozen_changed(src, g, ch["new"]), "value")
+                btn = self._button_pool.get((src, g))
+                if btn is None:
+                    btn = self._button_pool[(src, g)] = w.ToggleButton(value=False, description="free",
+                                                                       layout=w.Layout(width="200px"))
+                    btn.observe(lambda ch, src=src, g=g: self._frozen_changed(src, g, ch["new"]), "value")
                 self.freeze_buttons[(src, g)] = btn
                 row.append(btn)
             grid.append(w.HBox(row))

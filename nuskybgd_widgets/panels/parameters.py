@@ -1,168 +1,357 @@
-"""Parameters panel: number boxes and log sliders per parameter, freeze/thaw, links, reset."""
+"""Parameters panel: every model parameter in one live table (XSPEC's ``show par``).
+
+Rows are the session's :class:`~..state.model.ParameterRow` snapshot, filtered by component,
+spectrum, module and a name/detector search, one page at a time (the demo has 808 parameters;
+a page of widgets stays fast). Each row: index, spectrum, component.name (full name in the
+tooltip), value (editable, 5 significant digits), ± error of the last fit, limits, frozen, link.
+Freeze/thaw/link act on a row or on the ticked rows; undo/redo are the session's.
+"""
 
 from __future__ import annotations
 
+import html
 import math
 
 import ipywidgets as w
 
+from nuskybgd_engine.errors import BadConfigError
+
 from ..state import COMPONENTS
 from .base import Panel, guarded
 
-__all__ = ["ParametersPanel"]
+__all__ = ["ParametersPanel", "format_value"]
+
+PAGE = 30  # rows with widgets on one page
+_ALL = "all"
+
+
+def format_value(v, digits=5):
+    """``v`` at ``digits`` significant digits (XSPEC-like): 0.012346, 1.2346e-05, 150."""
+    if v is None or not math.isfinite(v):
+        return "—" if v is None else str(v)
+    return f"{v:.{digits}g}"
+
+
+def _cell(text, width, cls=None):
+    box = w.HTML(text, layout=w.Layout(width=width, overflow="hidden")).add_class("nsb-cell")
+    if cls:
+        box.add_class(cls)
+    return box
 
 
 class _Row:
-    """The widgets of one parameter (a ParameterRow)."""
+    """The widgets of one table row; re-bound to another parameter when the page changes (widgets
+    are costly to create, cheap to update)."""
 
-    def __init__(self, panel, p):
-        self.source, self.index = p.source, p.index
-        self.label = w.Label(f"p{p.index} {p.component}.{p.name}", layout=w.Layout(width="190px"))
-        self.box = w.FloatText(value=p.value, layout=w.Layout(width="120px"))
-        self.slider = w.FloatLogSlider(value=1.0, base=10, min=-2, max=2, step=0.02, readout=False,
-                                       continuous_update=True, layout=w.Layout(width="160px"))
-        self.frozen = w.Checkbox(value=p.frozen, description="frozen", indent=False, layout=w.Layout(width="70px"))
-        self.link = w.Label("", layout=w.Layout(width="200px"))
-        self.box.observe(lambda ch: panel._value_changed(self, ch["new"]), "value")
-        self.slider.observe(lambda ch: panel._slider_changed(self, ch["new"]), "value")
+    def __init__(self, panel):
+        self.key = None
+        self.select = w.Checkbox(indent=False, layout=w.Layout(width="24px"))
+        self.label = _cell("", "92px")
+        self.spectrum = _cell("", "76px")
+        self.name = _cell("", "190px")
+        self.value = w.Text(continuous_update=False, layout=w.Layout(width="96px")).add_class("nsb-param-value")
+        self.error = _cell("", "84px", cls="nsb-param-error")
+        self.limits = _cell("", "120px")
+        self.frozen = w.Checkbox(indent=False, description="frozen", layout=w.Layout(width="72px"))
+        self.link = _cell("", "110px")
+        self.value.observe(lambda ch: panel._value_typed(self, ch["new"]), "value")
         self.frozen.observe(lambda ch: panel._frozen_changed(self, ch["new"]), "value")
-        self.widget = w.HBox([self.label, self.box, self.slider, self.frozen, self.link])
-        self.centre = None
+        self.select.observe(lambda ch: panel._selected(self, ch["new"]), "value")
+        self.widget = w.HBox([self.select, self.label, self.spectrum, self.name, self.value, self.error,
+                              self.limits, self.frozen, self.link]).add_class("nsb-param-row")
+
+    def bind(self, p, selected):
+        """Show parameter ``p`` (a ParameterRow) in this row."""
+        self.key = (p.source, p.index)
+        full = html.escape(f"{p.source}:p{p.index} {p.component}.{p.name} ({p.spectrum})")
+        self.label.value = f'<span title="{full}">{p.source}:p{p.index}</span>'
+        self.spectrum.value = f'<span title="{full}">{html.escape(p.spectrum)}</span>'
+        self.name.value = f'<span title="{full}">{html.escape(f"{p.component}.{p.name}")}</span>'
+        self.select.value = self.key in selected
+
+    def show(self, p, error):
+        self.value.value = format_value(p.value)
+        self.value.disabled = p.link is not None
+        self.frozen.value = p.frozen
+        self.frozen.disabled = p.link is not None
+        self.error.value = f"± {format_value(error, 2)}" if error is not None and math.isfinite(error) else ""
+        self.limits.value = f"[{format_value(p.hard_min, 3)}, {format_value(p.hard_max, 3)}]"
+        self.link.value = html.escape(p.link or "")
 
 
 class ParametersPanel(Panel):
-    """Parameters of one component and spectrum.
+    """Every parameter in one filterable table.
 
-    Scripting API (``user_api``): ``select(source, g)``, ``set_value(source, index, value)``,
-    ``set_frozen(source, index, frozen)``, ``reset()``; settable ``norms_only``; read-only ``shown``
-    (the ParameterRows on screen). ``rows`` maps (source, index) to row widgets (``.box`` FloatText,
-    ``.slider`` log slider around the value, ``.frozen`` Checkbox).
+    Scripting API (``user_api``): ``select(source, g=None)``, ``set_value(source, index, value)``, ``set_frozen(source, index,
+    frozen)``, ``freeze_selected()``, ``thaw_selected()``, ``link_selected()``, ``reset()`` (undo/redo: the
+    Spectra panel's buttons, Ctrl-Z, ``session.undo()``); settable ``component``, ``spectrum``, ``module``, ``search`` (filters),
+    ``free_only``; read-only ``shown`` (ParameterRows passing the filters), ``page_rows`` (those on
+    the current page) and ``selected`` (ticked (source, index) keys). ``rows`` maps (source, index)
+    to the row widgets (``.value`` Text, ``.frozen`` Checkbox, ``.select`` Checkbox, ``.error``).
     """
 
     title = "Parameters"
-    api_expose = ("select", "set_value", "set_frozen", "reset", "norms_only")
-    api_readonly = ("shown",)
+    api_expose = ("select", "set_value", "set_frozen", "freeze_selected", "thaw_selected", "link_selected", "reset",
+                  "component", "spectrum", "module", "search", "free_only")
+    api_readonly = ("shown", "page_rows", "selected")
 
     def __init__(self, session):
         super().__init__(session)
-        self.source = w.Dropdown(options=list(COMPONENTS), value="apbgd", description="component")
-        self.spectrum = w.Dropdown(options=[], description="spectrum")
-        self.norms_only = w.Checkbox(value=True, description="norms only", indent=False)
-        self.reset_button = w.Button(description="Reset to presets").add_class("nsb-reset-button")
-        self.reset_button.on_click(lambda _b: self.reset())
-        for box in (self.source, self.spectrum, self.norms_only):
-            box.observe(lambda _ch: self._build(), "value")
-        self.table = w.VBox()
+        self.component = w.Dropdown(options=[_ALL, *COMPONENTS], value=_ALL, description="component",
+                                    style={"description_width": "80px"}, layout=w.Layout(width="200px"))
+        self.spectrum = w.Dropdown(options=[_ALL], value=_ALL, description="spectrum",
+                                   style={"description_width": "64px"}, layout=w.Layout(width="170px"))
+        self.module = w.Dropdown(options=[_ALL, "A", "B"], value=_ALL, description="module",
+                                 style={"description_width": "50px"}, layout=w.Layout(width="120px"))
+        self.search = w.Text(placeholder="name or detector, e.g. det2", continuous_update=False,
+                             layout=w.Layout(width="180px"))
+        self.free_only = w.Checkbox(value=True, description="free only", indent=False,
+                                    layout=w.Layout(width="80px"))
+        self.page = w.BoundedIntText(value=1, min=1, max=1, description="page", style={"description_width": "36px"},
+                                     layout=w.Layout(width="100px"))
+        self.count = w.HTML("")
+        for box in (self.component, self.spectrum, self.module, self.search, self.free_only):
+            box.observe(self._filters_changed, "value")
+        self.page.observe(lambda _ch: self._build(), "value")
+        buttons = {}
+        for name, text, tip in (("freeze", "Freeze ticked", "freeze the ticked rows"),
+                                ("thaw", "Thaw ticked", "thaw the ticked rows"),
+                                ("link", "Link ticked", "link the ticked fcxb norms to the first ticked"),
+                                ("all", "Tick page", "tick every row on this page"),
+                                ("none", "Untick", "untick every row"),
+                                ("reset", "Reset to presets", "every value and freeze back to the presets")):
+            buttons[name] = w.Button(description=text, tooltip=tip, layout=w.Layout(width="auto"))
+        buttons["reset"].add_class("nsb-reset-button")
+        buttons["freeze"].on_click(lambda _b: self.freeze_selected())
+        buttons["thaw"].on_click(lambda _b: self.thaw_selected())
+        buttons["link"].on_click(lambda _b: self.link_selected())
+        buttons["all"].on_click(lambda _b: self._tick_page(True))
+        buttons["none"].on_click(lambda _b: self._tick_page(False, everything=True))
+        buttons["reset"].on_click(lambda _b: self.reset())
+        self.buttons = buttons
+        self.selected = set()
         self.rows = {}
+        self._pool = []  # row widgets, reused page after page
+        self.table = w.VBox().add_class("nsb-param-table")
         self._syncing = False
+        head = w.HBox([_cell("", "24px"), _cell("<b>param</b>", "92px"), _cell("<b>spectrum</b>", "76px"),
+                       _cell("<b>component.name</b>", "190px"), _cell("<b>value</b>", "96px"),
+                       _cell("<b>error</b>", "84px"), _cell("<b>limits</b>", "120px"), _cell("<b>frozen</b>", "72px"),
+                       _cell("<b>link</b>", "110px")])
         session.model.observe(self._on_model, ["spectra", "parameters"])
-        self.widget = w.VBox([self._header(), w.HBox([self.source, self.spectrum, self.norms_only, self.reset_button]),
-                              self.table, self.message]).add_class("nsb-parameters-panel")
+        session.fitting.observe(lambda _ch: self._sync(), "result")
+        self.widget = w.VBox([
+            w.HBox([self.component, self.spectrum, self.module, self.search, self.free_only], layout=w.Layout(flex_flow="row wrap")),
+            w.HBox([buttons[k] for k in ("freeze", "thaw", "link", "all", "none", "reset")] + [self.page, self.count],
+                   layout=w.Layout(flex_flow="row wrap")),
+            self.message, head, self.table]).add_class("nsb-parameters-panel")
         self._on_model()
 
-    def _on_model(self, _change=None):
-        names = self.session.spectrum_names()
-        options = [(n, g) for g, n in enumerate(names, start=1)]
+    # -- filters ------------------------------------------------------------------------------------
+
+    def select(self, source, g=None):
+        """Show the parameters of ``source`` (in data group ``g``, 1-based; default every spectrum)."""
+        names = list(self.session.model.spectra)
+        if g is not None and not 1 <= int(g) <= len(names):
+            raise BadConfigError(f"spectrum {g!r} not in 1..{len(names)}", field="spectrum")
+        self._syncing = True
+        try:
+            self.component.value = source
+            self.spectrum.value = names[int(g) - 1] if g is not None else _ALL
+            self.page.value = 1
+        finally:
+            self._syncing = False
+        self._build()
+
+    @property
+    def shown(self):
+        """The ParameterRows passing the filters, in XSPEC order."""
+        comp, spec, mod = self.component.value, self.spectrum.value, self.module.value
+        text = self.search.value.strip().lower()
+        free_only = self.free_only.value
+        out = []
+        for p in self.session.model.parameters:
+            if (comp != _ALL and p.source != comp) or (spec != _ALL and p.spectrum != spec) \
+                    or (mod != _ALL and not p.spectrum.endswith(mod)) or (free_only and p.state != "free"):
+                continue
+            if text and text not in f"{p.component}.{p.name}".lower():
+                continue
+            out.append(p)
+        return out
+
+    @property
+    def page_rows(self):
+        """The shown rows on the current page."""
+        start = (self.page.value - 1) * PAGE
+        return self.shown[start:start + PAGE]
+
+    def _filters_changed(self, _change=None):
+        if self._syncing:
+            return
+        self._syncing = True
+        self.page.value = 1
+        self._syncing = False
+        self._build()
+
+    def _on_model(self, change=None):
+        names = list(self.session.model.spectra)
+        options = [_ALL, *names]
         if list(self.spectrum.options) != options:
             self._syncing = True
             try:
                 old = self.spectrum.value
                 self.spectrum.options = options
-                self.spectrum.value = old if old in range(1, len(names) + 1) else (1 if names else None)
+                self.spectrum.value = old if old in options else _ALL
             finally:
                 self._syncing = False
-            self._build()
-        else:
-            self._sync()
+            self.selected &= {(p.source, p.index) for p in self.session.model.parameters}
+            return self._build()
+        if change is not None and change["name"] == "parameters":
+            return self._sync()
+        return None
 
-    def select(self, source, g):
-        """Show the parameters of ``source`` in data group ``g``."""
-        self.source.value = source
-        self.spectrum.value = g
+    # -- drawing ------------------------------------------------------------------------------------
 
-    @property
-    def shown(self):
-        """The ParameterRows of the chosen component and spectrum (norms only when ticked)."""
-        g, source = self.spectrum.value, self.source.value
-        return [p for p in self.session.model.parameters if p.source == source and p.group == g
-                and (p.name == "norm" or not self.norms_only.value)]
-
-    def _build(self, _change=None):
+    def _build(self):
         if self._syncing:
             return
-        self.rows = {}
-        if self.session.analysis is None or self.spectrum.value is None:
-            self.table.children = [w.Label("no background spectra yet")]
+        if self.session.analysis is None:
+            self.rows = {}
+            self.table.children = [w.Label("no background spectra yet: load data and add background regions")]
+            self.count.value = ""
             return
-        rows = []
-        for p in self.shown:
-            row = _Row(self, p)
-            self.rows[(p.source, p.index)] = row
-            rows.append(row.widget)
-        self.table.children = rows
+        shown = self.shown
+        pages = max(1, math.ceil(len(shown) / PAGE))
+        self._syncing = True
+        self.page.max = pages
+        self._syncing = False
+        start = (self.page.value - 1) * PAGE
+        page = shown[start:start + PAGE]
+        self.count.value = (f"rows {start + 1}–{start + len(page)} of {len(shown)} "
+                            f"({len(self.session.model.parameters)} parameters)") if shown else "no parameter matches"
+        while len(self._pool) < len(page):
+            self._pool.append(_Row(self))
+        self._syncing = True
+        try:
+            for row, p in zip(self._pool, page):
+                row.bind(p, self.selected)
+        finally:
+            self._syncing = False
+        self.rows = {row.key: row for row in self._pool[:len(page)]}
+        self.table.children = [r.widget for r in self._pool[:len(page)]]
         self._sync()
+
+    def _errors(self):
+        s = self.session
+        if not s.fit_is_current:
+            return {}
+        return {(p["source"], p["index"]): p["error"] for p in s.result.parameters}
 
     def _sync(self):
         if self.session.analysis is None:
-            return
-        params = {(p.source, p.index): p for p in self.shown}
-        if set(params) != set(self.rows):  # the model's layout changed under the same spectra
+            return None
+        params = {(p.source, p.index): p for p in self.page_rows}
+        if set(params) != set(self.rows):  # filtered rows changed (a freeze with "free only", new layout)
             return self._build()
+        errors = self._errors()
         self._syncing = True
         try:
             for key, row in self.rows.items():
-                p = params[key]
-                row.box.value = p.value
-                row.frozen.value = p.frozen
-                row.link.value = p.link or ""
-                row.box.disabled = row.slider.disabled = p.link is not None
-                row.frozen.disabled = p.link is not None
-                row.centre = row.box.value if row.box.value > 0 else None
-                row.slider.value = 1.0
-                row.slider.disabled = row.slider.disabled or row.centre is None
+                row.show(params[key], errors.get(key))
         finally:
             self._syncing = False
+        return None
 
-    def _value_changed(self, row, value):
-        if not self._syncing:
-            self.set_value(row.source, row.index, value)
+    # -- handlers -----------------------------------------------------------------------------------
 
-    def _slider_changed(self, row, factor):
-        if not self._syncing and row.centre is not None and math.isfinite(factor):
-            self.set_value(row.source, row.index, row.centre * factor, keep_centre=True)
+    def _value_typed(self, row, text):
+        if self._syncing:
+            return
+        try:
+            value = float(text)
+        except ValueError:
+            self.show(f"{row.key[0]}:p{row.key[1]}: {text!r} is not a number", "error")
+            self._sync()
+            return
+        current = next((p.value for p in self.page_rows if (p.source, p.index) == row.key), None)
+        if current is not None and format_value(current) == format_value(value):
+            return  # the shown (rounded) value typed back: no change
+        self.set_value(*row.key, value)
 
     def _frozen_changed(self, row, frozen):
         if not self._syncing:
-            self.set_frozen(row.source, row.index, frozen)
+            self.set_frozen(*row.key, frozen)
+
+    def _selected(self, row, on):
+        if on:
+            self.selected.add(row.key)
+        else:
+            self.selected.discard(row.key)
+
+    def _tick_page(self, on, everything=False):
+        if everything and not on:
+            self.selected = set()
+        for row in self.rows.values():
+            row.select.value = on
 
     @guarded
-    def set_value(self, source, index, value, keep_centre=False):
-        """Set a parameter (the number box); the spectra redraw."""
-        row = self.rows.get((source, index))
-        centre = row.centre if row is not None else None
+    def set_value(self, source, index, value):
+        """Set a parameter (a value cell); the spectra redraw. One undo step."""
         try:
-            self.session.set_parameter(source, index, value)  # success: parameters -> _on_model syncs
+            self.session.set_parameter(source, index, value)
         except Exception:
             self._sync()
             raise
-        finally:
-            if keep_centre and row is not None and centre:
-                # the slider moves relative to where the drag started
-                self._syncing = True
-                row.centre = centre
-                row.slider.value = value / centre
-                self._syncing = False
+        self.show("")
 
     @guarded
     def set_frozen(self, source, index, frozen):
+        """Freeze or thaw one parameter (its checkbox). One undo step."""
         try:
-            self.session.freeze(source, index, frozen)  # success: parameters -> _on_model syncs
+            if frozen:
+                self.session.freeze(source, index)
+            else:
+                self.session.thaw(source, index)
         except Exception:
             self._sync()
             raise
 
+    def _ticked(self):
+        if not self.selected:
+            raise BadConfigError("tick some rows first", field="selection")
+        rows = [p for p in self.session.model.parameters if (p.source, p.index) in self.selected]
+        return [p for p in rows if p.link is None]
+
+    @guarded
+    def freeze_selected(self, frozen=True):
+        """Freeze (or thaw) the ticked rows, as one undo step; returns how many changed."""
+        rows = [p for p in self._ticked() if p.frozen != frozen]
+        if rows:
+            with self.session.history.step("freeze" if frozen else "thaw"):
+                an = self.session.model.need_analysis()
+                for p in rows:
+                    an.state.freeze(p.source, p.index, frozen)
+                self.session.model.announce(None, "freeze")
+        self.show(f"{'froze' if frozen else 'thawed'} {len(rows)} parameter(s)")
+        return len(rows)
+
+    def thaw_selected(self):
+        """Thaw the ticked rows (one undo step)."""
+        return self.freeze_selected(False)
+
+    @guarded
+    def link_selected(self):
+        """Link the fcxb norms of the ticked rows to the first ticked one (XSPEC ``newpar n = m``)."""
+        rows = [p for p in self._ticked() if p.source == "fcxb" and p.name == "norm"]
+        if len(rows) < 2:
+            raise BadConfigError("tick at least two fcxb norms to link (only fcxb norms link across spectra)",
+                                 field="selection")
+        first = rows[0]
+        for p in rows[1:]:
+            self.session.link_fcxb(first.spectrum, p.spectrum)
+        self.show(f"linked {len(rows) - 1} fcxb norm(s) to {first.spectrum}")
+
     @guarded
     def reset(self):
-        """Back to the preset values and freezes."""
+        """Back to the preset values and freezes (one undo step)."""
         self.session.reset_parameters()
-        self._build()

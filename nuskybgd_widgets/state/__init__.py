@@ -7,8 +7,9 @@ over them. Engine objects are changed only through engine methods.
 from .data import DataState
 from .export import ExportState
 from .fit import FitState
+from .history import UndoHistory
 from .model import COMPONENTS, BackgroundModelState, ModelChange, ParameterRow
 from .regions import ROLES, RegionItem, RegionsState
 
 __all__ = ["DataState", "RegionsState", "RegionItem", "ROLES", "BackgroundModelState", "ModelChange",
-           "ParameterRow", "COMPONENTS", "FitState", "ExportState"]
+           "ParameterRow", "COMPONENTS", "FitState", "ExportState", "UndoHistory"]

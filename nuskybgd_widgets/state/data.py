@@ -23,14 +23,15 @@ _OBS_CACHE = OrderedDict()  # (obsdir, band, modules) -> ObservationProducts: a 
 _OBS_CACHE_SIZE = 3
 
 
-def check_band(band):
-    """``band`` as (low, high) keV floats with 1.6 <= low < high <= 165, else BadConfigError."""
+def check_band(band, field="band"):
+    """``band`` as (low, high) keV floats with 1.6 <= low < high <= 165, else BadConfigError
+    naming ``field``."""
     try:
         lo, hi = (float(b) for b in band)
     except (TypeError, ValueError):
-        raise BadConfigError(f"band must be two numbers (keV), got {band!r}", field="band") from None
+        raise BadConfigError(f"{field} must be two numbers (keV), got {band!r}", field=field) from None
     if not (1.6 <= lo < hi <= 165.0):
-        raise BadConfigError(f"band {lo:g}-{hi:g} keV must satisfy 1.6 <= low < high <= 165", field="band")
+        raise BadConfigError(f"{field} {lo:g}-{hi:g} keV must satisfy 1.6 <= low < high <= 165", field=field)
     return (lo, hi)
 
 

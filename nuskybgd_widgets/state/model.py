@@ -11,6 +11,7 @@ engine methods. What panels show is observable:
 ``parameters``     every parameter as a :class:`ParameterRow` (value, frozen, link, limits): an
                    immutable snapshot replaced on every change (equal snapshots do not notify);
                    :meth:`~BackgroundModelState.restore_parameters` sets one back (undo)
+``ignore``         the fitted keV range (lo, hi), XSPEC's ``ignore **-lo hi-**`` (default 3–150)
 ``change``         a :class:`ModelChange` after every change of the model's values or data, with
                    the data groups whose spectra changed (what a plot must redraw)
 """
@@ -145,6 +146,7 @@ class BackgroundModelState(HasTraits):
     negative_norms = Bool(False)
     statistic = Enum(("cstat", "chi"), "cstat")
     parameters = Tuple()
+    ignore = Tuple((3.0, 150.0))
     change = Instance(ModelChange, allow_none=True)
 
     def __init__(self, data, statistic="cstat"):
@@ -250,7 +252,8 @@ class BackgroundModelState(HasTraits):
         links = self.fcxb_links if links is None else tuple(links)
         an = None
         if groups:
-            an = BackgroundAnalysis(groups, options=self._options([g.name for g in groups], links))
+            an = BackgroundAnalysis(groups, options=self._options([g.name for g in groups], links),
+                                    ignore=self.ignore)
             if old is not None:
                 an.model.share_cache(old.model)  # same response objects: reuse the folded templates
                 if keep_values:
@@ -258,6 +261,22 @@ class BackgroundModelState(HasTraits):
             obs = self.data.need_observation()
             an.set_maps({m: obs[m].maps for m in self.data.modules})
         self._publish(None, reason, fcxb_links=links, analysis=an, spectra=tuple(g.name for g in groups))
+
+    def set_ignore(self, band):
+        """Fit only the keV range ``band`` = (lo, hi); the model is rebuilt with the user's values.
+        Undone (and raised) when no spectrum has bins in it."""
+        band = check_band(band, field="fit range")
+        old = self.ignore
+        if band == old:
+            return
+        self.ignore = band
+        if self.analysis is None:
+            return
+        try:
+            self._rebuild(reason="ignore")
+        except NuSkyBgdError:
+            self.ignore = old
+            raise
 
     def announce(self, groups=None, reason="values"):
         """Tell observers the model's values or data changed (``groups``: data groups to redraw,

@@ -59,15 +59,26 @@ def server(dirs, browser, serve_dashboard):
         yield {"url": url, "log": log, **dirs}
 
 
-@pytest.fixture
-def page(open_page, server, request):
-    """A fresh tab (a fresh kernel and app) on the dashboard, ready; screenshot on the way out."""
+def open_dashboard(browser, url, viewport):
+    """A new tab on the dashboard, ready (Fit button and the demo's statistic shown); page errors
+    are collected in ``page.nsb_errors``."""
     ARTIFACTS.mkdir(exist_ok=True)
-    p = open_page(server["url"], timeout_ms=PAGE_READY_MS)
+    p = browser.new_page(viewport=viewport)
+    errors = []
+    p.on("pageerror", lambda exc: errors.append(str(exc)))
+    p.goto(url, timeout=PAGE_READY_MS)
     p.locator(".nsb-fit-button").wait_for(timeout=PAGE_READY_MS)
     # the demo's regions have spectra and a statistic before the user does anything
     p.wait_for_function("() => /=/.test(document.querySelector('.nsb-stat-readout')?.innerText || '')",
                         timeout=PAGE_READY_MS)
+    p.nsb_errors = errors
+    return p
+
+
+@pytest.fixture
+def page(browser, server, request):
+    """A fresh tab (a fresh kernel and app) on the dashboard, ready; screenshot on the way out."""
+    p = open_dashboard(browser, server["url"], {"width": 1600, "height": 1200})
     try:
         yield p
     finally:
@@ -99,6 +110,11 @@ def sky_to_screen(page, x, y):
     return ax + (x - vx) * sx, ay + (y - vy) * sy
 
 
+def open_tab(page, title):
+    """Click the dashboard tab called ``title`` (Data, Parameters, Links, Export)."""
+    page.locator(".nsb-tabs .lm-TabBar-tab, .nsb-tabs .p-TabBar-tab").filter(has_text=title).first.click()
+
+
 def messages(page):
     return " | ".join(t.strip() for t in page.locator(".nsb-message").all_inner_texts() if t.strip())
 
@@ -106,8 +122,8 @@ def messages(page):
 def test_draw_fit_export_in_the_browser(page, server):
     shot(page, "1-loaded")
     figures = page.locator(".nsb-spectra-figure")
-    n_before = figures.count()
-    assert n_before >= 2
+    assert figures.count() >= 2
+    titles_before = figures.all_text_contents()
     readout_before = page.locator(".nsb-stat-readout").inner_text()
 
     # draw a circle background region by mouse drag on an empty part of the field
@@ -121,13 +137,14 @@ def test_draw_fit_export_in_the_browser(page, server):
         page.mouse.move(x0 + (x1 - x0) * k / 10, y0 + (y1 - y0) * k / 10)
         page.wait_for_timeout(30)
     page.mouse.up()
-    # the new region gets one spectrum per module, and the statistic changes
-    page.wait_for_function(f"() => document.querySelectorAll('.nsb-spectra-figure').length >= {n_before + 2}",
+    # the new region gets one spectrum per module, shown large, and the statistic changes
+    page.wait_for_function("before => Array.from(document.querySelectorAll('.nsb-spectra-figure'))"
+                           ".filter(f => !before.includes(f.textContent)).length >= 2", arg=titles_before,
                            timeout=STEP_MS)
     page.wait_for_function("before => document.querySelector('.nsb-stat-readout').innerText !== before",
                            arg=readout_before, timeout=STEP_MS)
     shot(page, "2-region-drawn")
-    n_spectra = figures.count()
+    n_spectra = 2 * (page.locator(".nsb-region-list option").count() - 1)  # all but src_point, A and B
 
     page.locator(".nsb-fit-button").click()
     page.wait_for_function("() => / dof/.test(document.querySelector('.nsb-stat-readout').innerText)",
@@ -136,6 +153,7 @@ def test_draw_fit_export_in_the_browser(page, server):
     assert re.search(r"cstat = [0-9.]+ / \d+ dof", readout), readout
     shot(page, "3-fitted")
 
+    open_tab(page, "Export")
     page.locator(".nsb-export-xcm-button").click()
     page.wait_for_function("() => /\\.xcm/.test(document.querySelector('.nsb-export-list').innerText)",
                            timeout=STEP_MS)
@@ -159,6 +177,7 @@ def test_draw_fit_export_in_the_browser(page, server):
 ], ids=["dotdot", "symlink", "absolute"])
 def test_path_traversal_is_refused_visibly(page, server, typed, why):
     typed = typed.format(outside=server["outside"])
+    open_tab(page, "Data")
     status_before = page.locator(".nsb-data-status").inner_text()
     box = page.locator(".nsb-path-input input")
     box.fill(typed)
@@ -171,19 +190,181 @@ def test_path_traversal_is_refused_visibly(page, server, typed, why):
     assert page.locator(".nsb-data-status").inner_text() == status_before  # nothing was opened
 
 
-def test_page_asks_nothing_of_the_internet(page):
-    """Offline: every request and web socket of the loaded, working page goes to this machine, and
-    the Fit button's Font Awesome icon is drawn with the font the server itself serves."""
-    page.wait_for_load_state("networkidle", timeout=STEP_MS)
-    icon = page.locator(".nsb-fit-button i.fa-play")
-    icon.wait_for(timeout=STEP_MS)
-    family = icon.evaluate("e => getComputedStyle(e, '::before').fontFamily")
-    assert "Font Awesome" in family, family
-    loaded = page.evaluate("() => Array.from(document.fonts).filter(f => /Font Awesome/.test(f.family)"
-                           " && f.status === 'loaded').map(f => f.family)")
-    assert loaded, "no Font Awesome font was loaded"
-    glyph_width = icon.evaluate("e => e.getBoundingClientRect().width")
-    assert glyph_width > 4, glyph_width  # a drawn glyph, not an empty box
-    assert page.nsb_status == 200 and not page.nsb_http_errors, page.nsb_http_errors
-    assert not page.nsb_external, f"the page reached outside this machine: {page.nsb_external}"
-    assert not page.nsb_errors, page.nsb_errors
+# -- one page at 1440x900 driven through every tool (one kernel for the lot) ----------------------
+
+SCREEN = {"width": 1440, "height": 900}
+
+
+@pytest.fixture(scope="module")
+def ui(browser, server):
+    """One dashboard page at 1440×900 shared by the UI tests below, in file order."""
+    p = open_dashboard(browser, server["url"], SCREEN)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def screen_shot(page, name):
+    """What the observer sees (the viewport, not the whole page)."""
+    page.screenshot(path=str(ARTIFACTS / f"ui-{name}.png"))
+
+
+def region_names(page):
+    return [t.strip() for t in page.locator(".nsb-region-list option").all_text_contents()]
+
+
+def readout(page):
+    return page.locator(".nsb-stat-readout").inner_text()
+
+
+def readout_changes(page, before):
+    page.wait_for_function("b => { const e = document.querySelector('.nsb-stat-readout');"
+                           " return e && e.innerText !== b && /=/.test(e.innerText); }", arg=before, timeout=STEP_MS)
+
+
+def drag(page, start, end, steps=6):
+    """A mouse drag between two sky pixels on the image."""
+    x0, y0 = sky_to_screen(page, *start)
+    x1, y1 = sky_to_screen(page, *end)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=steps)
+    page.mouse.up()
+
+
+def wait_regions(page, n):
+    page.wait_for_function("n => document.querySelectorAll('.nsb-region-list option').length === n", arg=n,
+                           timeout=STEP_MS)
+
+
+def test_one_screen_at_1440x900(ui):
+    screen_shot(ui, "1-one-screen")
+    for sel in (".nsb-fit-button", ".nsb-spectra-figure", ".nsb-image-figure", ".nsb-residual-figure"):
+        box = ui.locator(sel).first.bounding_box()
+        assert box and box["y"] >= 0 and box["y"] + box["height"] <= SCREEN["height"], (sel, box)
+        assert box["x"] + box["width"] <= SCREEN["width"], (sel, box)
+    tabs = ui.locator(".nsb-tabs .lm-TabBar-tab, .nsb-tabs .p-TabBar-tab").all_inner_texts()
+    assert [t.strip() for t in tabs] == ["Data", "Parameters", "Links & options", "Export"]
+    # energy ticks at 3, 5, 10, 20, 50, 100 keV, none overlapping
+    ticks = ui.locator(".nsb-residual-figure").first.evaluate("""f => Array.from(f.querySelectorAll('g.axis'))
+        .filter(a => /keV/.test(a.textContent)).flatMap(a => Array.from(a.querySelectorAll('g.tick')))
+        .map(t => [t.textContent.trim(), t.getBoundingClientRect().x, t.getBoundingClientRect().width])""")
+    keV = [(float(t), x, wd) for t, x, wd in ticks if t in ("3", "5", "10", "20", "50", "100")]
+    assert [k for k, _x, _w in keV] == [3, 5, 10, 20, 50, 100]
+    assert all(x0 + w0 < x1 for (_a, x0, w0), (_b, x1, _w1) in zip(keV, keV[1:]))
+    # the observation dropdown lists the data root's observations and the demo
+    open_tab(ui, "Data")
+    options = ui.locator(".nsb-observation-choice select option").all_inner_texts()
+    assert any("demo" in o for o in options) and "90000000002" in options, options
+    open_tab(ui, "Parameters")
+    assert not ui.nsb_errors, ui.nsb_errors
+
+
+def test_drawing_tools(ui):
+    n = len(region_names(ui))
+    ui.locator(".nsb-draw-ellipse").click()
+    drag(ui, (560, 640), (590, 620))
+    wait_regions(ui, n + 1)
+    ui.locator(".nsb-draw-box").click()
+    drag(ui, (640, 560), (680, 600))
+    wait_regions(ui, n + 2)
+    ui.locator(".nsb-draw-polygon").click()
+    for x, y in ((420, 300), (470, 300), (450, 340)):
+        sx, sy = sky_to_screen(ui, x, y)
+        ui.mouse.click(sx, sy)
+        ui.wait_for_timeout(200)
+    ui.get_by_role("button", name="finish polygon").click()
+    wait_regions(ui, n + 3)
+    screen_shot(ui, "2-drawn-ellipse-box-polygon")
+    assert "polygon" not in messages(ui).lower() or "added" in messages(ui)
+
+
+def test_resize_rename_exclude_delete(ui):
+    names = region_names(ui)
+    box = names[-2]  # the box drawn above, centred on (660, 580), 40 px wide
+    ui.locator(".nsb-draw-select").click()
+    before = readout(ui)
+    drag(ui, (679, 580), (700, 580))  # grab the rim: resize
+    readout_changes(ui, before)
+    ui.locator(".nsb-region-list select").select_option(box)
+    ui.locator(".nsb-region-name input").fill("wide")
+    ui.get_by_role("button", name="rename", exact=True).click()
+    ui.wait_for_function("() => Array.from(document.querySelectorAll('.nsb-region-list option'))"
+                         ".some(o => o.textContent.trim() === 'wide')", timeout=STEP_MS)
+    ui.get_by_text("exclude (from selected)").click()
+    ui.locator(".nsb-draw-circle").click()
+    drag(ui, (660, 580), (665, 580))
+    ui.wait_for_function("() => Array.from(document.querySelectorAll('.nsb-message'))"
+                         ".some(e => /excluded/.test(e.innerText))", timeout=STEP_MS)
+    ui.get_by_text("exclude (from selected)").click()
+    screen_shot(ui, "3-resized-renamed-excluded")
+    n = len(region_names(ui))
+    ui.locator(".nsb-region-list select").select_option("wide")
+    ui.locator(".nsb-delete-region").click()
+    wait_regions(ui, n - 1)
+    assert "wide" not in region_names(ui)
+
+
+def test_module_toggles_and_chi(ui):
+    image = ui.locator(".nsb-image-panel")
+    image.get_by_role("button", name="B", exact=True).click()
+    ui.wait_for_timeout(500)
+    screen_shot(ui, "4-fpmb")
+    image.get_by_role("button", name="A", exact=True).click()
+    before = readout(ui)
+    open_tab(ui, "Links")
+    ui.locator(".nsb-links-panel").get_by_role("button", name="chi", exact=True).click()
+    ui.wait_for_function("() => /^chi/.test(document.querySelector('.nsb-stat-readout').innerText)",
+                         timeout=STEP_MS)
+    screen_shot(ui, "5-chi")
+    ui.locator(".nsb-links-panel").screenshot(path=str(ARTIFACTS / "ui-5-links-tab.png"))
+    ui.locator(".nsb-links-panel").get_by_role("button", name="cstat", exact=True).click()
+    ui.wait_for_function("() => /^cstat/.test(document.querySelector('.nsb-stat-readout').innerText)",
+                         timeout=STEP_MS)
+    assert readout(ui).split("(")[0] == before.split("(")[0]
+
+
+def test_suggest_regions(ui):
+    before = region_names(ui)
+    ui.locator(".nsb-suggest-button").click()
+    ui.wait_for_function("b => { const o = Array.from(document.querySelectorAll('.nsb-region-list option'))"
+                         ".map(e => e.textContent.trim()); return o.join() !== b.join(); }", arg=before,
+                         timeout=STEP_MS)
+    screen_shot(ui, "6-suggested")
+
+
+def test_parameter_table_edit_fit_and_ctrl_z(ui):
+    open_tab(ui, "Parameters")
+    cell = ui.locator(".nsb-param-value input").first
+    value = float(cell.input_value())
+    before = readout(ui)
+    cell.fill(repr(value * 3))
+    cell.press("Enter")
+    readout_changes(ui, before)
+    edited = readout(ui)
+    screen_shot(ui, "7-table-edited")
+    ui.locator(".nsb-parameters-panel").screenshot(path=str(ARTIFACTS / "ui-7-parameter-table.png"))
+    figure, fit = ui.locator(".nsb-spectra-figure").first, ui.locator(".nsb-fit-button")
+
+    def offset():  # of the spectra below the Fit button (the page itself may scroll)
+        return figure.bounding_box()["y"] - fit.bounding_box()["y"]
+
+    y_before = offset()
+    ui.locator(".nsb-fit-button").click()
+    ui.wait_for_function("() => / dof/.test(document.querySelector('.nsb-stat-readout').innerText)", timeout=STEP_MS)
+    assert ui.locator(".nsb-param-error").first.inner_text().startswith("±")
+    assert offset() == y_before  # the result and its warnings do not move the spectra
+    screen_shot(ui, "8-fitted")
+    ui.locator(".nsb-stat-readout").click()  # focus off the text box: Ctrl-Z is the dashboard's
+    ui.keyboard.press("Control+z")  # undo the fit
+    ui.wait_for_function("e => document.querySelector('.nsb-stat-readout').innerText.split('(')[0] ==="
+                         " e.split('(')[0]", arg=edited, timeout=STEP_MS)
+    ui.keyboard.press("Control+z")  # undo the edit
+    ui.wait_for_function("() => Math.abs(parseFloat(document.querySelector('.nsb-param-value input').value) - "
+                         f"{value}) <= 1e-4 * {abs(value)}", timeout=STEP_MS)
+    ui.keyboard.press("Control+Shift+z")  # redo the edit
+    ui.wait_for_function("() => Math.abs(parseFloat(document.querySelector('.nsb-param-value input').value) - "
+                         f"{3 * value}) <= 1e-4 * {abs(3 * value)}", timeout=STEP_MS)
+    screen_shot(ui, "9-undo-redo")
+    assert not ui.nsb_errors, ui.nsb_errors

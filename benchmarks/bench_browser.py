@@ -1,0 +1,202 @@
+"""The dashboard in a real browser: what an observer waits for, on the demo observation.
+
+Starts ``nuskybgd-dashboard DATA --demo`` (Voila on 127.0.0.1) unless ``--url`` names a running
+one, opens it in headless Debian chromium (Playwright, never ``playwright install``) at 1440×900
+and prints, over ``--repeat`` page loads (median and max):
+
+* first view      page requested → Fit button and the statistic of the demo's regions shown
+* draw→spectra    mouse drag of a new circle → its spectra on screen and the statistic changed
+* drag→redraw     drag of that region by 15 sky pixels → the statistic changed
+* edit→redraw     a value typed into the parameter table (Enter) → the statistic changed
+* Fit→result      click on Fit → "… dof" in the readout
+* kernel memory   RSS of the page's kernel after these steps (MB, from /proc; own server only)
+
+    python benchmarks/bench_browser.py [--repeat 3] [--url http://127.0.0.1:8866/]
+
+Issue 20 measured before this dashboard layout (10 spectra, 2 cores): first view 9.1 s,
+draw→spectra 0.9–1.1 s (statistic 2.2–2.4 s), edit→redraw 0.12–0.19 s, Fit→result 2.4–3.0 s,
+kernel ~680 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _browser_helpers():
+    """The tests' browser helpers: chromium path and args, server start/stop (tests/conftest.py) and
+    sky→screen (tests/browser/test_dashboard_browser.py)."""
+    conf = _load("_nsb_conftest", REPO / "tests" / "conftest.py")
+    page = _load("_nsb_browser_tests", REPO / "tests" / "browser" / "test_dashboard_browser.py")
+    return argparse.Namespace(CHROMIUM=conf.CHROMIUM, CHROMIUM_ARGS=conf.CHROMIUM_ARGS, free_port=conf._free_port,
+                              stop=conf._stop, wait_listening=conf._wait_listening,
+                              sky_to_screen=page.sky_to_screen)
+
+
+def _kernels(server_pid):
+    """{pid: RSS MB} of the ipykernel processes under the server process (from /proc)."""
+    parents = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, grew = {server_pid}, True
+    while grew:
+        new = {p for p, parent in parents.items() if parent in tree} - tree
+        grew = bool(new)
+        tree |= new
+    out = {}
+    for pid in tree - {server_pid}:
+        try:
+            if b"ipykernel" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                continue
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    out[pid] = int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return out
+
+
+def _readout(page):
+    return page.locator(".nsb-stat-readout").inner_text()
+
+
+def _until_changed(page, before, timeout=60_000):
+    page.wait_for_function("b => { const e = document.querySelector('.nsb-stat-readout');"
+                           " return e && e.innerText !== b && /=/.test(e.innerText); }", arg=before, timeout=timeout)
+
+
+def one_session(h, browser, url, server_pid, shots=None):
+    """One page load and the five user steps; returns {step: seconds} and kernel MB."""
+    out = {}
+    old_kernels = set(_kernels(server_pid)) if server_pid else set()
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    try:
+        t = time.perf_counter()
+        page.goto(url, timeout=120_000)
+        page.locator(".nsb-fit-button").wait_for(timeout=120_000)
+        page.wait_for_function("() => /=/.test(document.querySelector('.nsb-stat-readout')?.innerText || '')",
+                               timeout=120_000)
+        out["first view"] = time.perf_counter() - t
+        if shots:
+            page.screenshot(path=str(shots / "bench-first-view.png"))
+
+        page.locator(".nsb-draw-circle").click()
+        x0, y0 = h.sky_to_screen(page, 540, 420)
+        x1, y1 = h.sky_to_screen(page, 565, 420)
+        before = _readout(page)
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        page.mouse.move(x1, y1, steps=5)
+        t = time.perf_counter()
+        page.mouse.up()
+        page.wait_for_function("() => Array.from(document.querySelectorAll('.nsb-spectra-figure'))"
+                               ".some(f => /bgd5/.test(f.textContent))", timeout=60_000)
+        _until_changed(page, before)
+        out["draw→spectra"] = time.perf_counter() - t
+
+        page.locator(".nsb-draw-select").click()
+        before = _readout(page)
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        page.mouse.move(x0 + (x1 - x0) * 0.6, y0, steps=5)
+        t = time.perf_counter()
+        page.mouse.up()
+        _until_changed(page, before)
+        out["drag→redraw"] = time.perf_counter() - t
+
+        page.locator(".nsb-tabs .lm-TabBar-tab, .nsb-tabs .p-TabBar-tab").filter(has_text="Parameters").click()
+        cell = page.locator(".nsb-param-value input").first
+        value = float(cell.input_value())
+        before = _readout(page)
+        cell.fill(repr(value * 1.5))
+        t = time.perf_counter()
+        cell.press("Enter")
+        _until_changed(page, before)
+        out["edit→redraw"] = time.perf_counter() - t
+
+        before = _readout(page)
+        t = time.perf_counter()
+        page.locator(".nsb-fit-button").click()
+        page.wait_for_function("() => / dof/.test(document.querySelector('.nsb-stat-readout').innerText)",
+                               timeout=120_000)
+        out["Fit→result"] = time.perf_counter() - t
+        if shots:
+            page.screenshot(path=str(shots / "bench-fitted.png"))
+        # this page's kernel (the ones of earlier pages may still be alive: issue 20 item 4)
+        mem = sum(v for k, v in _kernels(server_pid).items() if k not in old_kernels) if server_pid else 0.0
+    finally:
+        page.close()
+    return out, mem
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3, help="page loads (default 3)")
+    ap.add_argument("--url", help="a running dashboard (default: start one on the demo)")
+    ap.add_argument("--shots", type=Path, help="save screenshots into this folder")
+    args = ap.parse_args(argv)
+    h = _browser_helpers()
+    from playwright.sync_api import sync_playwright
+
+    from nuskybgd_engine.demo import ensure_demo_observation
+
+    proc = None
+    with tempfile.TemporaryDirectory() as tmp:
+        url, pid = args.url, None
+        if url is None:
+            data, ws = Path(tmp) / "data", Path(tmp) / "ws"
+            data.mkdir()
+            ensure_demo_observation(data)
+            port = h.free_port()
+            env = dict(os.environ, NUSKYBGD_DEMO_DIR=str(data))
+            proc = subprocess.Popen([sys.executable, "-m", "nuskybgd_widgets.dashboard", str(data), "--demo",
+                                     "--port", str(port), "--workspace", str(ws), "--no-browser"],
+                                    cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+            pid, url = proc.pid, f"http://127.0.0.1:{port}/"
+            h.wait_listening(port, proc)
+        try:
+            runs, mems = [], []
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=str(h.CHROMIUM), args=h.CHROMIUM_ARGS, headless=True)
+                try:
+                    for i in range(args.repeat):
+                        r, mem = one_session(h, browser, url, pid, args.shots if i == 0 else None)
+                        runs.append(r)
+                        mems.append(mem)
+                finally:
+                    browser.close()
+        finally:
+            if proc is not None:
+                h.stop(proc)
+    print(f"dashboard in headless chromium, 1440x900, {args.repeat} page load(s), demo observation")
+    for step in runs[0]:
+        values = [r[step] for r in runs]
+        print(f"  {step:<14} median {statistics.median(values):6.2f} s   max {max(values):6.2f} s")
+    if pid is not None:
+        print(f"  kernel memory  median {statistics.median(mems):6.0f} MB  max {max(mems):6.0f} MB (RSS)")
+
+
+if __name__ == "__main__":
+    main()
