@@ -91,14 +91,15 @@ def test_gaussian_rmf_rows_are_normalised():
 
 @pytest.fixture(scope="module", params=[(3, 120000.0, 212.0), (2, 50000.0, 37.0)], ids=["120ks-PA212", "50ks-PA37"])
 def observation(request, tmp_path_factory, auxil_dir):
-    import os
-
-    os.environ.setdefault("NUSKYBGD_AUXIL", str(auxil_dir))
-    seed, exposure, pa = request.param
-    out = tmp_path_factory.mktemp("validation")
-    spec = simobs.ValidationSpec(seed=seed, exposure=exposure, pa=pa, obsid=f"{91000000000 + seed}")
-    truth = simobs.simulate(out, spec, truth_times=200)
-    return out / spec.obsid, truth
+    # The real auxil files for this module only: a session-wide $NUSKYBGD_AUXIL would change the
+    # calibration every later test analyses its (nominal) simulations with.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NUSKYBGD_AUXIL", str(auxil_dir))
+        seed, exposure, pa = request.param
+        out = tmp_path_factory.mktemp("validation")
+        spec = simobs.ValidationSpec(seed=seed, exposure=exposure, pa=pa, obsid=f"{91000000000 + seed}")
+        truth = simobs.simulate(out, spec, truth_times=200)
+        yield out / spec.obsid, truth
 
 
 @pytest.mark.slow
