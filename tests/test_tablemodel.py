@@ -1,0 +1,102 @@
+"""XSPEC additive table models (atable), checked on a synthetic table written here and on polarmodel.fits."""
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from nuskybgd_engine.errors import BadConfigError, BadFileError
+from nuskybgd_engine.model.components import COMPONENTS, evaluate, get_component
+from nuskybgd_engine.model.tablemodel import read_table_model, register_table_model
+
+
+def write_table(path, grid, e_edges, spectra, *, method=0, addmodel=True):
+    """An OGIP/92-009 additive table, laid out as polarmodel.fits."""
+    n = len(grid)
+    primary = fits.PrimaryHDU()
+    primary.header["MODLNAME"] = "toy"
+    primary.header["MODLUNIT"] = "photons/cm^2/s"
+    primary.header["ADDMODEL"] = addmodel
+    primary.header["HDUCLAS1"] = "XSPEC TABLE MODEL"
+    par = fits.BinTableHDU.from_columns([
+        fits.Column("NAME", "12A", array=["mass"]), fits.Column("METHOD", "J", array=[method]),
+        fits.Column("INITIAL", "E", array=[grid[1]]), fits.Column("DELTA", "E", array=[0.01]),
+        fits.Column("MINIMUM", "E", array=[0.0]), fits.Column("BOTTOM", "E", array=[0.0]),
+        fits.Column("TOP", "E", array=[10.0]), fits.Column("MAXIMUM", "E", array=[10.0]),
+        fits.Column("NUMBVALS", "J", array=[n]), fits.Column("VALUE", f"{n}E", array=[np.asarray(grid)]),
+    ], name="PARAMETERS")
+    par.header["NINTPARM"] = 1
+    par.header["NADDPARM"] = 0
+    en = fits.BinTableHDU.from_columns([fits.Column("ENERG_LO", "E", array=e_edges[:-1]),
+                                        fits.Column("ENERG_HI", "E", array=e_edges[1:])], name="ENERGIES")
+    sp = fits.BinTableHDU.from_columns([fits.Column("PARAMVAL", "1E", array=np.asarray(grid)),
+                                        fits.Column("INTPSPEC", f"{len(e_edges) - 1}E", array=spectra,
+                                                    unit="photons/cm^2/s")], name="SPECTRA")
+    fits.HDUList([primary, par, en, sp]).writeto(path)
+    return path
+
+
+@pytest.fixture
+def toy(tmp_path):
+    grid = np.array([1.0, 2.0, 4.0])
+    edges = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    spectra = np.array([[1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 2.0], [4.0, 0.0, 8.0, 0.0]])
+    return write_table(tmp_path / "toy.fits", grid, edges, spectra)
+
+
+def test_interpolation_and_rebinning(toy):
+    comp = register_table_model(toy)
+    try:
+        assert comp.name == comp.xspec_name == "atable{toy.fits}"
+        assert get_component("atable{toy.fits}") is comp
+        assert comp.param_names == ("mass", "norm")
+        # On the table's own bins: a tabulated value gives its row; 3.0 is half-way between rows 2 and 3.
+        np.testing.assert_allclose(evaluate(comp.name, [1, 2, 3, 4, 5], (2.0, 1.0)), [2, 2, 2, 2], rtol=1e-7)
+        np.testing.assert_allclose(evaluate(comp.name, [1, 2, 3, 4, 5], (3.0, 2.0)), [6, 2, 10, 2], rtol=1e-7)
+        # Other bins: flat within a table bin; nothing outside the table.
+        np.testing.assert_allclose(evaluate(comp.name, [0.0, 1.5, 2.5, 4.75, 9.0], (1.0, 1.0)),
+                                   [0.5, 0.5 + 0.5 * 2.0, 0.5 * 2.0 + 3.0 + 0.75 * 4.0, 0.25 * 4.0], rtol=1e-7)
+    finally:
+        COMPONENTS.pop("atable{toy.fits}", None)
+
+
+def test_log_method(tmp_path):
+    path = write_table(tmp_path / "log.fits", [1.0, 100.0], np.array([1.0, 2.0]), np.array([[0.0], [10.0]]),
+                       method=1)
+    table = read_table_model(path)
+    np.testing.assert_allclose(table.tabulated(10.0), [5.0], rtol=1e-7)  # log-midpoint
+
+
+def test_out_of_range_and_bad_files(toy, tmp_path):
+    table = read_table_model(toy)
+    assert (table.parameter.hard_min, table.parameter.hard_max) == (1.0, 4.0)
+    with pytest.raises(BadConfigError, match="outside the tabulated range"):
+        table.tabulated(4.5)
+    mul = write_table(tmp_path / "mul.fits", [1.0, 2.0], np.array([1.0, 2.0]), np.array([[1.0], [2.0]]),
+                      addmodel=False)
+    with pytest.raises(BadFileError, match="ADDMODEL"):
+        read_table_model(mul)
+    bad = write_table(tmp_path / "bad.fits", [2.0, 1.0], np.array([1.0, 2.0]), np.array([[1.0], [2.0]]))
+    with pytest.raises(BadFileError, match="increasing"):
+        read_table_model(bad)
+    nan = write_table(tmp_path / "nan.fits", [1.0, 2.0], np.array([1.0, 2.0]), np.array([[np.nan], [2.0]]))
+    with pytest.raises(BadFileError, match="finite"):
+        read_table_model(nan)
+
+
+@pytest.mark.requires_data
+def test_polarmodel(auxil_dir):
+    comp = register_table_model(auxil_dir / "polarmodel.fits")
+    try:
+        table = read_table_model(auxil_dir / "polarmodel.fits")
+        assert comp.name == "atable{polarmodel.fits}"
+        assert table.parameter.name == "wdmass" and table.name == "polarcol"
+        edges = np.arange(0.0, 165.0001, 0.04)  # the NuSTAR channel grid
+        spec = evaluate(comp.name, edges, (0.6, 1.0))
+        k = int(np.argmin(np.abs(table.grid - 0.6)))
+        # All of the table (0.05–99.95 keV) lies inside the grid: flux conserved, zero above it.
+        assert spec.sum() == pytest.approx(table.spectra[k].sum(), rel=1e-5)
+        assert np.all(spec[edges[:-1] >= 100.0] == 0)
+        assert spec[(edges[:-1] >= 6.0) & (edges[1:] <= 7.0)].sum() > 0
+        assert np.all(spec >= 0)
+    finally:
+        COMPONENTS.pop("atable{polarmodel.fits}", None)
