@@ -8,7 +8,6 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
-
 from nuskybgd_engine.errors import BadFileError
 from nuskybgd_engine.maps import AspectHistogram, project_maps
 from nuskybgd_engine.maps.aperture import APERTURE_FLOOR
@@ -29,8 +28,8 @@ def sky_header(pa=30.0):
     h["NAXIS1"] = 1000
     h["NAXIS2"] = 1000
     h["PA_PNT"] = pa
-    for k, v in dict(CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CRPIX1=500.5, CRPIX2=500.5, CRVAL1=RA0, CRVAL2=DEC0,
-                     CDELT1=-6.828076e-4, CDELT2=6.828076e-4, INSTRUME="FPMA").items():
+    for k, v in {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRPIX1": 500.5, "CRPIX2": 500.5, "CRVAL1": RA0, "CRVAL2": DEC0,
+                     "CDELT1": -6.828076e-4, "CDELT2": 6.828076e-4, "INSTRUME": "FPMA"}.items():
         h[k] = v
     return h
 
@@ -52,8 +51,8 @@ def synthetic_aperture():
 def write_grxe_map(path, func, *, step=0.4, nlon=101, nlat=61):
     """An RXTE-style GRXE map: primary image, GLON-CAR/GLAT-CAR, 0.4° pixels centred on (l, b) = (0, 0)."""
     h = fits.Header()
-    for k, v in dict(CTYPE1="GLON-CAR", CTYPE2="GLAT-CAR", CRPIX1=(nlon + 1) / 2, CRPIX2=(nlat + 1) / 2,
-                     CRVAL1=0.0, CRVAL2=0.0, CDELT1=-step, CDELT2=step, CUNIT1="deg", CUNIT2="deg").items():
+    for k, v in {"CTYPE1": "GLON-CAR", "CTYPE2": "GLAT-CAR", "CRPIX1": (nlon + 1) / 2, "CRPIX2": (nlat + 1) / 2,
+                     "CRVAL1": 0.0, "CRVAL2": 0.0, "CDELT1": -step, "CDELT2": step, "CUNIT1": "deg", "CUNIT2": "deg"}.items():
         h[k] = v
     wcs = WCS(h)
     y, x = np.mgrid[0:nlat, 0:nlon]

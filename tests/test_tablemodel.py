@@ -3,10 +3,14 @@
 import numpy as np
 import pytest
 from astropy.io import fits
-
 from nuskybgd_engine.errors import BadConfigError, BadFileError
-from nuskybgd_engine.model.components import COMPONENTS, evaluate, get_component
-from nuskybgd_engine.model.tablemodel import read_table_model, register_table_model
+from nuskybgd_engine.model.components import evaluate, get_component
+from nuskybgd_engine.model.tablemodel import (
+    read_table_model,
+    register_table_model,
+    unregister_table_model,
+)
+from nuskybgd_engine.xcm import format_xcm, parse_xcm
 
 
 def write_table(path, grid, e_edges, spectra, *, method=0, addmodel=True):
@@ -56,7 +60,7 @@ def test_interpolation_and_rebinning(toy):
         np.testing.assert_allclose(evaluate(comp.name, [0.0, 1.5, 2.5, 4.75, 9.0], (1.0, 1.0)),
                                    [0.5, 0.5 + 0.5 * 2.0, 0.5 * 2.0 + 3.0 + 0.75 * 4.0, 0.25 * 4.0], rtol=1e-7)
     finally:
-        COMPONENTS.pop("atable{toy.fits}", None)
+        unregister_table_model("atable{toy.fits}")
 
 
 def test_log_method(tmp_path):
@@ -99,4 +103,38 @@ def test_polarmodel(auxil_dir):
         assert spec[(edges[:-1] >= 6.0) & (edges[1:] <= 7.0)].sum() > 0
         assert np.all(spec >= 0)
     finally:
-        COMPONENTS.pop("atable{polarmodel.fits}", None)
+        unregister_table_model("atable{polarmodel.fits}")
+
+
+XCM_GRXE = """statistic cstat
+data 1:1 a.pha
+response 6:1 a.rmf
+arf 6:1 be.arf
+model 6:grxe gaussian + atable{toy.fits}
+          6.7         -0.05          0          0      1e+06      1e+06
+            0         -0.05          0          0         10         20
+        1e-05          0.01          0          0      1e+24      1e+24
+/
+        1e-12          0.01          0          0      1e+24      1e+24
+"""
+
+
+def test_xcm_round_trip(toy):
+    """IDL's source 6 (without nuabs): the registered table's parameter count and default are known."""
+    register_table_model(toy)
+    try:
+        session = parse_xcm(XCM_GRXE)
+        assert not any("unknown here" in note for note in session.notes)
+        (block,) = session.models
+        assert block.expression.replace(" ", "") == "gaussian+atable{toy.fits}"
+        values = [p.value for p in block.params]
+        assert values == [6.7, 0.0, 1e-05, 2.0, 1e-12]  # '/' takes the table's INITIAL (2.0)
+        text = format_xcm(session)
+        assert "model 6:grxe gaussian + atable{toy.fits}" in text
+        again = parse_xcm(text)
+        assert [p.value for p in again.models[0].params] == values
+        assert format_xcm(again) == text
+    finally:
+        unregister_table_model("atable{toy.fits}")
+    with pytest.raises(BadFileError, match="unknown"):
+        parse_xcm(XCM_GRXE)  # unregistered: the '/' default cannot be known

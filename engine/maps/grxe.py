@@ -28,7 +28,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 from astropy.wcs.utils import wcs_to_celestial_frame
@@ -42,15 +41,15 @@ from .aperture import APERTURE_FLOOR, aperture_map_det1
 from .projection import project_maps, reference_roll, roll_angle
 
 __all__ = [
-    "GrxeSkyMap",
-    "read_grxe_map",
-    "grxe_map_det1",
-    "project_grxe",
-    "FOCAL_LENGTH_MM",
-    "APERTURE_STOP_RADIUS_MM",
     "APERTURE_STOP_HEIGHT_MM",
+    "APERTURE_STOP_RADIUS_MM",
     "DET1_BIN",
     "DISC_SAMPLES",
+    "FOCAL_LENGTH_MM",
+    "GrxeSkyMap",
+    "grxe_map_det1",
+    "project_grxe",
+    "read_grxe_map",
 ]
 
 #: NuSTAR focal length (mm): one DET1 pixel (0.12096 mm) is one 2.458″ sky pixel.
@@ -109,7 +108,7 @@ def read_grxe_map(path):
     try:
         wcs = WCS(hdul[0].header, naxis=2)
         wcs_to_celestial_frame(wcs)
-    except Exception as exc:  # astropy raises several types for a bad WCS
+    except (ValueError, KeyError, TypeError) as exc:  # astropy's WCS errors are ValueErrors
         raise BadFileError(f"GRXE sky map has no celestial WCS (CTYPE GLON/GLAT or RA/DEC): {exc}",
                            path=path, extension=0, field="CTYPE1") from None
     if not wcs.has_celestial:

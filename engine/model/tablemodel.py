@@ -17,12 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..catalogue import NORM, ParamSpec
+from ..catalogue import NORM, TABLE_PARAMETERS, ParamSpec
 from ..errors import BadConfigError, BadFileError
 from ..io.fitsutil import read_fits
 from .components import COMPONENTS, ComponentSpec
 
-__all__ = ["TableModel", "read_table_model", "table_component", "register_table_model", "table_key"]
+__all__ = [
+    "TableModel",
+    "read_table_model",
+    "register_table_model",
+    "table_component",
+    "table_key",
+    "unregister_table_model",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,4 +155,11 @@ def register_table_model(path):
     """
     comp = table_component(read_table_model(path))
     COMPONENTS[comp.name] = comp
+    TABLE_PARAMETERS[comp.name] = comp.parameters  # the .xcm reader/writer's parameter count and defaults
     return comp
+
+
+def unregister_table_model(name):
+    """Remove ``atable{…}`` ``name`` from the catalogue (no error if absent)."""
+    COMPONENTS.pop(name, None)
+    TABLE_PARAMETERS.pop(name, None)
