@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from astropy.io import fits
 from nuskybgd_engine.errors import BadConfigError, BadFileError
 from nuskybgd_engine.model.components import evaluate, get_component
 from nuskybgd_engine.model.tablemodel import (
@@ -13,34 +12,8 @@ from nuskybgd_engine.model.tablemodel import (
 from nuskybgd_engine.xcm import format_xcm, parse_xcm
 
 
-def write_table(path, grid, e_edges, spectra, *, method=0, addmodel=True):
-    """An OGIP/92-009 additive table, laid out as polarmodel.fits."""
-    n = len(grid)
-    primary = fits.PrimaryHDU()
-    primary.header["MODLNAME"] = "toy"
-    primary.header["MODLUNIT"] = "photons/cm^2/s"
-    primary.header["ADDMODEL"] = addmodel
-    primary.header["HDUCLAS1"] = "XSPEC TABLE MODEL"
-    par = fits.BinTableHDU.from_columns([
-        fits.Column("NAME", "12A", array=["mass"]), fits.Column("METHOD", "J", array=[method]),
-        fits.Column("INITIAL", "E", array=[grid[1]]), fits.Column("DELTA", "E", array=[0.01]),
-        fits.Column("MINIMUM", "E", array=[0.0]), fits.Column("BOTTOM", "E", array=[0.0]),
-        fits.Column("TOP", "E", array=[10.0]), fits.Column("MAXIMUM", "E", array=[10.0]),
-        fits.Column("NUMBVALS", "J", array=[n]), fits.Column("VALUE", f"{n}E", array=[np.asarray(grid)]),
-    ], name="PARAMETERS")
-    par.header["NINTPARM"] = 1
-    par.header["NADDPARM"] = 0
-    en = fits.BinTableHDU.from_columns([fits.Column("ENERG_LO", "E", array=e_edges[:-1]),
-                                        fits.Column("ENERG_HI", "E", array=e_edges[1:])], name="ENERGIES")
-    sp = fits.BinTableHDU.from_columns([fits.Column("PARAMVAL", "1E", array=np.asarray(grid)),
-                                        fits.Column("INTPSPEC", f"{len(e_edges) - 1}E", array=spectra,
-                                                    unit="photons/cm^2/s")], name="SPECTRA")
-    fits.HDUList([primary, par, en, sp]).writeto(path)
-    return path
-
-
 @pytest.fixture
-def toy(tmp_path):
+def toy(tmp_path, write_table):
     grid = np.array([1.0, 2.0, 4.0])
     edges = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     spectra = np.array([[1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 2.0], [4.0, 0.0, 8.0, 0.0]])
@@ -63,14 +36,14 @@ def test_interpolation_and_rebinning(toy):
         unregister_table_model("atable{toy.fits}")
 
 
-def test_log_method(tmp_path):
+def test_log_method(tmp_path, write_table):
     path = write_table(tmp_path / "log.fits", [1.0, 100.0], np.array([1.0, 2.0]), np.array([[0.0], [10.0]]),
                        method=1)
     table = read_table_model(path)
     np.testing.assert_allclose(table.tabulated(10.0), [5.0], rtol=1e-7)  # log-midpoint
 
 
-def test_out_of_range_and_bad_files(toy, tmp_path):
+def test_out_of_range_and_bad_files(toy, tmp_path, write_table):
     table = read_table_model(toy)
     assert (table.parameter.hard_min, table.parameter.hard_max) == (1.0, 4.0)
     with pytest.raises(BadConfigError, match="outside the tabulated range"):
