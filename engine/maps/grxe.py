@@ -25,17 +25,20 @@ outside it count as 0.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from astropy.coordinates import SkyCoord
-from astropy.wcs import WCS
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import wcs_to_celestial_frame
 from scipy.ndimage import map_coordinates
 
 from ..constants import DET1_NPIX, DET1_PIXEL_MM, DET1_REFPIX, PIXEL_DEG
 from ..errors import BadConfigError, BadFileError
-from ..io.fitsutil import read_fits
+from ..io.fitsutil import check_writable, read_fits, write_fits
 from ..io.skyframe import frame_from_header
 from .aperture import APERTURE_FLOOR, aperture_map_det1
 from .projection import project_maps, reference_roll, roll_angle
@@ -48,8 +51,10 @@ __all__ = [
     "FOCAL_LENGTH_MM",
     "GrxeSkyMap",
     "grxe_map_det1",
+    "grxe_output_path",
     "project_grxe",
     "read_grxe_map",
+    "write_projected_grxe",
 ]
 
 #: NuSTAR focal length (mm): one DET1 pixel (0.12096 mm) is one 2.458″ sky pixel.
@@ -106,7 +111,7 @@ def read_grxe_map(path):
     if not np.all(np.isfinite(data)) or np.any(data < 0):
         raise BadFileError("GRXE sky map has non-finite or negative pixels", path=path, extension=0)
     try:
-        wcs = WCS(hdul[0].header, naxis=2)
+        wcs = _wcs(hdul[0].header)
         wcs_to_celestial_frame(wcs)
     except (ValueError, KeyError, TypeError) as exc:  # astropy's WCS errors are ValueErrors
         raise BadFileError(f"GRXE sky map has no celestial WCS (CTYPE GLON/GLAT or RA/DEC): {exc}",
@@ -115,6 +120,13 @@ def read_grxe_map(path):
         raise BadFileError("GRXE sky map has no celestial WCS (CTYPE GLON/GLAT or RA/DEC)", path=path,
                            extension=0, field="CTYPE1")
     return GrxeSkyMap(data, wcs, str(path))
+
+
+def _wcs(header):
+    """The 2-D WCS of ``header``; astropy's notes on fixed date keywords (MJDREF → DATEREF) are harmless."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(header, naxis=2)
 
 
 def _disc_offsets(n):
@@ -174,7 +186,7 @@ def grxe_map_det1(grxe, ref_header, peak, pa_pnt, *, module="A", aperture=None, 
     disc = _disc_offsets(int(disc_samples)) * radius
     x = peak[0] + mag * di[..., None] + disc[:, 0]
     y = peak[1] + mag * dj[..., None] + disc[:, 1]
-    wcs = WCS(ref_header, naxis=2)
+    wcs = _wcs(ref_header)
     coords = wcs.pixel_to_world(x.ravel(), y.ravel())
     if not isinstance(coords, SkyCoord):
         raise BadConfigError("GRXE needs a celestial (RA/Dec) reference image", field="grxe")
@@ -205,3 +217,25 @@ def project_grxe(ref_header, instrument_map, aspect, grxe, *, module=None, apert
     maps = project_maps(ref_header, instrument_map, aspect, module=mod, detectors=(0, 1, 2, 3), aperture=det1,
                         pa_pnt=pa, ref_shape=shape)
     return maps.bgdap
+
+
+def grxe_output_path(out, module):
+    """``bgdgrxe<module>.fits`` in the directory of ``out`` (next to the other projected maps)."""
+    return Path(out).parent / f"bgdgrxe{module}.fits"
+
+
+def write_projected_grxe(sky, header, path, *, overwrite=False, source=""):
+    """Write the projected GRXE map (primary image, the projection's header) atomically.
+
+    Returns
+    -------
+    Path
+    """
+    check_writable(path, overwrite=overwrite)
+    hdr = header.copy()
+    hdr["BUNIT"] = ("", "aperture counts per pixel per 1e5 s x GRXE map brightness")
+    hdr["HISTORY"] = "nuskybgd projbgd --grxe: GRXE sky map seen through the aperture stop"
+    if source:
+        hdr["NSB_GRXE"] = (Path(source).name, "GRXE sky map")
+    return write_fits(fits.HDUList([fits.PrimaryHDU(np.asarray(sky, dtype=np.float64), header=hdr)]), path,
+                      overwrite=overwrite)
