@@ -140,10 +140,8 @@ def test_cli_pipeline_mkinstrmap_aspecthist_projbgd(tmp_path, event_file, monkey
         assert h[0].data.sum() == pytest.approx(168 * 168, rel=2e-3)
 
 
-@pytest.mark.parametrize("case,needle", [
-    ("refsize", "1000x1000"), ("nopa", "PA_PNT"), ("chipmap", "INSTRMAP"), ("det", "1234"), ("gti", "GTI"),
-])
-def test_cli_bad_input_one_line_nothing_written(tmp_path, event_file, monkeypatch, capsys, case, needle):
+def _projbgd_inputs(tmp_path, event_file, monkeypatch):
+    """Counts image, instrument map and aspect histogram of FPMA in ``tmp_path`` (the cwd): (aux, asp)."""
     monkeypatch.delenv("CALDB", raising=False)
     monkeypatch.chdir(tmp_path)
     aux = _synthetic_auxil(tmp_path)
@@ -153,6 +151,14 @@ def test_cli_bad_input_one_line_nothing_written(tmp_path, event_file, monkeypatc
     asp = _aspect_file(tmp_path / "asp.fits")
     gti = _gti_file(tmp_path / "gti.fits", [1e8 + 100], [1e8 + 600])
     assert main(["aspecthist", str(asp), f"gtifile={gti}", "out=aspecthistA.fits"]) == 0
+    return aux, asp
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("refsize", "1000x1000"), ("nopa", "PA_PNT"), ("chipmap", "INSTRMAP"), ("det", "1234"), ("gti", "GTI"),
+])
+def test_cli_bad_input_one_line_nothing_written(tmp_path, event_file, monkeypatch, capsys, case, needle):
+    aux, asp = _projbgd_inputs(tmp_path, event_file, monkeypatch)
     ref, chip, det = "imA3to20keV.fits", "newinstrmapA.fits", "1234"
     if case == "refsize":
         fits.PrimaryHDU(np.zeros((10, 10)), header=fits.getheader(ref)).writeto("small.fits")
@@ -197,15 +203,7 @@ def _grxe_sky_map(path, value=None):
 
 
 def test_cli_projbgd_grxe(tmp_path, event_file, monkeypatch, capsys):
-    monkeypatch.delenv("CALDB", raising=False)
-    monkeypatch.chdir(tmp_path)
-    aux = _synthetic_auxil(tmp_path)
-    evt = event_file()
-    assert main(["mkimgs", str(evt), "3", "20"]) == 0
-    assert main(["mkinstrmap", str(evt), f"auxil_dir={aux}"]) == 0
-    asp = _aspect_file(tmp_path / "asp.fits")
-    gti = _gti_file(tmp_path / "gti.fits", [1e8 + 100], [1e8 + 600])
-    assert main(["aspecthist", str(asp), f"gtifile={gti}", "out=aspecthistA.fits"]) == 0
+    aux, _asp = _projbgd_inputs(tmp_path, event_file, monkeypatch)
     base = ["projbgd", "--refimg", "imA3to20keV.fits", "--mod", "A", "--chipmap", "newinstrmapA.fits",
             "--aspect", "aspecthistA.fits", "--auxil-dir", str(aux)]
     bad = _grxe_sky_map(tmp_path / "nowcs.fits", value=np.ones((5, 5), np.float32))
