@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ParamSpec", "NORM", "APEC_PARAMETERS", "XSPEC_MODEL_PARAMETERS", "canonical_name", "component_parameters"]
+__all__ = ["APEC_PARAMETERS", "NORM", "XSPEC_MODEL_PARAMETERS", "ParamSpec", "canonical_name", "component_parameters"]
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,14 @@ def canonical_name(model_type):
     return _CANONICAL.get(model_type.lower()) or _ALIASES.get(model_type.lower())
 
 
+#: Table models registered in this process (``atable{file}`` -> ParamSpecs, norm last), filled by
+#: :func:`nuskybgd_engine.model.tablemodel.register_table_model`.
+TABLE_PARAMETERS = {}
+
+
 def component_parameters(model_type):
     """The ParamSpec tuple of an XSPEC component type, or ``None`` if unknown here."""
+    if model_type in TABLE_PARAMETERS:
+        return TABLE_PARAMETERS[model_type]
     key = canonical_name(model_type)
     return XSPEC_MODEL_PARAMETERS.get(key) if key else None

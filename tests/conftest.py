@@ -291,3 +291,35 @@ def open_page(browser):
         return p
 
     return open_
+
+
+def _write_xspec_table(path, grid, e_edges, spectra, *, method=0, addmodel=True):
+    """An OGIP/92-009 additive table, laid out as polarmodel.fits."""
+    n = len(grid)
+    primary = fits.PrimaryHDU()
+    primary.header["MODLNAME"] = "toy"
+    primary.header["MODLUNIT"] = "photons/cm^2/s"
+    primary.header["ADDMODEL"] = addmodel
+    primary.header["HDUCLAS1"] = "XSPEC TABLE MODEL"
+    par = fits.BinTableHDU.from_columns([
+        fits.Column("NAME", "12A", array=["mass"]), fits.Column("METHOD", "J", array=[method]),
+        fits.Column("INITIAL", "E", array=[grid[1]]), fits.Column("DELTA", "E", array=[0.01]),
+        fits.Column("MINIMUM", "E", array=[0.0]), fits.Column("BOTTOM", "E", array=[0.0]),
+        fits.Column("TOP", "E", array=[10.0]), fits.Column("MAXIMUM", "E", array=[10.0]),
+        fits.Column("NUMBVALS", "J", array=[n]), fits.Column("VALUE", f"{n}E", array=[np.asarray(grid)]),
+    ], name="PARAMETERS")
+    par.header["NINTPARM"] = 1
+    par.header["NADDPARM"] = 0
+    en = fits.BinTableHDU.from_columns([fits.Column("ENERG_LO", "E", array=e_edges[:-1]),
+                                        fits.Column("ENERG_HI", "E", array=e_edges[1:])], name="ENERGIES")
+    sp = fits.BinTableHDU.from_columns([fits.Column("PARAMVAL", "1E", array=np.asarray(grid)),
+                                        fits.Column("INTPSPEC", f"{len(e_edges) - 1}E", array=spectra,
+                                                    unit="photons/cm^2/s")], name="SPECTRA")
+    fits.HDUList([primary, par, en, sp]).writeto(path)
+    return path
+
+
+@pytest.fixture
+def write_table():
+    """Writer of a synthetic OGIP additive XSPEC table model (the layout of polarmodel.fits)."""
+    return _write_xspec_table

@@ -29,6 +29,8 @@ def register(subparsers):
     p.add_argument("--aspect", required=True, help="aspect histogram from aspecthist (aspecthist<mod>.fits)")
     p.add_argument("--auxil-dir", help="auxil directory (default: $NUSKYBGD_AUXIL / cache)")
     p.add_argument("--pa-pnt", type=float, help="roll angle (degrees) overriding PA_EVT of the aspect histogram and PA_PNT of the image")
+    p.add_argument("--grxe", metavar="MAP", help="GRXE sky map (IDL modelrxte_*.fits: image with a galactic or RA/Dec "
+                   "WCS); also writes bgdgrxe<mod>.fits next to out= (the optional Galactic-ridge source)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=run)
 
@@ -36,6 +38,12 @@ def register(subparsers):
 def run(args):
     from ..io.fitsutil import check_writable
     from ..maps.aspecthist import read_aspect_histogram
+    from ..maps.grxe import (
+        grxe_output_path,
+        project_grxe,
+        read_grxe_map,
+        write_projected_grxe,
+    )
     from ..maps.instrmap import read_instrument_map
     from ..maps.projection import (
         parse_detectors,
@@ -50,13 +58,20 @@ def run(args):
         raise BadConfigError(f"mod must be A or B, got {args.mod!r}", field="mod")
     dets = parse_detectors(args.det)
     out, det_paths = projected_paths(args.out, mod, dets)
-    for path in [out, *det_paths.values()]:
+    grxe_out = grxe_output_path(out, mod) if args.grxe else None
+    for path in [out, *det_paths.values(), *([grxe_out] if grxe_out else [])]:
         check_writable(path, overwrite=args.overwrite)
     header, shape = read_reference_image(args.refimg)
     imap = read_instrument_map(args.chipmap, module=mod)
     hist = read_aspect_histogram(args.aspect)
     maps = project_maps(header, imap, hist, module=mod, detectors=dets, auxil_dir=args.auxil_dir,
                         pa_pnt=args.pa_pnt, ref_shape=shape, ref_path=str(args.refimg), aspect_path=str(args.aspect))
+    grxe_sky = None
+    if args.grxe:  # computed before anything is written, so a bad map leaves no partial outputs
+        grxe_sky = project_grxe(header, imap, hist, read_grxe_map(args.grxe), module=mod, auxil_dir=args.auxil_dir,
+                                pa_pnt=args.pa_pnt)
     for path in write_projected_maps(maps, out, overwrite=args.overwrite):
         print(f"wrote {path}")
+    if grxe_sky is not None:
+        print(f"wrote {write_projected_grxe(grxe_sky, maps.header, grxe_out, overwrite=args.overwrite, source=args.grxe)}")
     return 0

@@ -38,6 +38,7 @@ __all__ = [
     "build_background_model",
     "open_norm_limits",
     "SOURCE_NUMBERS",
+    "OPTIONAL_SOURCE_NUMBERS",
     "APBGD_NORM_PER_W",
     "FCXB_NORM_PER_PIXEL",
     "INTN_PIXELS_PER_ARCMIN2",
@@ -45,6 +46,13 @@ __all__ = [
 ]
 
 SOURCE_NUMBERS = {"apbgd": 2, "intbgd": 3, "fcxb": 4, "intn": 5}
+#: Sources present only when asked for: the Galactic ridge (IDL ``grxe=``, source 6).
+OPTIONAL_SOURCE_NUMBERS = {"grxe": 6}
+#: GRXE Fe line (IDL: gauss at 6.7 keV, σ = 0) and the polar-table WD mass (IDL: 0.6, frozen).
+GRXE_LINE_KEV = 6.7
+GRXE_WDMASS = 0.6
+#: Start value of the two GRXE norms per unit GRXE weight G (a start for the fit, not a preset).
+GRXE_START_PER_G = 1e-6
 #: apbgd norm per unit aperture weight: nominal CXB 0.002353 over 32 counts (10–15 keV, 10⁵ s).
 APBGD_NORM_PER_W = 0.002353 / 32.0
 #: fcxb norm per sky pixel of detector area: 0.002353 · 1.5 · (2.4581″·1000/3600)² / 10⁶.
@@ -67,6 +75,7 @@ class RegionWeights:
     A: tuple  # 4 detector areas (effective sky pixels), DET0..DET3
     module: str
     name: str = ""
+    G: float | None = None  # GRXE weight (Σ of the projected GRXE map), None without a GRXE map
 
     @property
     def total_area(self):
@@ -85,13 +94,16 @@ class RegionWeights:
         return f"RegionWeights({self.name or 'region'}, FPM{self.module}: W={self.W:.4g}, A=({a}))"
 
 
-def region_weights(regions, grid, maps, *, name=""):
-    """Weights of ``regions`` (RegionSet) on the projected maps of one module (cutout sums)."""
+def region_weights(regions, grid, maps, *, name="", grxe=None):
+    """Weights of ``regions`` (RegionSet) on the projected maps of one module (cutout sums).
+
+    ``grxe`` (the projected GRXE map of the module, optional) gives the GRXE weight ``G``.
+    """
     require_pixel_regions(regions, grid)  # fk5 shapes on a heliocentric (solar X/Y) grid: one clear line
     cut = region_cutout(regions, grid)
     return RegionWeights(W=float(cut.sum(maps.bgdap)),
                          A=tuple(float(cut.sum(d)) if d is not None else 0.0 for d in maps.det),
-                         module=maps.module, name=name)
+                         module=maps.module, name=name, G=None if grxe is None else float(cut.sum(grxe)))
 
 
 @dataclass
@@ -182,6 +194,8 @@ def build_background_model(modules, weights, presets, options=None):
     _intbgd(state, modules, weights, presets, refs, options)
     _fcxb(state, modules, weights, refs, options.fcxb_links)
     _intn(state, modules, weights, presets, refs)
+    if any(w.G is not None for w in weights):
+        _grxe(state, modules, weights, refs)
     if options.negative_norms:
         open_norm_limits(state)
     state.refresh_links()  # the resolved value in every linked parameter (what XSPEC shows)
@@ -217,6 +231,37 @@ def _apbgd(state, modules, weights, presets, refs):
                            _linked(spec[1], "cutoffpl", "apbgd", src.index(r, 2), 1.0, state),
                            _linked(spec[2], "cutoffpl", "apbgd", src.index(r, 3), w.W / weights[r - 1].W, state,
                                    value=ref.value * w.W / weights[r - 1].W)]
+
+
+def _grxe(state, modules, weights, refs):
+    """Source 6: gaussian (6.7 keV, σ = 0) + atable{polarmodel.fits} (WD mass frozen), norms × G[s]/G[r]."""
+    table = next((name for name in COMPONENTS if name.startswith("atable{polarmodel")), None)
+    if table is None:
+        raise BadConfigError("the GRXE source needs the table model polarmodel.fits: register it with "
+                             "nuskybgd_engine.model.tablemodel.register_table_model", field="grxe")
+    for g, w in enumerate(weights, start=1):
+        if w.G is None or not w.G > 0:
+            raise BadRegionError(f"spectrum {g}: region {w.name or '?'} has no GRXE weight (every spectrum needs "
+                                 "one when a GRXE map is given)", field="grxe")
+    gauss = COMPONENTS["gaussian"].parameters
+    tab = COMPONENTS[table].parameters
+    comps = [("gaussian", "gaussian"), (table, table)]
+    src = state.add(SourceModel(OPTIONAL_SOURCE_NUMBERS["grxe"], "grxe", comps, 5))
+    for g, (m, w) in enumerate(zip(modules, weights), start=1):
+        r = refs[m]
+        if g == r:
+            src.params += [_param(gauss[0], "gaussian", GRXE_LINE_KEV, frozen=True),
+                           _param(gauss[1], "gaussian", 0.0, frozen=True),
+                           _param(gauss[2], "gaussian", GRXE_START_PER_G * w.G, frozen=False),
+                           _param(tab[0], table, GRXE_WDMASS, frozen=True),
+                           _param(tab[1], table, GRXE_START_PER_G * w.G, frozen=False)]
+        else:
+            f = w.G / weights[r - 1].G
+            src.params += [_linked(gauss[0], "gaussian", "grxe", src.index(r, 1), 1.0, state),
+                           _linked(gauss[1], "gaussian", "grxe", src.index(r, 2), 1.0, state),
+                           _linked(gauss[2], "gaussian", "grxe", src.index(r, 3), f, state),
+                           _linked(tab[0], table, "grxe", src.index(r, 4), 1.0, state),
+                           _linked(tab[1], table, "grxe", src.index(r, 5), f, state)]
 
 
 def _linked(spec, component, source, index, factor, state, value=None):
@@ -396,6 +441,10 @@ def _norm_factor(source, component, w, w_r, presets, m):
         return w.W / w_r.W
     if source == "fcxb":
         return w.total_area / w_r.total_area
+    if source == "grxe":
+        if w.G is None or w_r.G is None or not w_r.G > 0:
+            raise BadRegionError(f"region {w.name or '?'} has no GRXE weight", field="grxe")
+        return w.G / w_r.G
     if source == "intn":
         return _area_factor(w, w_r, presets.intn_ifactors[m], "intn")
     comp = next(c for c in presets.intbgd if c.name == component)

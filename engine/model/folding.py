@@ -21,9 +21,9 @@ from .components import ApecShape, param_specs, unit_shape
 __all__ = ["GroupData", "Binning", "FoldedModel", "RESPONSE_OF_SOURCE", "DEFAULT_IGNORE"]
 
 #: Which response each background source uses: the spectrum's RMF with the aperture ARF, the RMF
-#: alone, the RMF with the fcxb ARF, and the identity ``diag.rmf``.
+#: alone, the RMF with the fcxb ARF, and the identity ``diag.rmf``; GRXE (IDL source 6) as the aperture.
 RESPONSE_OF_SOURCE = {"apbgd": ("rmf", "ap_arf"), "intbgd": ("rmf", None), "fcxb": ("rmf", "fcxb_arf"),
-                      "intn": ("diag", None)}
+                      "intn": ("diag", None), "grxe": ("rmf", "ap_arf")}
 #: Noticed energy range of the nuskybgd fit: ``ignore **:**-3.0 150.0-**``.
 DEFAULT_IGNORE = (3.0, 150.0)
 

@@ -13,7 +13,7 @@ from ..errors import BadConfigError
 from ..xcm import Link as XLink
 from ..xcm import ParamLine, ResponseEntry, XcmSession, make_block
 from ..xcm import DataEntry
-from .background import SOURCE_NUMBERS
+from .background import OPTIONAL_SOURCE_NUMBERS, SOURCE_NUMBERS
 from .components import APEC_DEFAULTS, APEC_STANDIN, COMPONENTS, param_specs
 from .folding import RESPONSE_OF_SOURCE
 from .parameters import Link, ModelState, Parameter, SourceModel
@@ -156,12 +156,12 @@ def _parameter_from_line(line, ctype, local_in_comp, cname):
 def session_to_state(session):
     """The background sources of an XCM session as a :class:`ModelState`.
 
-    Only the named models ``apbgd``, ``intbgd``, ``fcxb`` and ``intn`` are taken; a source-1
+    Only the named models ``apbgd``, ``intbgd``, ``fcxb``, ``intn`` (and ``grxe``) are taken; a source-1
     model of the user is ignored. An intbgd block starting with the ``bremss`` stand-in is read
     back as apec (norm divided by the stand-in factor, Abundanc/Redshift restored frozen).
     """
     state = ModelState()
-    blocks = {b.name: b for b in session.models if b.name in SOURCE_NUMBERS}
+    blocks = {b.name: b for b in session.models if b.name in SOURCE_NUMBERS or b.name in OPTIONAL_SOURCE_NUMBERS}
     missing = [n for n in SOURCE_NUMBERS if n not in blocks]
     if missing:
         raise BadConfigError(f"model(s) {', '.join(missing)} not in the file", field="models")

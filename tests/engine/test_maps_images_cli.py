@@ -140,10 +140,8 @@ def test_cli_pipeline_mkinstrmap_aspecthist_projbgd(tmp_path, event_file, monkey
         assert h[0].data.sum() == pytest.approx(168 * 168, rel=2e-3)
 
 
-@pytest.mark.parametrize("case,needle", [
-    ("refsize", "1000x1000"), ("nopa", "PA_PNT"), ("chipmap", "INSTRMAP"), ("det", "1234"), ("gti", "GTI"),
-])
-def test_cli_bad_input_one_line_nothing_written(tmp_path, event_file, monkeypatch, capsys, case, needle):
+def _projbgd_inputs(tmp_path, event_file, monkeypatch):
+    """Counts image, instrument map and aspect histogram of FPMA in ``tmp_path`` (the cwd): (aux, asp)."""
     monkeypatch.delenv("CALDB", raising=False)
     monkeypatch.chdir(tmp_path)
     aux = _synthetic_auxil(tmp_path)
@@ -153,6 +151,14 @@ def test_cli_bad_input_one_line_nothing_written(tmp_path, event_file, monkeypatc
     asp = _aspect_file(tmp_path / "asp.fits")
     gti = _gti_file(tmp_path / "gti.fits", [1e8 + 100], [1e8 + 600])
     assert main(["aspecthist", str(asp), f"gtifile={gti}", "out=aspecthistA.fits"]) == 0
+    return aux, asp
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("refsize", "1000x1000"), ("nopa", "PA_PNT"), ("chipmap", "INSTRMAP"), ("det", "1234"), ("gti", "GTI"),
+])
+def test_cli_bad_input_one_line_nothing_written(tmp_path, event_file, monkeypatch, capsys, case, needle):
+    aux, asp = _projbgd_inputs(tmp_path, event_file, monkeypatch)
     ref, chip, det = "imA3to20keV.fits", "newinstrmapA.fits", "1234"
     if case == "refsize":
         fits.PrimaryHDU(np.zeros((10, 10)), header=fits.getheader(ref)).writeto("small.fits")
@@ -184,3 +190,35 @@ def test_cli_bad_input_one_line_nothing_written(tmp_path, event_file, monkeypatc
     if case == "gti":
         assert "asp.fits" in err
     assert not any((tmp_path / w).exists() for w in written)
+
+
+def _grxe_sky_map(path, value=None):
+    """A uniform GRXE map in the IDL layout (primary image, GLON-CAR/GLAT-CAR, 0.4 deg pixels)."""
+    h = fits.Header()
+    h.update(CTYPE1="GLON-CAR", CTYPE2="GLAT-CAR", CRPIX1=451.0, CRPIX2=226.0, CRVAL1=0.0, CRVAL2=0.0,
+             CDELT1=-0.4, CDELT2=0.4)
+    data = np.full((451, 901), 2.0, np.float32) if value is None else value
+    fits.PrimaryHDU(data, header=h if value is None else None).writeto(path)
+    return path
+
+
+def test_cli_projbgd_grxe(tmp_path, event_file, monkeypatch, capsys):
+    aux, _asp = _projbgd_inputs(tmp_path, event_file, monkeypatch)
+    base = ["projbgd", "--refimg", "imA3to20keV.fits", "--mod", "A", "--chipmap", "newinstrmapA.fits",
+            "--aspect", "aspecthistA.fits", "--auxil-dir", str(aux)]
+    bad = _grxe_sky_map(tmp_path / "nowcs.fits", value=np.ones((5, 5), np.float32))
+    (tmp_path / "bad").mkdir()
+    capsys.readouterr()
+    assert main([*base, "--out", "bad/bgdapA.fits", "--grxe", str(bad)]) == 2
+    assert "celestial WCS" in capsys.readouterr().err and not any((tmp_path / "bad").iterdir())
+    out = tmp_path / "bgd"
+    out.mkdir()
+    assert main([*base, "--out", str(out / "bgdapA.fits"), "--grxe", str(_grxe_sky_map(tmp_path / "g.fits"))]) == 0
+    assert (out / "bgdgrxeA.fits").is_file()
+    with fits.open(out / "bgdgrxeA.fits") as g, fits.open(out / "bgdapA.fits") as a:
+        assert g[0].header["NSB_GRXE"] == "g.fits"
+        # The synthetic aperture template is flat, so a uniform GRXE map gives 2 x (aperture − floor).
+        seen = a[0].data > 0
+        assert g[0].data.shape == a[0].data.shape and np.all(g[0].data[~seen] == 0)
+        ratio = g[0].data[seen & (g[0].data > 0)] / a[0].data[seen & (g[0].data > 0)]
+        assert ratio.max() == pytest.approx(ratio.min(), rel=1e-6) and 0 < ratio.max() < 2.0
