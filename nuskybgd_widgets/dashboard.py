@@ -27,6 +27,8 @@ from pathlib import Path
 
 from nuskybgd_engine.errors import NuSkyBgdError
 
+from . import server
+
 __all__ = ["DEFAULT_PORT", "DEFAULT_WORKSPACE", "ENV_DATA_ROOT", "ENV_DEMO", "ENV_WORKSPACE", "app_from_environment",
            "build_parser", "dashboard_environment", "main", "notebook_path", "voila_argv", "voila_config"]
 
@@ -90,6 +92,7 @@ def build_parser():
     p.add_argument("--ip", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    server.add_server_arguments(p)
     return p
 
 
@@ -176,6 +179,7 @@ def app_from_environment(environ=None):
         data_root, workspace = env[ENV_DATA_ROOT] or None, env[ENV_WORKSPACE]
         if "NUSKYBGD_DEMO_DIR" in env:  # the session simulates the demo where the data root says
             os.environ.setdefault("NUSKYBGD_DEMO_DIR", env["NUSKYBGD_DEMO_DIR"])
+    workspace = server.session_workspace(workspace, environ)
     return build_app(data_root=data_root, workspace=workspace, demo=demo)
 
 
@@ -193,13 +197,14 @@ def main(argv=None):
         print(f"nuskybgd-dashboard: error: {exc}", file=sys.stderr)
         return 2
     os.environ.update(env)
-    from voila.app import Voila
+    os.environ.update(server.server_environment(args))
 
     print(f"nuskybgd-dashboard: serving http://{args.ip}:{args.port}/ (Ctrl-C to stop); "
           f"{'demo observation; ' if args.demo else ''}reading under {env[ENV_DATA_ROOT]}, "
           f"writing under {env[ENV_WORKSPACE]}", file=sys.stderr)
-    Voila.launch_instance(argv=voila_argv(notebook, port=args.port, ip=args.ip, open_browser=not args.no_browser),
-                          config=voila_config())
+    server.dashboard_voila().launch_instance(
+        argv=voila_argv(notebook, port=args.port, ip=args.ip, open_browser=not args.no_browser),
+        config=server.configure(voila_config(), args))
     return 0
 
 
