@@ -13,6 +13,7 @@ import bqplot as bq
 import ipywidgets as w
 import numpy as np
 
+from ..geometry import trim_gaps
 from ..session import COMPONENTS
 from .base import Panel, guarded
 
@@ -28,6 +29,12 @@ def display_bins(e_lo, e_hi, n=N_DISPLAY_BINS):
     edges = np.geomspace(float(e_lo.min()), float(e_hi.max()), n + 1)
     centre = 0.5 * (e_lo + e_hi)
     return np.clip(np.searchsorted(edges, centre, side="right") - 1, 0, n - 1), edges
+
+
+def _positive(values, floor):
+    """``values`` for a log scale: zero, negative and non-finite values raised to ``floor``."""
+    v = np.asarray(values, float)
+    return np.where(np.isfinite(v) & (v > floor), v, floor)
 
 
 class _SpectrumView:
@@ -92,25 +99,32 @@ class _SpectrumView:
         sigma = np.sqrt(np.maximum(counts, 1.0))
         rate, err = counts * scale, sigma * scale
         step_x = np.append(lo, hi[-1])
+        tot = model * scale
+        pos = rate[rate > 0]
+        ymin = float(pos.min()) / 3 if pos.size else 1e-4
+        ymax = float(max(rate.max(), tot.max())) * 3 if rate.size else 1.0
+        # Only finite, positive values reach the log-scale marks (a NaN, or log(0), is a browser console
+        # error per point): empty bins get no point, zeros are drawn below the axis.
+        floor = ymin * 1e-3
         with self.figure.hold_sync(), self.residuals.hold_sync():
-            self.data.x, self.data.y = centre, np.where(counts > 0, rate, np.nan)
+            seen = counts > 0
+            self.data.x, self.data.y = centre[seen], rate[seen]
             ex = np.repeat(centre, 3)
             ey = np.column_stack([np.maximum(rate - err, rate * 1e-3), rate + err, np.full(rate.size, np.nan)])
             ex[2::3] = np.nan
-            self.err.x, self.err.y = ex, ey.ravel()
+            ex, ey = trim_gaps(ex, ey.ravel())
+            self.err.x, self.err.y = ex, np.where(np.isnan(ey), np.nan, np.maximum(ey, floor))
             for s, mark in self.comps.items():
                 v = d["sources"].get(s)
                 if v is None:
                     mark.x, mark.y = [], []
                     continue
                 y = rebin(v) * scale
-                mark.x, mark.y = step_x, np.append(y, y[-1])
-            tot = model * scale
-            self.total.x, self.total.y = step_x, np.append(tot, tot[-1])
-            self.resid.x, self.resid.y = centre, (counts - model) / sigma
-            pos = rate[rate > 0]
-            ymin = float(pos.min()) / 3 if pos.size else 1e-4
-            ymax = float(max(rate.max(), tot.max())) * 3 if rate.size else 1.0
+                mark.x, mark.y = step_x, _positive(np.append(y, y[-1]), floor)
+            self.total.x, self.total.y = step_x, _positive(np.append(tot, tot[-1]), floor)
+            resid = (counts - model) / sigma
+            ok = np.isfinite(resid)
+            self.resid.x, self.resid.y = centre[ok], resid[ok]
             self.shade.x = [e_lo.min(), e_lo.min(), e_hi.max(), e_hi.max()]
             self.shade.y = [ymin, ymax, ymax, ymin]
             self.y.min, self.y.max = ymin, ymax
