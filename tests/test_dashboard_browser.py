@@ -13,6 +13,7 @@ Needs ``/usr/bin/chromium`` (``.ci/install-browser``) and the ``playwright`` Pyt
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -20,8 +21,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -110,7 +113,7 @@ def server(dirs):
                 pytest.fail(f"nuskybgd-dashboard did not answer on {url} within {SERVER_START_S} s:\n"
                             f"{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield {"url": url, "log": log_path, **dirs}
+        yield {"url": url, "log": log_path, "pid": proc.pid, **dirs}
     finally:
         stop(proc)
 
@@ -215,6 +218,7 @@ def test_draw_fit_export_in_the_browser(page, server):
     assert listed
     xcm = [p for p in server["workspace"].rglob("*.xcm") if p.name in listed]
     assert xcm, f"{listed} not found under {server['workspace']}"
+    assert xcm[0].parent.parent == server["workspace"] and xcm[0].parent.name.startswith("session-")
     lines = xcm[0].read_text().splitlines()
     assert "statistic cstat" in lines
     data_lines = [ln for ln in lines if ln.startswith("data ")]
@@ -239,3 +243,44 @@ def test_path_traversal_is_refused_visibly(page, server, typed, why):
     shot(page, f"5-refused-{why.replace(' ', '-')}")
     assert why in messages(page)
     assert page.locator(".nsb-data-status").inner_text() == status_before  # nothing was opened
+
+
+def kernels(server):
+    """Kernels the server runs, by its health probe, and kernel processes under it, by the process table."""
+    with urllib.request.urlopen(server["url"] + "nuskybgd/health", timeout=10) as r:
+        reported = json.load(r)
+    assert reported["status"] == "ok"
+    procs = [p for p in psutil.Process(server["pid"]).children(recursive=True)
+             if any("ipykernel" in a for a in p.cmdline())]
+    return reported["kernels"], len(procs)
+
+
+def wait_for_kernels(server, n, seconds=30):
+    deadline = time.monotonic() + seconds
+    while (found := kernels(server)) != (n, n) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return found
+
+
+def test_health_probe_starts_no_kernel(server):
+    before = wait_for_kernels(server, kernels(server)[0])
+    for _ in range(5):
+        assert kernels(server) == before
+    time.sleep(2)  # a kernel would be starting by now
+    assert kernels(server) == before
+
+
+def test_closing_the_page_frees_its_kernel(browser, server):
+    n0 = wait_for_kernels(server, kernels(server)[0])[0]
+    context = browser.new_context(viewport={"width": 1440, "height": 900})  # a new observer
+    p = context.new_page()
+    try:
+        p.goto(server["url"], timeout=PAGE_READY_MS)
+        p.locator(".nsb-fit-button").wait_for(timeout=PAGE_READY_MS)
+        assert kernels(server) == (n0 + 1, n0 + 1)
+        shutdowns = []
+        p.on("response", lambda r: shutdowns.append(r.status) if "/voila/api/shutdown/" in r.url else None)
+        p.close(run_before_unload=True)  # as a person closing the tab: Voila asks the server to free the kernel
+    finally:
+        context.close()
+    assert wait_for_kernels(server, n0) == (n0, n0), f"shutdown responses: {shutdowns}"
