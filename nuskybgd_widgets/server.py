@@ -31,11 +31,13 @@ from pathlib import Path
 
 from nuskybgd_engine.errors import BadConfigError, BadFileError
 
-__all__ = ["DEFAULT_CULL_IDLE", "ENV_USER_HEADER", "ENV_WORKSPACE_MODE", "HEALTH_PATH", "add_server_arguments",
+__all__ = ["DEFAULT_CULL_IDLE", "DEFAULT_PREHEAT", "ENV_USER_HEADER", "ENV_WORKSPACE_MODE", "HEALTH_PATH", "add_server_arguments",
            "configure", "dashboard_voila", "header_env_name", "server_environment", "session_workspace"]
 
 #: Seconds a kernel may stay idle without any page connected before it is shut down.
 DEFAULT_CULL_IDLE = 300
+#: Kernels kept started with the dashboard built, waiting for the next page.
+DEFAULT_PREHEAT = 1
 #: URL (under the base URL) of the health probe.
 HEALTH_PATH = "/nuskybgd/health"
 #: ``session`` (one subfolder per page, the default when served), ``shared`` (the workspace itself).
@@ -58,6 +60,18 @@ def _seconds(text):
     return value
 
 
+def _count(text):
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of kernels, got {text!r}") from None
+    if not 0 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be in 0..64, got {value}")
+    return value
+
+
 def _header(text):
     import argparse
 
@@ -74,9 +88,10 @@ def add_server_arguments(parser):
                         f"notice, a lost network); 0 never culls (default {DEFAULT_CULL_IDLE})")
     g.add_argument("--cull-connected", action="store_true",
                    help="with --cull-idle, also shut down kernels of pages still open but idle that long")
-    g.add_argument("--preheat", type=int, default=0, metavar="N",
-                   help="keep N kernels started with the dashboard already built, so a new page shows at once "
-                        "(each holds a kernel's memory while waiting; default 0)")
+    g.add_argument("--preheat", type=_count, default=DEFAULT_PREHEAT, metavar="N",
+                   help="keep N kernels started with the dashboard already built, so a new page shows in a few "
+                        "seconds; each holds a kernel's memory (~600 MB) while it waits; 0: every page starts "
+                        f"its kernel (default {DEFAULT_PREHEAT})")
     g.add_argument("--shared-workspace", action="store_true",
                    help="every page writes directly in the workspace (one observer) instead of its own "
                         "session-*/user-* subfolder")
@@ -106,9 +121,35 @@ def configure(cfg, args):
     if args.preheat > 0:
         cfg.VoilaConfiguration.preheat_kernel = True
         cfg.VoilaConfiguration.default_pool_size = int(args.preheat)
+        cfg.VoilaConfiguration.multi_kernel_manager_class = _pool_keeping_kernel_manager()
     if args.user_header:
         cfg.VoilaConfiguration.http_header_envs = [args.user_header]
     return cfg
+
+
+def _pool_keeping_kernel_manager():
+    """jupyter_server's kernel manager that never culls a pre-heated kernel still waiting for its page.
+
+    Voila refills its pool only when a page takes a kernel, so a culled waiting kernel would leave the
+    pool empty and the next observer waiting for a cold start.
+    """
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    class PoolKeepingKernelManager(AsyncMappingKernelManager):
+        def _waiting_in_pool(self, kernel_id):
+            for pool in getattr(self, "_pools", {}).values():  # voila's pre-heat pools (futures)
+                for task in pool:
+                    if task.done() and not task.cancelled() and task.exception() is None \
+                            and task.result().get("kernel_id") == kernel_id:
+                        return True
+            return False
+
+        async def cull_kernel_if_idle(self, kernel_id):
+            if self._waiting_in_pool(kernel_id):
+                return None
+            return await super().cull_kernel_if_idle(kernel_id)
+
+    return PoolKeepingKernelManager
 
 
 def _user_name(text, source):

@@ -71,11 +71,33 @@ def test_server_settings_from_the_command_line():
                                                server.ENV_USER_HEADER: "X-Forwarded-User"}
     default = build_parser().parse_args([])
     assert default.cull_idle == server.DEFAULT_CULL_IDLE and not default.shared_workspace
-    off = server.configure(Config(), build_parser().parse_args(["--cull-idle", "0", "--shared-workspace"]))
-    assert "cull_idle_timeout" not in off.MappingKernelManager
+    assert default.preheat == server.DEFAULT_PREHEAT
+    off = server.configure(Config(), build_parser().parse_args(["--cull-idle", "0", "--shared-workspace",
+                                                                "--preheat", "0"]))
+    assert "cull_idle_timeout" not in off.MappingKernelManager and "preheat_kernel" not in off.VoilaConfiguration
 
 
-@pytest.mark.parametrize("argv", [["--cull-idle", "-5"], ["--cull-idle", "soon"], ["--user-header", "X User"]])
+def test_culling_spares_preheated_kernels_waiting_for_a_page():
+    import asyncio
+
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    cls = server._pool_keeping_kernel_manager()
+    assert issubclass(cls, AsyncMappingKernelManager)
+    km = cls()
+
+    async def pool():
+        done = asyncio.get_running_loop().create_future()
+        done.set_result({"kernel_id": "waiting"})
+        km._pools = {"dashboard.ipynb": [done]}
+        return await km.cull_kernel_if_idle("waiting")  # would raise KeyError if it looked the kernel up
+
+    assert asyncio.run(pool()) is None
+    assert km._waiting_in_pool("waiting") and not km._waiting_in_pool("taken")
+
+
+@pytest.mark.parametrize("argv", [["--cull-idle", "-5"], ["--cull-idle", "soon"], ["--user-header", "X User"],
+                                  ["--preheat", "-1"]])
 def test_bad_server_options_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(argv)
