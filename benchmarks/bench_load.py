@@ -39,6 +39,8 @@ from pathlib import Path
 
 import psutil
 
+from nuskybgd_widgets.server import DEFAULT_PREHEAT
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -179,7 +181,7 @@ async def run(args):
     with tempfile.TemporaryDirectory(prefix="nsb-load-") as tmp:
         base = Path(tmp)
         (base / "workspace").mkdir()
-        extra = ["--cull-idle", str(args.cull_idle)] + (["--preheat", str(args.preheat)] if args.preheat else [])
+        extra = ["--cull-idle", str(args.cull_idle), "--preheat", str(args.preheat)]
         proc, log, url = start_server(base, extra)
         server = psutil.Process(proc.pid)
         try:
@@ -227,7 +229,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--users", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--views", type=int, default=100, help="successive single page views (0: none)")
-    p.add_argument("--preheat", type=int, default=0, help="pre-heated kernels (nuskybgd-dashboard --preheat)")
+    p.add_argument("--preheat", type=int, default=DEFAULT_PREHEAT,
+                   help=f"pre-heated kernels (nuskybgd-dashboard --preheat; default {DEFAULT_PREHEAT})")
     p.add_argument("--cull-idle", type=float, default=60, help="nuskybgd-dashboard --cull-idle")
     args = p.parse_args(argv)
     if not Path(CHROMIUM).is_file():

@@ -72,6 +72,14 @@ def _count(text):
     return value
 
 
+def _base_url(text):
+    import argparse
+
+    if not re.fullmatch(r"/([A-Za-z0-9._~-]+/)*", text if text.endswith("/") else text + "/") or ".." in text:
+        raise argparse.ArgumentTypeError(f"expected a URL path such as /nuskybgd/, got {text!r}")
+    return text if text.endswith("/") else text + "/"
+
+
 def _header(text):
     import argparse
 
@@ -92,6 +100,9 @@ def add_server_arguments(parser):
                    help="keep N kernels started with the dashboard already built, so a new page shows in a few "
                         "seconds; each holds a kernel's memory (~600 MB) while it waits; 0: every page starts "
                         f"its kernel (default {DEFAULT_PREHEAT})")
+    g.add_argument("--base-url", type=_base_url, metavar="PATH",
+                   help="path under which a reverse proxy publishes the dashboard (e.g. /nuskybgd/) when it "
+                        "strips that prefix before forwarding; the server itself keeps answering at /")
     g.add_argument("--shared-workspace", action="store_true",
                    help="every page writes directly in the workspace (one observer) instead of its own "
                         "session-*/user-* subfolder")
@@ -124,6 +135,9 @@ def configure(cfg, args):
         cfg.VoilaConfiguration.multi_kernel_manager_class = _pool_keeping_kernel_manager()
     if args.user_header:
         cfg.VoilaConfiguration.http_header_envs = [args.user_header]
+    if args.base_url:
+        cfg.Voila.base_url = args.base_url  # the URLs the page uses (through the proxy)
+        cfg.Voila.server_url = "/"  # the routes the server answers (the proxy removed the prefix)
     return cfg
 
 

@@ -67,6 +67,9 @@ def test_server_settings_from_the_command_line():
     assert 0 < km.cull_interval <= 60
     assert cfg.VoilaConfiguration.preheat_kernel is True and cfg.VoilaConfiguration.default_pool_size == 2
     assert cfg.VoilaConfiguration.http_header_envs == ["X-Forwarded-User"]
+    assert "base_url" not in cfg.Voila
+    proxied = server.configure(Config(), build_parser().parse_args(["--base-url", "/nuskybgd"]))
+    assert (proxied.Voila.base_url, proxied.Voila.server_url) == ("/nuskybgd/", "/")
     assert server.server_environment(args) == {server.ENV_WORKSPACE_MODE: "session",
                                                server.ENV_USER_HEADER: "X-Forwarded-User"}
     default = build_parser().parse_args([])
@@ -97,7 +100,7 @@ def test_culling_spares_preheated_kernels_waiting_for_a_page():
 
 
 @pytest.mark.parametrize("argv", [["--cull-idle", "-5"], ["--cull-idle", "soon"], ["--user-header", "X User"],
-                                  ["--preheat", "-1"]])
+                                  ["--preheat", "-1"], ["--base-url", "nuskybgd/../x"]])
 def test_bad_server_options_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(argv)
