@@ -196,9 +196,9 @@ def session_workspace(workspace, environ=None):
         A user header is configured but missing from the request, or the name is not plain.
     """
     environ = os.environ if environ is None else environ
-    workspace = Path(workspace)
     if environ.get(ENV_WORKSPACE_MODE, "shared") != "session":
         return workspace
+    workspace = Path(workspace)
     header = environ.get(ENV_USER_HEADER, "")
     user = None
     if header:

@@ -26,8 +26,8 @@ def test_two_sessions_get_different_workspaces(tmp_path):
 
 
 def test_shared_workspace_and_notebook_without_server(tmp_path):
-    assert server.session_workspace(tmp_path, env("shared")) == tmp_path
-    assert server.session_workspace(tmp_path, {}) == tmp_path  # the notebook opened directly in Jupyter
+    assert server.session_workspace(tmp_path, env("shared")) is tmp_path
+    assert server.session_workspace(tmp_path, {}) is tmp_path  # the notebook opened directly in Jupyter
 
 
 def test_user_from_jupyterhub_or_proxy_header(tmp_path):
