@@ -120,11 +120,16 @@ def stop_server(proc, log):
 
 
 async def open_page(browser, url):
+    """(context, page, seconds to the first view); a page not ready in time is closed and raises."""
     ctx = await browser.new_context(viewport={"width": 1440, "height": 900})
     page = await ctx.new_page()
     t0 = time.perf_counter()
-    await page.goto(url, timeout=READY_MS)
-    await page.wait_for_function(READY_JS, timeout=READY_MS)
+    try:
+        await page.goto(url, timeout=READY_MS)
+        await page.wait_for_function(READY_JS, timeout=READY_MS)
+    except Exception:
+        await close_page(ctx, page)  # a failed page must not keep its kernel
+        raise
     return ctx, page, time.perf_counter() - t0
 
 
@@ -155,6 +160,9 @@ async def wait_kernels(url, at_most, seconds):
 async def round_of(browser, url, server, n, baseline_kernels):
     opened = await asyncio.gather(*(open_page(browser, url) for _ in range(n)), return_exceptions=True)
     ok = [o for o in opened if not isinstance(o, BaseException)]
+    for o in opened:
+        if isinstance(o, BaseException):
+            print(f"    a page failed: {str(o).splitlines()[0]}", flush=True)
     firsts = [o[2] for o in ok]
     kernels, total = memory(server)
     fits = await asyncio.gather(*(fit(o[1]) for o in ok), return_exceptions=True)
