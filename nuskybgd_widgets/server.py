@@ -141,6 +141,11 @@ def configure(cfg, args):
     return cfg
 
 
+def _ready(task):
+    """A pre-heat pool entry (an asyncio future) whose kernel is started and its dashboard built."""
+    return task.done() and not task.cancelled() and task.exception() is None
+
+
 def _pool_keeping_kernel_manager():
     """jupyter_server's kernel manager that never culls a pre-heated kernel still waiting for its page.
 
@@ -151,12 +156,8 @@ def _pool_keeping_kernel_manager():
 
     class PoolKeepingKernelManager(AsyncMappingKernelManager):
         def _waiting_in_pool(self, kernel_id):
-            for pool in getattr(self, "_pools", {}).values():  # voila's pre-heat pools (futures)
-                for task in pool:
-                    if task.done() and not task.cancelled() and task.exception() is None \
-                            and task.result().get("kernel_id") == kernel_id:
-                        return True
-            return False
+            return any(_ready(task) and task.result().get("kernel_id") == kernel_id
+                       for pool in getattr(self, "_pools", {}).values() for task in pool)  # voila's pre-heat pools
 
         async def cull_kernel_if_idle(self, kernel_id):
             if self._waiting_in_pool(kernel_id):
@@ -243,6 +244,15 @@ def dashboard_voila():
         async def get(self, path=None):
             self.xsrf_token  # noqa: B018 - the property sets the cookie when the browser has none
             return await super().get(path=path)
+
+        def should_use_rendered_notebook(self, *args, **kwargs):
+            # Voila 0.5 hands every page the next pool entry even while it is still being built, so a
+            # burst of pages queues behind one kernel at a time (at 8 observers most pages time out).
+            # Only a kernel that is ready is taken; otherwise the page starts its own at once.
+            if not super().should_use_rendered_notebook(*args, **kwargs):
+                return False
+            pool = getattr(self.kernel_manager, "_pools", {}).get(self.notebook_path) or []
+            return bool(pool) and _ready(pool[0])
 
     class HealthHandler(tornado.web.RequestHandler):
         """``GET /nuskybgd/health``: the server is up; how many kernels run. Starts none."""
