@@ -212,9 +212,14 @@ async def run(args):
                               f"{'':17}{fmt(r['fit_median'], '.2f')} / {fmt(r['fit_max'], '.2f')}"
                               f"{'':9}{r['kernels_after_close']} / {r['kernels_after_15s']}", flush=True)
                     if args.views:
-                        curve, times = [], []
+                        curve, times, failed = [], [], 0
                         for i in range(args.views):
-                            ctx, page, t = await open_page(browser, url)
+                            try:
+                                ctx, page, t = await open_page(browser, url)
+                            except Exception as exc:  # noqa: BLE001 - counted and reported, the loop goes on
+                                failed += 1
+                                print(f"    view {i + 1} failed: {str(exc).splitlines()[0]}", flush=True)
+                                continue
                             times.append(t)
                             await close_page(ctx, page)
                             await wait_kernels(url, base_kernels, 15)
@@ -222,8 +227,11 @@ async def run(args):
                         k = len(curve)
                         slope = statistics.linear_regression(range(k), curve).slope if k > 1 else 0.0
                         marks = sorted({0, k // 4, k // 2, 3 * k // 4, k - 1})
-                        print(f"{k} successive page views: first view median {statistics.median(times):.1f} s, "
-                              f"max {max(times):.1f} s; server+kernels RSS after view "
+                        if not curve:
+                            print(f"{args.views} successive page views: none ready")
+                            return
+                        print(f"{k} successive page views ({failed} failed): first view median "
+                              f"{statistics.median(times):.1f} s, max {max(times):.1f} s; server+kernels RSS after view "
                               + ", ".join(f"#{i + 1}: {curve[i]:.0f}" for i in marks)
                               + f" MiB; slope {slope:+.2f} MiB/view; kernels alive at the end: "
                               f"{health(url)['kernels']}")
