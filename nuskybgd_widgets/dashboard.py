@@ -31,6 +31,8 @@ from pathlib import Path
 
 from nuskybgd_engine.errors import NuSkyBgdError
 
+from . import server
+
 __all__ = ["DEFAULT_PORT", "DEFAULT_WORKSPACE", "ENV_DATA_ROOT", "ENV_DEMO", "ENV_WORKSPACE", "QUIET_LOG_LINES",
            "TEMPLATE", "app_from_environment", "build_parser", "check_port_free", "dashboard_environment",
            "jupyter_data_path", "main", "notebook_path", "voila_argv", "voila_config"]
@@ -107,6 +109,7 @@ def build_parser():
     p.add_argument("--verbose", action="store_true",
                    help="show the full Voila, Jupyter server and kernel log (default: the address, the data "
                         "root, the workspace, then only warnings and errors that concern the user)")
+    server.add_server_arguments(p)
     return p
 
 
@@ -275,6 +278,7 @@ def app_from_environment(environ=None):
         data_root, workspace = env[ENV_DATA_ROOT] or None, env[ENV_WORKSPACE]
         if "NUSKYBGD_DEMO_DIR" in env:  # the session simulates the demo where the data root says
             os.environ.setdefault("NUSKYBGD_DEMO_DIR", env["NUSKYBGD_DEMO_DIR"])
+    workspace = server.session_workspace(workspace, environ)
     return build_app(data_root=data_root, workspace=workspace, demo=demo)
 
 
@@ -294,7 +298,7 @@ def main(argv=None):
         return 2
     os.environ.update(env)
     os.environ["JUPYTER_PATH"] = jupyter_data_path()
-    from voila.app import Voila
+    os.environ.update(server.server_environment(args))
 
     host = f"[{args.ip}]" if ":" in args.ip else args.ip
     print(f"nuskybgd-dashboard: http://{host}:{args.port}/ (Ctrl-C to stop)\n"
@@ -302,7 +306,7 @@ def main(argv=None):
           f"  workspace: {env[ENV_WORKSPACE]}", file=sys.stderr, flush=True)
     argv = voila_argv(notebook, port=args.port, ip=args.ip, open_browser=not args.no_browser, verbose=args.verbose)
     with contextlib.nullcontext() if args.verbose else _quiet_stderr():
-        Voila.launch_instance(argv=argv, config=voila_config())
+        server.dashboard_voila().launch_instance(argv=argv, config=server.configure(voila_config(), args))
     return 0
 
 

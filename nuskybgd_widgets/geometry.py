@@ -14,7 +14,7 @@ from regions import CirclePixelRegion, EllipsePixelRegion, PixCoord, PolygonPixe
 
 from nuskybgd_engine.io.regions.shapes import outline as annulus_or_sector_outline
 
-__all__ = ["stretch", "mask_outline", "shape_outline", "join_outlines", "centre", "size", "translated", "scaled",
+__all__ = ["stretch", "mask_outline", "shape_outline", "join_outlines", "trim_gaps", "centre", "size", "translated", "scaled",
            "shape_from_drag", "nearest_hit", "DRAW_SHAPES"]
 
 #: Drawing modes that make a shape from a drag (start → end).
@@ -100,7 +100,20 @@ def join_outlines(parts):
     for x, y in parts:
         xs += [np.asarray(x, float), [np.nan]]
         ys += [np.asarray(y, float), [np.nan]]
-    return np.concatenate(xs), np.concatenate(ys)
+    return trim_gaps(np.concatenate(xs), np.concatenate(ys))
+
+
+def trim_gaps(x, y):
+    """``x, y`` without the NaN gap separators at either end.
+
+    bqplot places a line's label at its last point: a NaN there is a browser console error
+    ("attribute transform: Expected number") on every redraw.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.nonzero(np.isfinite(x) & np.isfinite(y))[0]
+    if not ok.size:
+        return np.array([]), np.array([])
+    return x[ok[0]:ok[-1] + 1], y[ok[0]:ok[-1] + 1]
 
 
 def centre(shape):

@@ -195,6 +195,15 @@ def _stop(proc, timeout=20):
             proc.wait(timeout=10)
 
 
+class ServedURL(str):
+    """The address of a served dashboard, with the server's process id (``.pid``)."""
+
+    def __new__(cls, url, pid):
+        obj = super().__new__(cls, url)
+        obj.pid = pid
+        return obj
+
+
 def _wait_listening(port, proc, timeout=SERVER_START_S):
     """Wait until ``proc`` listens on ``port`` (RuntimeError if it exits or takes over ``timeout`` s).
     The page itself is not fetched: that would start a kernel."""
@@ -247,7 +256,7 @@ def serve_dashboard():
                 _wait_listening(port, proc)
             except RuntimeError as exc:
                 pytest.fail(f"{argv[0]}: {exc}:\n{Path(log).read_text()[-3000:]}")
-            yield url
+            yield ServedURL(url, proc.pid)
         finally:
             _stop(proc)
 

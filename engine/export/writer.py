@@ -13,7 +13,7 @@ import numpy as np
 from ..calibration import resolve
 from ..constants import channel_edges
 from ..errors import BadFileError
-from ..io.files import numbered_path
+from ..io.files import write_numbered
 from ..io.fitsutil import read_fits
 from ..io.ogip import Arf, Spectrum, write_arf, write_pha, write_rmf
 from ..io.responsecache import read_response
@@ -86,11 +86,10 @@ class ExportWriter:
             if target.exists() and _same_content(target, {"SPECRESP": np.asarray(values, float)}):
                 out = name
             else:
-                target = numbered_path(target.parent, target.name)
                 arf = Arf(energ_lo=edges[:-1], energ_hi=edges[1:], specresp=np.asarray(values, float),
                           module=module,
                           header={"TELESCOP": "NuSTAR", "INSTRUME": f"FPM{module}" if module else "NONE"})
-                write_arf(arf, target)
+                target = write_numbered(target.parent, target.name, lambda p: write_arf(arf, p))
                 self.written.append(target)
                 out = target.name
         self._cache[key] = out
@@ -107,8 +106,7 @@ class ExportWriter:
         elif target.exists() and _same_response(target, resp):
             out = name
         else:
-            target = numbered_path(target.parent, target.name)
-            write_rmf(resp, target)
+            target = write_numbered(target.parent, target.name, lambda p: write_rmf(resp, p))
             self.written.append(target)
             out = target.name
         self._cache[key] = out
@@ -121,11 +119,10 @@ class ExportWriter:
         target = self.directory / f"{stem}_sr.pha"
         if target.exists() and _same_content(target, {"COUNTS": np.rint(group.counts)}):
             return target.name
-        target = numbered_path(target.parent, target.name)
         spec = Spectrum(channel=np.arange(group.counts.size), counts=np.rint(group.counts).astype(np.int64),
                         exposure=group.exposure, backscal=1.0, module=group.module, grouping=group.grouping,
                         quality=group.quality, header={"TELESCOP": "NuSTAR", "INSTRUME": f"FPM{group.module}"})
-        write_pha(spec, target)
+        target = write_numbered(target.parent, target.name, lambda p: write_pha(spec, p))
         self.written.append(target)
         return target.name
 

@@ -9,6 +9,7 @@ errors name the file.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -19,7 +20,8 @@ import numpy as np
 
 from ..errors import BadConfigError, BadFileError, OutputExistsError
 
-__all__ = ["check_writable", "atomic_output", "numbered_path", "write_json", "read_json", "json_safe"]
+__all__ = ["check_writable", "atomic_output", "numbered_path", "write_numbered", "write_json", "read_json",
+           "json_safe"]
 
 
 def check_writable(path, *, overwrite=False):
@@ -44,12 +46,7 @@ def atomic_output(path, *, overwrite=False):
     """
     path = Path(path)
     check_writable(path, overwrite=overwrite)
-    # Keep a .gz suffix so writers that compress by file name (astropy) still do.
-    suffix = ".tmp.gz" if path.name.endswith(".gz") else ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)
-    tmp = Path(tmp)
+    tmp = _temporary_name(path.parent, path.name)
     try:
         yield tmp
         if not tmp.exists():
@@ -58,41 +55,112 @@ def atomic_output(path, *, overwrite=False):
             os.replace(tmp, path)
         else:
             try:
-                os.link(tmp, path)
+                _link_new(tmp, path)
             except FileExistsError:
                 raise OutputExistsError("output exists (use overwrite=True / --overwrite)", path=path) from None
-            except OSError:
-                # File systems without hard links: fall back to a checked rename.
-                if path.exists():
-                    raise OutputExistsError("output exists (use overwrite=True / --overwrite)", path=path) from None
-                os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _temporary_name(directory, name):
+    """A path in ``directory`` that does not exist now, for a file about to become ``name``."""
+    # Keep a .gz suffix so writers that compress by file name (astropy) still do.
+    suffix = ".tmp.gz" if name.endswith(".gz") else ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=directory)
+    os.close(fd)
+    os.unlink(tmp)
+    return Path(tmp)
+
+
+def _link_new(tmp, path):
+    """Give the complete file ``tmp`` the name ``path`` only if that name is free (FileExistsError if not).
+
+    A hard link is created exclusively by the kernel, so two writers racing for one name cannot
+    both win and none can replace the other's file. File systems without hard links get the same
+    guarantee from an exclusive create (``O_EXCL``) of ``path`` that the rename then replaces.
+    """
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise
+    except OSError:
+        pass
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    os.replace(tmp, path)
+
+
+def _numbered_names(directory, name):
+    """``directory/name``, then ``stem2.ext``, ``stem3.ext`` … (validating ``name``)."""
+    directory = Path(directory)
+    if PurePath(name).name != name or name in ("", ".", ".."):
+        raise BadConfigError(f"output name {name!r} must be a plain file name", field="name")
+    path = directory / name
+    yield path
+    for n in range(2, 100000):
+        yield directory / f"{path.stem}{n}{path.suffix}"
+    raise BadFileError("no free numbered name", path=path)
 
 
 def numbered_path(directory, name):
     """A free path ``directory/name``, else ``stem2.ext``, ``stem3.ext`` … (never an existing file).
 
     A dangling symbolic link counts as taken, so the name it occupies is never written through.
+    The name is free when returned, not reserved: a writer that may race with another process
+    (the served dashboard) uses :func:`write_numbered`, which claims the name atomically.
 
     Raises
     ------
     BadConfigError
         ``name`` is not a plain file name (it has a directory part, or is ``.``/``..``).
     """
-    directory = Path(directory)
-    if PurePath(name).name != name or name in ("", ".", ".."):
-        raise BadConfigError(f"output name {name!r} must be a plain file name", field="name")
-    path = directory / name
-    if not path.exists() and not path.is_symlink():
-        return path
-    stem, suffix = path.stem, path.suffix
-    for n in range(2, 100000):
-        cand = directory / f"{stem}{n}{suffix}"
+    for cand in _numbered_names(directory, name):
         if not cand.exists() and not cand.is_symlink():
             return cand
-    raise BadFileError("no free numbered name", path=path)
+
+
+def write_numbered(directory, name, write):
+    """Write a new file ``directory/name`` (or ``stem2.ext``, … when taken) without any race.
+
+    ``write(tmp)`` writes the complete file to a temporary path in ``directory``; the file then
+    takes the first free numbered name by an exclusive hard link (:func:`_link_new`), so two
+    writers racing for the same name get two files (``name`` and ``stem2.ext``), never an
+    error and never one file replacing the other.
+
+    Parameters
+    ----------
+    directory : path-like
+        Existing output directory.
+    name : str
+        Plain file name wanted.
+    write : callable
+        ``write(path)`` writes the output to ``path`` (which does not exist yet).
+
+    Returns
+    -------
+    pathlib.Path
+        The name the file got.
+    """
+    directory = Path(directory)
+    names = _numbered_names(directory, name)
+    first = next(names)
+    if not directory.is_dir():
+        raise BadFileError("output directory does not exist", path=directory)
+    tmp = _temporary_name(directory, name)
+    try:
+        write(tmp)
+        if not tmp.exists():
+            raise BadFileError("writer produced no file", path=first)
+        for cand in itertools.chain([first], names):
+            try:
+                _link_new(tmp, cand)
+                return cand
+            except FileExistsError:
+                continue
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def json_safe(obj):

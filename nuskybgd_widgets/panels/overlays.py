@@ -12,7 +12,7 @@ import numpy as np
 from bqplot_image_gl import ImageGL
 from bqplot_image_gl.interacts import MouseInteraction
 
-from ..geometry import centre, join_outlines, mask_outline, shape_outline, size, stretch
+from ..geometry import centre, join_outlines, mask_outline, shape_outline, size, stretch, trim_gaps
 
 __all__ = ["SkyImageFigure", "footprint_crop", "footprint_outlines", "region_outlines", "MARGIN"]
 
@@ -143,4 +143,4 @@ class SkyImageFigure:
 
     def show_preview(self, x=(), y=()):
         """Dashed outline of the shape being drawn (empty: none)."""
-        self.preview.x, self.preview.y = x, y
+        self.preview.x, self.preview.y = trim_gaps(x, y)

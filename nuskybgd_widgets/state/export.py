@@ -13,8 +13,8 @@ import numpy as np
 from traitlets import HasTraits, List
 
 from nuskybgd_engine.errors import BadConfigError
+from nuskybgd_engine.io.files import write_numbered
 
-from ..paths import numbered_path
 from .data import check_band
 from .model import COMPONENTS
 
@@ -106,8 +106,8 @@ class ExportState(HasTraits):
                                         f"{source_name}{m}_sr.pha")
             write_pha(spec, src)
             bspec = background_spectrum(an, item.regions, src, grid=obs.grid, maps=obs[m].maps)
-            bgd = numbered_path(self.data.outdir(), f"{source_name}{m}_sr_bgd.pha")
-            write_background_spectrum(bspec, bgd)
+            bgd = write_numbered(self.data.outdir(), f"{source_name}{m}_sr_bgd.pha",
+                                 lambda p, bspec=bspec: write_background_spectrum(bspec, p))
             set_backfile(src, bgd)
             out += [src, bgd]
         return self.record(list(writer.written) + out)
@@ -131,8 +131,9 @@ class ExportState(HasTraits):
                 h["NSB_COMP"] = comp
                 h["NSB_EMIN"], h["NSB_EMAX"] = band
                 h["BUNIT"] = "count"
-                path = numbered_path(self.data.outdir(), f"bgd_{comp}{m}_{band[0]:g}to{band[1]:g}keV.fits")
-                write_fits(fits.PrimaryHDU(np.asarray(per[comp], dtype=np.float32), header=h), path)
+                hdu = fits.PrimaryHDU(np.asarray(per[comp], dtype=np.float32), header=h)
+                path = write_numbered(self.data.outdir(), f"bgd_{comp}{m}_{band[0]:g}to{band[1]:g}keV.fits",
+                                      lambda p, hdu=hdu: write_fits(hdu, p))
                 out.append(path)
         return self.record(out)
 
@@ -154,7 +155,7 @@ class ExportState(HasTraits):
         out = []
         for n in names if names is not None else self.regions.names():
             item = self.regions.region(n)
-            path = numbered_path(self.data.outdir(), f"{n}.reg")
-            item.regions.write_ds9(path, coord=coord, grid=grid)
+            path = write_numbered(self.data.outdir(), f"{n}.reg",
+                                  lambda p, item=item: item.regions.write_ds9(p, coord=coord, grid=grid))
             out.append(path)
         return self.record(out)

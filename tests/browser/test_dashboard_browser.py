@@ -13,11 +13,15 @@ Needs ``/usr/bin/chromium`` (``.ci/install-browser``) and the ``playwright`` Pyt
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,7 +60,7 @@ def server(dirs, browser, serve_dashboard):
     argv = [sys.executable, "-m", "nuskybgd_widgets.dashboard", dirs["data"], "--demo",
             "--workspace", dirs["workspace"], "--no-browser"]
     with serve_dashboard(argv, cwd=dirs["base"], env=env, log=log) as url:
-        yield {"url": url, "log": log, **dirs}
+        yield {"url": url, "log": log, "pid": url.pid, **dirs}
 
 
 def open_dashboard(browser, url, viewport):
@@ -163,6 +167,7 @@ def test_draw_fit_export_in_the_browser(page, server):
     assert listed
     xcm = [p for p in server["workspace"].rglob("*.xcm") if p.name in listed]
     assert xcm, f"{listed} not found under {server['workspace']}"
+    assert xcm[0].parent.parent == server["workspace"] and xcm[0].parent.name.startswith("session-")
     lines = xcm[0].read_text().splitlines()
     assert "statistic cstat" in lines
     data_lines = [ln for ln in lines if ln.startswith("data ")]
@@ -368,3 +373,60 @@ def test_parameter_table_edit_fit_and_ctrl_z(ui):
                          f"{3 * value}) <= 1e-4 * {abs(3 * value)}", timeout=STEP_MS)
     screen_shot(ui, "9-undo-redo")
     assert not ui.nsb_errors, ui.nsb_errors
+def kernels(server):
+    """Kernels the server runs, by its health probe, and kernel processes under it, by the process table."""
+    with urllib.request.urlopen(server["url"] + "nuskybgd/health", timeout=10) as r:
+        reported = json.load(r)
+    assert reported["status"] == "ok"
+    procs = [p for p in psutil.Process(server["pid"]).children(recursive=True)
+             if any("ipykernel" in a for a in p.cmdline())]
+    return reported["kernels"], len(procs)
+
+
+def stable_kernels(server, seconds=60):
+    """The kernel count once the server is settled (a pre-heated pool may be refilling)."""
+    deadline = time.monotonic() + seconds
+    last = None
+    while time.monotonic() < deadline:
+        now = kernels(server)
+        if now == last and now[0] == now[1]:
+            return now
+        last = now
+        time.sleep(3)
+    return last
+
+
+def kernel_process(kernel_id):
+    """The live process of the kernel ``kernel_id`` (its connection file names it), or None."""
+    for p in psutil.process_iter(["cmdline"]):
+        if any(kernel_id in a for a in p.info["cmdline"] or ()):
+            return p
+    return None
+
+
+def test_health_probe_starts_no_kernel(server):
+    before = stable_kernels(server)
+    for _ in range(5):
+        assert kernels(server) == before
+    time.sleep(2)  # a kernel would be starting by now
+    assert kernels(server) == before
+
+
+def test_closing_the_page_frees_its_kernel(browser, server):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})  # a new observer
+    p = context.new_page()
+    try:
+        p.goto(server["url"], timeout=PAGE_READY_MS)
+        p.locator(".nsb-fit-button").wait_for(timeout=PAGE_READY_MS)
+        kernel_id = p.evaluate("() => JSON.parse(document.getElementById('jupyter-config-data').textContent)"
+                               ".kernelId")
+        assert kernel_process(kernel_id) is not None
+        shutdowns = []
+        p.on("response", lambda r: shutdowns.append(r.status) if "/voila/api/shutdown/" in r.url else None)
+        p.close(run_before_unload=True)  # as a person closing the tab: Voila asks the server to free the kernel
+    finally:
+        context.close()
+    deadline = time.monotonic() + 30
+    while kernel_process(kernel_id) is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert kernel_process(kernel_id) is None, f"kernel still alive; shutdown responses: {shutdowns}"

@@ -326,3 +326,50 @@ def test_aspect_and_gti_round_trip(tmp_path):
     g2 = read_gti(write_gti(gti, tmp_path / "g.fits", keywords={"TSTART": 0.0}))
     np.testing.assert_array_equal(g2.start, gti.start)
     np.testing.assert_array_equal(g2.stop, gti.stop)
+
+
+def test_write_numbered_race_gives_two_files_not_an_error(tmp_path):
+    """Two writers racing for one name (two dashboard users exporting at once) both succeed."""
+    import threading
+
+    from nuskybgd_engine.io.files import write_numbered
+
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def export(text):
+        def write(p):
+            barrier.wait(timeout=10)  # both have chosen "nominalA.rmf" and written it: now both claim it
+            p.write_text(text)
+        try:
+            results.append(write_numbered(tmp_path, "nominalA.rmf", write))
+        except Exception as exc:  # noqa: BLE001 - the test reports any failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=export, args=(t,)) for t in ("one", "two")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert not errors
+    assert sorted(p.name for p in results) == ["nominalA.rmf", "nominalA2.rmf"]
+    assert sorted(p.read_text() for p in results) == ["one", "two"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nominalA.rmf", "nominalA2.rmf"]  # no temporaries left
+
+
+def test_write_numbered_never_replaces_and_cleans_up_on_error(tmp_path):
+    from nuskybgd_engine.io.files import write_numbered
+
+    (tmp_path / "fit.xcm").write_text("mine")
+    assert write_numbered(tmp_path, "fit.xcm", lambda p: p.write_text("new")) == tmp_path / "fit2.xcm"
+    assert (tmp_path / "fit.xcm").read_text() == "mine"
+
+    def fail(p):
+        p.write_text("partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_numbered(tmp_path, "fit.xcm", fail)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.xcm", "fit2.xcm"]
+    with pytest.raises(BadConfigError):
+        write_numbered(tmp_path, "../fit.xcm", lambda p: p.write_text("x"))

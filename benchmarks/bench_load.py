@@ -1,0 +1,258 @@
+"""Load benchmark of the served dashboard: N observers at once in headless Chromium on the demo.
+
+Starts ``nuskybgd-dashboard --demo`` on a free loopback port (a temporary data root and
+workspace), then for each N in ``--users`` (default 1 2 4 8) opens N pages at once, each in its
+own browser context (its own cookies: a separate observer), and measures
+
+* time to first view: ``goto`` until the Fit button and the statistic of the demo regions show;
+* memory per kernel: RSS and USS (private) of each kernel process (psutil);
+* Fit latency under load: all N click Fit together, until their statistic shows `` dof``;
+* kernels alive after the pages close (through ``/nuskybgd/health``, which starts none), at once
+  and after a short grace period.
+
+Then ``--views`` successive single page views (open, ready, close) with the memory of the server
+and its kernels after each, summarised as a curve (first/middle/last and the slope per view).
+Every wait is bounded; everything runs on 127.0.0.1 and the server is stopped at the end.
+
+Needs ``/usr/bin/chromium`` and the ``playwright`` package (never ``playwright install``).
+
+Usage::
+
+    python benchmarks/bench_load.py [--users 1 2 4 8] [--views 100] [--preheat N] [--cull-idle S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+from nuskybgd_widgets.server import DEFAULT_PREHEAT
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+READY_MS = 180_000  # one page until ready, bounded
+FIT_MS = 120_000
+READY_JS = "() => /=/.test(document.querySelector('.nsb-stat-readout')?.innerText || '')"
+FITTED_JS = "() => / dof/.test(document.querySelector('.nsb-stat-readout')?.innerText || '')"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def health(url):
+    with urllib.request.urlopen(url + "nuskybgd/health", timeout=10) as r:
+        return json.load(r)
+
+
+def kernel_processes(server):
+    """The kernel processes under the server process."""
+    out = []
+    for p in server.children(recursive=True):
+        try:
+            if any("ipykernel" in a for a in p.cmdline()):
+                out.append(p)
+        except psutil.Error:
+            continue
+    return out
+
+
+def memory(server):
+    """(per-kernel [(rss, uss) MiB], server+kernels total RSS MiB)."""
+    kernels = []
+    for p in kernel_processes(server):
+        try:
+            m = p.memory_full_info()
+            kernels.append((m.rss / 2**20, m.uss / 2**20))
+        except psutil.Error:
+            continue
+    total = server.memory_info().rss / 2**20 + sum(k[0] for k in kernels)
+    return kernels, total
+
+
+def start_server(base, extra):
+    port = free_port()
+    env = dict(os.environ, NUSKYBGD_DEMO_DIR=str(base / "demo"))
+    log = open(base / "server.log", "wb")  # noqa: SIM115 - closed in stop_server
+    proc = subprocess.Popen([sys.executable, "-m", "nuskybgd_widgets.dashboard", "--demo", "--port", str(port),
+                             "--workspace", str(base / "workspace"), "--no-browser", *extra],
+                            cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited {proc.returncode}: {(base / 'server.log').read_text()[-2000:]}")
+        try:
+            health(url)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit("server did not start within 120 s") from None
+            time.sleep(0.5)
+    return proc, log, url
+
+
+def stop_server(proc, log):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    log.close()
+
+
+async def open_page(browser, url):
+    """(context, page, seconds to the first view); a page not ready in time is closed and raises."""
+    ctx = await browser.new_context(viewport={"width": 1440, "height": 900})
+    page = await ctx.new_page()
+    t0 = time.perf_counter()
+    try:
+        await page.goto(url, timeout=READY_MS)
+        await page.wait_for_function(READY_JS, timeout=READY_MS)
+    except Exception:
+        await close_page(ctx, page)  # a failed page must not keep its kernel
+        raise
+    return ctx, page, time.perf_counter() - t0
+
+
+async def close_page(ctx, page):
+    """Close the tab as a person does (``beforeunload`` runs: Voila asks the server to free the kernel)."""
+    await page.close(run_before_unload=True)
+    await asyncio.sleep(0.2)  # let the beacon leave before the context goes
+    await ctx.close()
+
+
+async def fit(page):
+    t0 = time.perf_counter()
+    await page.locator(".nsb-fit-button").click()
+    await page.wait_for_function(FITTED_JS, timeout=FIT_MS)
+    return time.perf_counter() - t0
+
+
+async def wait_kernels(url, at_most, seconds):
+    """Kernel count once it is at most ``at_most``, or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        n = health(url)["kernels"]
+        if n <= at_most or time.monotonic() > deadline:
+            return n
+        await asyncio.sleep(0.5)
+
+
+async def round_of(browser, url, server, n, baseline_kernels):
+    opened = await asyncio.gather(*(open_page(browser, url) for _ in range(n)), return_exceptions=True)
+    ok = [o for o in opened if not isinstance(o, BaseException)]
+    for o in opened:
+        if isinstance(o, BaseException):
+            print(f"    a page failed: {str(o).splitlines()[0]}", flush=True)
+    firsts = [o[2] for o in ok]
+    kernels, total = memory(server)
+    fits = await asyncio.gather(*(fit(o[1]) for o in ok), return_exceptions=True)
+    fit_s = [f for f in fits if not isinstance(f, BaseException)]
+    await asyncio.gather(*(close_page(ctx, page) for ctx, page, _ in ok))
+    alive_now = health(url)["kernels"]
+    alive_later = await wait_kernels(url, baseline_kernels, 15)
+    return {"n": n, "ready": len(ok), "first_median": statistics.median(firsts) if firsts else None,
+            "first_max": max(firsts) if firsts else None,
+            "rss_per_kernel": statistics.median(k[0] for k in kernels) if kernels else None,
+            "uss_per_kernel": statistics.median(k[1] for k in kernels) if kernels else None,
+            "fit_median": statistics.median(fit_s) if fit_s else None, "fit_max": max(fit_s) if fit_s else None,
+            "fits_ok": len(fit_s), "kernels_after_close": alive_now, "kernels_after_15s": alive_later,
+            "total_mib": total}
+
+
+def fmt(v, spec=".1f"):
+    return "—" if v is None else format(v, spec)
+
+
+async def run(args):
+    from playwright.async_api import async_playwright
+
+    with tempfile.TemporaryDirectory(prefix="nsb-load-") as tmp:
+        base = Path(tmp)
+        (base / "workspace").mkdir()
+        extra = ["--cull-idle", str(args.cull_idle), "--preheat", str(args.preheat)]
+        proc, log, url = start_server(base, extra)
+        server = psutil.Process(proc.pid)
+        try:
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+                try:
+                    # warm-up: the demo observation is simulated and its products cached on first use
+                    ctx, page, t = await open_page(browser, url)
+                    await close_page(ctx, page)
+                    base_kernels = await wait_kernels(url, args.preheat, 30)
+                    print(f"warm-up page (cold caches): {t:.1f} s; kernels after it closed: {base_kernels}")
+                    print(f"server {url} · {os.cpu_count()} cores · preheat {args.preheat} · cull-idle "
+                          f"{args.cull_idle} s")
+                    print("  N  ready  first view med/max (s)  RSS/USS per kernel (MiB)  Fit med/max (s)  "
+                          "kernels after close (at once / 15 s)")
+                    for n in args.users:
+                        r = await round_of(browser, url, server, n, base_kernels)
+                        print(f"{r['n']:>3}  {r['ready']}/{n}  {fmt(r['first_median'])} / {fmt(r['first_max'])}"
+                              f"{'':14}{fmt(r['rss_per_kernel'], '.0f')} / {fmt(r['uss_per_kernel'], '.0f')}"
+                              f"{'':17}{fmt(r['fit_median'], '.2f')} / {fmt(r['fit_max'], '.2f')}"
+                              f"{'':9}{r['kernels_after_close']} / {r['kernels_after_15s']}", flush=True)
+                    if args.views:
+                        curve, times, failed = [], [], 0
+                        for i in range(args.views):
+                            try:
+                                ctx, page, t = await open_page(browser, url)
+                            except Exception as exc:  # noqa: BLE001 - counted and reported, the loop goes on
+                                failed += 1
+                                print(f"    view {i + 1} failed: {str(exc).splitlines()[0]}", flush=True)
+                                continue
+                            times.append(t)
+                            await close_page(ctx, page)
+                            await wait_kernels(url, base_kernels, 15)
+                            curve.append(memory(server)[1])
+                        k = len(curve)
+                        slope = statistics.linear_regression(range(k), curve).slope if k > 1 else 0.0
+                        marks = sorted({0, k // 4, k // 2, 3 * k // 4, k - 1})
+                        if not curve:
+                            print(f"{args.views} successive page views: none ready")
+                            return
+                        print(f"{k} successive page views ({failed} failed): first view median "
+                              f"{statistics.median(times):.1f} s, max {max(times):.1f} s; server+kernels RSS after view "
+                              + ", ".join(f"#{i + 1}: {curve[i]:.0f}" for i in marks)
+                              + f" MiB; slope {slope:+.2f} MiB/view; kernels alive at the end: "
+                              f"{health(url)['kernels']}")
+                finally:
+                    await browser.close()
+        finally:
+            stop_server(proc, log)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--users", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--views", type=int, default=100, help="successive single page views (0: none)")
+    p.add_argument("--preheat", type=int, default=DEFAULT_PREHEAT,
+                   help=f"pre-heated kernels (nuskybgd-dashboard --preheat; default {DEFAULT_PREHEAT})")
+    p.add_argument("--cull-idle", type=float, default=60, help="nuskybgd-dashboard --cull-idle")
+    args = p.parse_args(argv)
+    if not Path(CHROMIUM).is_file():
+        raise SystemExit(f"{CHROMIUM} not found (.ci/install-browser)")
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

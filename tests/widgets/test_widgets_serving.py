@@ -1,0 +1,152 @@
+"""Serving the dashboard to several observers, without a browser: workspaces per session, server
+settings from the command line, and plot data the browser can draw (no NaN, nothing non-positive on
+a log scale)."""
+
+import math
+
+import bqplot as bq
+import ipywidgets as w
+import numpy as np
+import pytest
+
+from nuskybgd_engine.errors import BadConfigError
+from nuskybgd_widgets import server
+from nuskybgd_widgets.dashboard import app_from_environment, build_parser
+
+
+def env(mode="session", **extra):
+    return {server.ENV_WORKSPACE_MODE: mode, **extra}
+
+
+def test_two_sessions_get_different_workspaces(tmp_path):
+    a = server.session_workspace(tmp_path, env())
+    b = server.session_workspace(tmp_path, env())
+    assert a != b and a.parent == tmp_path and b.parent == tmp_path
+    assert a.name.startswith("session-") and a.is_dir() and b.is_dir()
+
+
+def test_shared_workspace_and_notebook_without_server(tmp_path):
+    assert server.session_workspace(tmp_path, env("shared")) is tmp_path
+    assert server.session_workspace(tmp_path, {}) is tmp_path  # the notebook opened directly in Jupyter
+
+
+def test_user_from_jupyterhub_or_proxy_header(tmp_path):
+    hub = server.session_workspace(tmp_path, env(JUPYTERHUB_USER="alice"))
+    assert hub == tmp_path / "user-alice" and hub.is_dir()
+    assert server.session_workspace(tmp_path, env(JUPYTERHUB_USER="alice")) == hub  # the same user: the same
+    proxied = env(**{server.ENV_USER_HEADER: "X-Forwarded-User", "HTTP_X_FORWARDED_USER": "bob@inst.org"})
+    assert server.session_workspace(tmp_path, proxied) == tmp_path / "user-bob@inst.org"
+
+
+@pytest.mark.parametrize("value, match", [("../eve", "not a plain name"), ("", "carries no X-Forwarded-User"),
+                                          (".hidden", "not a plain name"), ("a/b", "not a plain name")])
+def test_bad_or_missing_user_is_refused(tmp_path, value, match):
+    e = env(**{server.ENV_USER_HEADER: "X-Forwarded-User", "HTTP_X_FORWARDED_USER": value})
+    with pytest.raises(BadConfigError, match=match):
+        server.session_workspace(tmp_path, e)
+    assert list(tmp_path.iterdir()) == []  # nothing created outside or inside
+
+
+def test_app_from_environment_uses_a_session_folder(tmp_path, monkeypatch):
+    data, ws = tmp_path / "data", tmp_path / "ws"
+    data.mkdir()
+    ws.mkdir()
+    app = app_from_environment({"NUSKYBGD_DATA_ROOT": str(data), "NUSKYBGD_WORKSPACE": str(ws),
+                                "NUSKYBGD_DEMO": "0", server.ENV_WORKSPACE_MODE: "session"})
+    assert app.session.workspace.parent == ws and app.session.workspace.name.startswith("session-")
+
+
+def test_server_settings_from_the_command_line():
+    from traitlets.config import Config
+
+    args = build_parser().parse_args(["--demo", "--cull-idle", "120", "--preheat", "2",
+                                      "--user-header", "X-Forwarded-User"])
+    cfg = server.configure(Config(), args)
+    km = cfg.MappingKernelManager
+    assert (km.cull_idle_timeout, km.cull_connected, km.cull_busy) == (120, False, False)
+    assert 0 < km.cull_interval <= 60
+    assert cfg.VoilaConfiguration.preheat_kernel is True and cfg.VoilaConfiguration.default_pool_size == 2
+    assert cfg.VoilaConfiguration.http_header_envs == ["X-Forwarded-User"]
+    assert "base_url" not in cfg.Voila
+    proxied = server.configure(Config(), build_parser().parse_args(["--base-url", "/nuskybgd"]))
+    assert (proxied.Voila.base_url, proxied.Voila.server_url) == ("/nuskybgd/", "/")
+    assert server.server_environment(args) == {server.ENV_WORKSPACE_MODE: "session",
+                                               server.ENV_USER_HEADER: "X-Forwarded-User"}
+    default = build_parser().parse_args([])
+    assert default.cull_idle == server.DEFAULT_CULL_IDLE and not default.shared_workspace
+    assert default.preheat == server.DEFAULT_PREHEAT
+    off = server.configure(Config(), build_parser().parse_args(["--cull-idle", "0", "--shared-workspace",
+                                                                "--preheat", "0"]))
+    assert "cull_idle_timeout" not in off.MappingKernelManager and "preheat_kernel" not in off.VoilaConfiguration
+
+
+def test_culling_spares_preheated_kernels_waiting_for_a_page():
+    import asyncio
+
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    cls = server._pool_keeping_kernel_manager()
+    assert issubclass(cls, AsyncMappingKernelManager)
+    km = cls()
+
+    async def pool():
+        done = asyncio.get_running_loop().create_future()
+        done.set_result({"kernel_id": "waiting"})
+        km._pools = {"dashboard.ipynb": [done]}
+        return await km.cull_kernel_if_idle("waiting")  # would raise KeyError if it looked the kernel up
+
+    assert asyncio.run(pool()) is None
+    assert km._waiting_in_pool("waiting") and not km._waiting_in_pool("taken")
+
+
+@pytest.mark.parametrize("argv", [["--cull-idle", "-5"], ["--cull-idle", "soon"], ["--user-header", "X User"],
+                                  ["--preheat", "-1"], ["--base-url", "nuskybgd/../x"]])
+def test_bad_server_options_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error:" in err
+
+
+def marks(widget):
+    """Every bqplot mark under ``widget``."""
+    if isinstance(widget, bq.Figure):
+        yield from widget.marks
+    for child in getattr(widget, "children", ()):
+        if isinstance(child, w.Widget):
+            yield from marks(child)
+
+
+def check_drawable(mark):
+    """What the browser can draw without a console error: scatter/label points finite; lines with
+    NaN only as interior gap separators; nothing non-positive on a log scale."""
+    x, y = np.asarray(mark.x, float).ravel(), np.asarray(mark.y, float).ravel()
+    if not x.size:
+        return
+    name = f"{type(mark).__name__} {getattr(mark, 'labels', '')}"
+    if isinstance(mark, (bq.Scatter, bq.Label)):
+        assert x.size == y.size and np.isfinite(x).all() and np.isfinite(y).all(), name
+    else:
+        assert math.isfinite(x[0]) and math.isfinite(x[-1]) and math.isfinite(y[0]) and math.isfinite(y[-1]), name
+        assert not np.isinf(x).any() and not np.isinf(y).any(), name
+    for axis, values in (("x", x), ("y", y)):
+        if isinstance(mark.scales.get(axis), bq.LogScale):
+            assert (values[np.isfinite(values)] > 0).all(), f"{name}: {axis} <= 0 on a log scale"
+
+
+@pytest.mark.slow
+def test_no_nan_reaches_the_plots_after_load_and_fit(tmp_path, monkeypatch):
+    from nuskybgd_widgets.app import build_app
+
+    monkeypatch.setenv("NUSKYBGD_DEMO_DIR", str(tmp_path / "demo"))
+    app = build_app(data_root=None, workspace=tmp_path / "ws", demo=True)
+    assert app.session.analysis is not None, app.panels["data"].message.value
+    loaded = list(marks(app.widget))
+    assert sum(isinstance(m, bq.Scatter) for m in loaded) >= 4
+    for m in loaded:
+        check_drawable(m)
+    app.panels["spectra"].fit()
+    assert app.session.fit_is_current
+    for m in marks(app.widget):
+        check_drawable(m)
