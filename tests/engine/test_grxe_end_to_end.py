@@ -113,3 +113,23 @@ def test_predict_transfers_grxe_to_a_new_region(workdir, tmp_path, capsys, sidec
     out = json.loads(capsys.readouterr().out)
     pred = out[0] if isinstance(out, list) else out
     assert pred["components"]["grxe"] > 0 and np.isfinite(pred["components"]["grxe"])
+
+
+def test_xcm_of_the_fit_continues_with_grxe(workdir, tmp_path, capsys):
+    """``fit --xcm fit.xcm --run`` (the exported .xcm read back) keeps source 6, then ``predict`` works."""
+    d = tmp_path / "xcm"
+    shutil.copytree(workdir, d)
+    assert json.loads((d / "fit.json").read_text())["sidecar"]  # the first fit wrote NAME.npz
+    assert main(["fit", str(d / "bgdinfo.json"), "--xcm", str(d / "fit.xcm"), f"savefile={d / 'again'}",
+                 "--run"]) == 0
+    again = json.loads((d / "again.json").read_text())
+    first = json.loads((workdir / "fit.json").read_text())
+    value = {(p["source"], p["index"]): p["value"] for p in first["parameters"]}
+    grxe = [p for p in again["parameters"] if p["source"] == "grxe" and p["state"] == "free"]
+    assert len(grxe) == 4
+    for p in grxe:  # started at the best fit: the same minimum
+        assert p["value"] == pytest.approx(value[("grxe", p["index"])], rel=1e-3, abs=1e-9)
+    capsys.readouterr()
+    assert main(["predict", str(d / "again.json"), str(d / "src_point.reg"), "--module", "B", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out[0] if isinstance(out, list) else out)["components"]["grxe"] > 0
