@@ -14,18 +14,16 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from nuskybgd_engine.calibration.products import load_rmf
 from nuskybgd_engine.cli import main
 from nuskybgd_engine.demo import ensure_demo_observation
-from nuskybgd_engine.io.ogip import write_pha, write_rmf
-from nuskybgd_engine.io.regions import RegionSet
 from nuskybgd_engine.maps.aspecthist import write_aspect_histogram
 from nuskybgd_engine.maps.images import write_counts_image
 from nuskybgd_engine.maps.instrmap import write_instrument_map
 from nuskybgd_engine.model.background import region_weights
 from nuskybgd_engine.model.tablemodel import unregister_table_model
 from nuskybgd_engine.observation import prepare_observation
-from nuskybgd_engine.spectra.extract import extract_spectrum
+
+from ..conftest import write_demo_inputs
 
 LINE_COUNTS_PER_G = 0.3  # hand-drawn 6.7 keV line counts per unit GRXE weight (a few hundred per spectrum)
 
@@ -58,29 +56,15 @@ def workdir(tmp_path_factory, auxil_dir):
         assert main(["projbgd", f"refimg={d / f'im{m}.fits'}", f"out={d / f'bgdap{m}.fits'}", f"mod={m}",
                      f"chipmap={d / f'instrmap{m}.fits'}", f"aspect={d / f'aspecthist{m}.fits'}",
                      "--grxe", str(sky)]) == 0
-        write_rmf(load_rmf(m)[0], d / f"resp{m}.rmf")
-    bgfiles, regfiles = [], []
-    for name in ("bgd1", "bgd2", "src_point"):
-        shutil.copy(obsdir / "regions" / f"{name}.reg", d / f"{name}.reg")
     rng = np.random.default_rng(15)
-    for name in ("bgd1", "bgd2"):
-        for m in ("A", "B"):
-            regions = RegionSet.read_ds9(d / f"{name}.reg")
-            spec = extract_spectrum(obs[m].events, regions, grid=obs.grid).spectrum
-            g = region_weights(regions, obs.grid, obs[m].maps, grxe=fits.getdata(d / f"bgdgrxe{m}.fits")).G
-            energy = 1.6 + 0.04 * (np.asarray(spec.channel) + 0.5)  # NuSTAR PI channel centres (keV)
-            line = np.exp(-0.5 * ((energy - 6.7) / 0.17) ** 2)
-            spec.counts = spec.counts + rng.poisson(LINE_COUNTS_PER_G * g * line / line.sum())
-            spec.header["RESPFILE"] = f"resp{m}.rmf"
-            write_pha(spec, d / f"{name}{m}_sr.pha")
-            bgfiles.append(f"{name}{m}_sr.pha")
-            regfiles.append(f"{name}.reg")
-    info = {"bgfiles": bgfiles, "regfiles": regfiles, "refimgf": "bgdapA.fits",
-            "bgdapfiles": {"A": "bgdapA.fits", "B": "bgdapB.fits"},
-            "bgddetfiles": {m: [f"det{n}{m}im.fits" for n in range(4)] for m in ("A", "B")},
-            "grxe": {"A": "bgdgrxeA.fits", "B": "bgdgrxeB.fits"},
-            "fcxb_config": {"links": [[1, 2], [3, 4]]}, "intbgd_fix_line_ratios": True}
-    (d / "bgdinfo.json").write_text(json.dumps(info, indent=1))
+
+    def line(name, m, regions, spec):
+        g = region_weights(regions, obs.grid, obs[m].maps, grxe=fits.getdata(d / f"bgdgrxe{m}.fits")).G
+        energy = 1.6 + 0.04 * (np.asarray(spec.channel) + 0.5)  # NuSTAR PI channel centres (keV)
+        shape = np.exp(-0.5 * ((energy - 6.7) / 0.17) ** 2)
+        return rng.poisson(LINE_COUNTS_PER_G * g * shape / shape.sum())
+
+    write_demo_inputs(d, obsdir, obs, add_counts=line, grxe={"A": "bgdgrxeA.fits", "B": "bgdgrxeB.fits"})
     assert main(["fit", str(d / "bgdinfo.json"), f"savefile={d / 'fit'}", "--run"]) == 0
     yield d
     unregister_table_model("atable{polarmodel.fits}")
