@@ -16,12 +16,15 @@ from astropy.io import fits
 
 from nuskybgd_engine.cli import main
 from nuskybgd_engine.demo import ensure_demo_observation
+from nuskybgd_engine.io.regions import RegionSet
+from nuskybgd_engine.io.regions.masks import region_cutout
 from nuskybgd_engine.maps.aspecthist import write_aspect_histogram
 from nuskybgd_engine.maps.images import write_counts_image
 from nuskybgd_engine.maps.instrmap import write_instrument_map
 from nuskybgd_engine.model.background import region_weights
 from nuskybgd_engine.model.tablemodel import unregister_table_model
 from nuskybgd_engine.observation import prepare_observation
+from nuskybgd_engine.workflow import background_images, load_fit_json
 
 from ..conftest import write_demo_inputs
 
@@ -117,3 +120,15 @@ def test_xcm_of_the_fit_continues_with_grxe(workdir, tmp_path, capsys):
     assert main(["predict", str(d / "again.json"), str(d / "src_point.reg"), "--module", "B", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out[0] if isinstance(out, list) else out)["components"]["grxe"] > 0
+
+
+def test_background_images_have_the_grxe(workdir):
+    """The model image holds the GRXE: its sum over the reference region is the fitted GRXE counts there."""
+    analysis = load_fit_json(workdir / "fit.json")
+    images = background_images(analysis, (3.0, 20.0))
+    r = analysis.reference_group("A")
+    regions = RegionSet.read_ds9(analysis.bgdinfo.regfiles[r - 1])
+    cut = region_cutout(regions, analysis.grid)
+    want = analysis.predict(analysis.state.weights[r - 1], band=(3.0, 20.0)).components["grxe"]
+    assert want > 0 and cut.sum(images["A"]["grxe"]) == pytest.approx(want, rel=1e-6)
+    assert np.array_equal(images["A"]["total"], sum(images["A"][k] for k in images["A"] if k != "total"))
