@@ -32,6 +32,7 @@ from .model.components import ApecShape
 from .model.joint import ObservationLinks
 from .model.folding import DEFAULT_IGNORE, FoldedModel, GroupData
 from .model.presets import load_presets
+from .model.tablemodel import register_grxe_table
 from .results import FitResult, Prediction, std_error
 from .spectra.responses import is_nominal_rmf
 from .uncertainty import check_systematic
@@ -106,11 +107,14 @@ class BackgroundAnalysis:
         if obs is not None:
             info = observation_subset(info, obs)
         blocks = info.observations or [info]
+        if any(b.grxefiles for b in blocks):
+            register_grxe_table()  # before the model is built: source 6 uses atable{polarmodel.fits}
         groups, views = [], {}
         rmf_cache = {}
         for b in blocks:
             grid = grid_from_fits(b.refimgf)
-            maps = {m: read_projected_maps(b.bgdapfiles[m], b.bgddetfiles[m], m) for m in b.bgdapfiles}
+            maps = {m: read_projected_maps(b.bgdapfiles[m], b.bgddetfiles[m], m, b.grxefiles.get(m))
+                    for m in b.bgdapfiles}
             views[getattr(b, "key", None)] = ObservationView(grid, maps)
             for spec_path, reg_path in zip(b.bgfiles, b.regfiles):
                 i = len(groups)

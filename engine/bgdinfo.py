@@ -57,7 +57,7 @@ IDL_FIT_OPTIONS = {"fixap": False, "fixfcxb": False, "tieap": True}
 
 _KNOWN = {"bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles", "fcxb_config", "intbgd_fix_line_ratios",
           "intbgd_fix_solar_ratios", "no_solar", "negative_norms", "statistic", "observations", "internal", "fcxb",
-          *IDL_FIT_OPTIONS}
+          "grxe", *IDL_FIT_OPTIONS}
 
 
 class UnknownKeyWarning(UserWarning):
@@ -98,6 +98,9 @@ class BgdInfo:
     #: The observation key when this is one observation taken from a several-observation file
     #: (:func:`observation_subset`); the fit records it to reopen the same spectra.
     subset_of: str | None = None
+    #: ``grxe``: projected GRXE map per module (``projbgd --grxe``), empty without the GRXE source;
+    #: in the ``observations`` form those of the first observation (each has its own).
+    grxefiles: dict = field(default_factory=dict)
 
     @property
     def group_observations(self):
@@ -126,6 +129,7 @@ class ObservationFiles:
     bgdapfiles: dict
     bgddetfiles: dict
     refimgf: Path
+    grxefiles: dict = field(default_factory=dict)
     first: int = 0
 
     @property
@@ -179,12 +183,31 @@ def _observation_files(data, base, path, check_files, prefix=""):
         bgddet[m] = [_file(base, v, path, f"{prefix}bgddetfiles.{m}[{i}]") for i, v in enumerate(det[m])]
     ref = data.get("refimgf") or next(iter(bgdap.values()), None)
     refimgf = _file(base, ref, path, prefix + "refimgf") if isinstance(ref, str) else ref
-    return bgfiles, regfiles, modules, bgdap, bgddet, refimgf
+    return bgfiles, regfiles, modules, bgdap, bgddet, refimgf, _grxe_files(data, base, path, bgdap, prefix)
+
+
+def _grxe_files(data, base, path, bgdap, prefix):
+    """``grxe``: one projected GRXE map (``bgdgrxe<m>.fits``) per module with an aperture map, or none."""
+    if "grxe" not in data:
+        return {}
+    grxe = data["grxe"]
+    if not isinstance(grxe, dict) or not set(grxe) <= {"A", "B"}:
+        raise BadConfigError('must be an object {"A": "bgdgrxeA.fits", "B": ...}', path=path, field=prefix + "grxe")
+    missing = sorted(set(bgdap) - set(grxe))
+    if missing:
+        raise BadConfigError(f"every module needs a GRXE map (no FPM{', FPM'.join(missing)} entry)", path=path,
+                             field=f"{prefix}grxe.{missing[0]}")
+    extra = sorted(set(grxe) - set(bgdap))
+    if extra:
+        raise BadConfigError(f"FPM{extra[0]} has a GRXE map but no aperture map", path=path,
+                             field=f"{prefix}grxe.{extra[0]}")
+    return {m: _file(base, grxe[m], path, f"{prefix}grxe.{m}") for m in sorted(grxe)}
 
 
 def _observations(data, base, path, check_files):
     """The ``observations`` list of a several-observation file: one :class:`ObservationFiles` each."""
-    clash = [k for k in ("bgfiles", "regfiles", "bgdapfiles", "bgddetfiles", "refimgf") if k in data]
+    clash = [k for k in ("bgfiles", "regfiles", "bgdapfiles", "bgddetfiles", "refimgf", "grxe")
+             if k in data]
     if clash:
         raise BadConfigError(f"give the spectra and maps either per observation or at the top level, not both "
                              f"(found {', '.join(clash)})", path=path, field="observations")
@@ -196,7 +219,8 @@ def _observations(data, base, path, check_files):
         where = f"observations[{i}]"
         if not isinstance(item, dict):
             raise BadConfigError("must be an object", path=path, field=where)
-        extra = sorted(set(item) - {"key", "bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles"})
+        extra = sorted(set(item) - {"key", "bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles",
+                                   "grxe"})
         if extra:
             raise BadConfigError(f"unknown key(s) {', '.join(extra)}", path=path, field=where)
         key = item.get("key", f"obs{i + 1}")
@@ -230,9 +254,11 @@ def read_bgdinfo(path, *, check_files=True):
         regfiles = [p for o in observations for p in o.regfiles]
         modules = [m for o in observations for m in o.modules]
         bgdap, bgddet, refimgf = observations[0].bgdapfiles, observations[0].bgddetfiles, observations[0].refimgf
+        grxe = observations[0].grxefiles
     else:
         observations = None
-        bgfiles, regfiles, modules, bgdap, bgddet, refimgf = _observation_files(data, base, path, check_files)
+        bgfiles, regfiles, modules, bgdap, bgddet, refimgf, grxe = _observation_files(data, base, path,
+                                                                                       check_files)
     bg = bgfiles
     links = []
     cfg = data.get("fcxb_config", {})
@@ -260,7 +286,7 @@ def read_bgdinfo(path, *, check_files=True):
                    no_solar=bool(data.get("no_solar")), negative_norms=bool(data.get("negative_norms")),
                    statistic=stat, raw=data, modules=modules if check_files else None,
                    observations=observations, internal=data.get("internal", "shared"),
-                   fcxb_across=data.get("fcxb", "per_region"),
+                   fcxb_across=data.get("fcxb", "per_region"), grxefiles=grxe,
                    **{k: bool(data.get(k, default)) for k, default in IDL_FIT_OPTIONS.items()})
 
 
@@ -280,7 +306,7 @@ def observation_subset(info, key):
     lo, hi = o.first + 1, o.first + len(o.bgfiles)
     links = [(i - o.first, j - o.first) for i, j in info.fcxb_links if lo <= i <= hi and lo <= j <= hi]
     return replace(info, bgfiles=list(o.bgfiles), regfiles=list(o.regfiles), refimgf=o.refimgf,
-                   bgdapfiles=dict(o.bgdapfiles), bgddetfiles=dict(o.bgddetfiles), fcxb_links=links,
+                   bgdapfiles=dict(o.bgdapfiles), bgddetfiles=dict(o.bgddetfiles), fcxb_links=links, grxefiles=dict(o.grxefiles),
                    modules=list(o.modules) if info.modules is not None else None, observations=None, subset_of=key)
 
 
@@ -326,7 +352,7 @@ def write_bgdinfo(info, path, *, overwrite=False):
     path = Path(path)
     data = bgdinfo_dict(info)
     old_base, new_base = info.path.parent.resolve(), path.parent.resolve()
-    files = ("bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles")
+    files = ("bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles", "grxe")
     for block in [data] + [o for o in data.get("observations", []) if isinstance(o, dict)]:
         for key in files:
             if key in block:

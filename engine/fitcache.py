@@ -45,6 +45,7 @@ from .io.regions import grid_from_fits
 from .io.responsecache import LazyResponse, write_cache_file, content_hash
 from .model.background import BackgroundOptions, RegionWeights
 from .model.folding import GroupData
+from .model.tablemodel import register_grxe_table
 
 __all__ = ["sidecar_path", "sidecar_name", "write_sidecar", "read_sidecar", "open_fit", "FORMAT"]
 
@@ -98,6 +99,7 @@ def _input_files(analysis):
     for m in sorted(info.bgdapfiles):
         files.append(info.bgdapfiles[m])
         files.extend(info.bgddetfiles[m])
+    files.extend(info.grxefiles[m] for m in sorted(info.grxefiles))
     files.extend(info.bgfiles)
     files.extend(info.regfiles)
     files.extend(g.files["rmf"] for g in analysis.groups if g.files.get("rmf") not in (None, "nominal"))
@@ -164,7 +166,7 @@ def write_sidecar(analysis, fit_path, name=None):
         groups.append({"name": g.name, "module": g.module, "exposure": float(g.exposure), "files": dict(g.files),
                        "rmf": rindex[id(rmf)], "grouping": g.grouping is not None, "quality": g.quality is not None,
                        "weights": {"W": float(w.W), "A": [float(a) for a in w.A], "module": w.module,
-                                   "name": w.name}})
+                                   "name": w.name, "G": None if w.G is None else float(w.G)}})
         arrays[f"g{i}_counts"] = g.counts
         arrays[f"g{i}_ap_arf"] = g.ap_arf
         arrays[f"g{i}_fcxb_arf"] = g.fcxb_arf
@@ -201,7 +203,8 @@ class _LazyMaps(Mapping):
         if m not in self._info.bgdapfiles:
             raise KeyError(m)
         if m not in self._maps:
-            self._maps[m] = read_projected_maps(self._info.bgdapfiles[m], self._info.bgddetfiles[m], m)
+            self._maps[m] = read_projected_maps(self._info.bgdapfiles[m], self._info.bgddetfiles[m], m,
+                                                self._info.grxefiles.get(m))
         return self._maps[m]
 
     def __iter__(self):
@@ -265,11 +268,14 @@ def _restore(meta, arrays, negative_norms):
                                 ap_arf=arrays[f"g{i}_ap_arf"], fcxb_arf=arrays[f"g{i}_fcxb_arf"],
                                 grouping=arrays.get(f"g{i}_grouping") if g["grouping"] else None,
                                 quality=arrays.get(f"g{i}_quality") if g["quality"] else None,
-                                weights=RegionWeights(W=w["W"], A=tuple(w["A"]), module=w["module"], name=w["name"]),
+                                weights=RegionWeights(W=w["W"], A=tuple(w["A"]), module=w["module"], name=w["name"],
+                                                      G=w.get("G")),
                                 files=g["files"]))
     options = BackgroundOptions(fcxb_links=list(info.fcxb_links), fix_line_ratios=info.fix_line_ratios,
                                 no_solar=info.no_solar, negative_norms=bool(negative_norms),
                                 solar_ratios=info.fix_solar_ratios)
+    if info.grxefiles:
+        register_grxe_table()  # the GRXE source's atable{polarmodel.fits}, as from_bgdinfo
     analysis = BackgroundAnalysis(groups, options=options, ignore=tuple(meta["ignore"]))
     for t in meta["templates"]:
         stack = arrays[t["key"]]

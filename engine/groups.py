@@ -26,8 +26,8 @@ from .spectra.responses import caldb_available, region_arf, region_rmf
 __all__ = ["read_projected_maps", "group_from_spectrum_file", "group_from_events"]
 
 
-def read_projected_maps(bgdap_path, det_paths, module=None):
-    """Read ``bgdap<m>.fits`` and ``det{0..3}<m>im.fits`` into a ProjectedMaps."""
+def read_projected_maps(bgdap_path, det_paths, module=None, grxe_path=None):
+    """Read ``bgdap<m>.fits``, ``det{0..3}<m>im.fits`` (and ``bgdgrxe<m>.fits``) into a ProjectedMaps."""
     def image(path):
         hdul = read_fits(path, what="projected map")
         data = hdul[0].data
@@ -46,8 +46,15 @@ def read_projected_maps(bgdap_path, det_paths, module=None):
         dets.append(d)
     if len(dets) != 4:
         raise BadConfigError(f"need 4 detector maps, got {len(dets)}", field="bgddetfiles")
+    grxe = None
+    if grxe_path is not None:
+        grxe, _ = image(grxe_path)
+        if grxe.shape != bgdap.shape:
+            raise BadFileError(f"GRXE map shape {grxe.shape} differs from the aperture map's {bgdap.shape}",
+                               path=grxe_path)
     mod = module or str(header.get("NSB_MOD", header.get("INSTRUME", ""))).upper().removeprefix("FPM") or None
-    return ProjectedMaps(bgdap=bgdap, det=dets, header=header, module=mod, exposure=float(header.get("NSB_ASPE", 0)))
+    return ProjectedMaps(bgdap=bgdap, det=dets, header=header, module=mod, exposure=float(header.get("NSB_ASPE", 0)),
+                         grxe=grxe)
 
 
 def _aperture_arf(module, fractions, rmf):

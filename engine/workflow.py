@@ -166,7 +166,8 @@ def background_images(analysis, band, modules=None):
     Returns
     -------
     dict
-        ``{module: {"apbgd", "intbgd", "intn", "fcxb", "total": ndarray}}`` on the maps' grid.
+        ``{module: {"apbgd", "intbgd", "intn", "fcxb", "total": ndarray}}`` on the maps' grid, plus
+        ``"grxe"`` when the model has the GRXE source.
     """
     maps = getattr(analysis, "maps", None)
     if not maps:
@@ -212,7 +213,12 @@ def background_images(analysis, band, modules=None):
                    for g in groups)  # counts/s of all regions (each at its own exposure)
         tot_a = sum(analysis.state.weights[g - 1].total_area for g in groups)
         per["fcxb"] = sum(det) * (rate * analysis.groups[r - 1].exposure / tot_a if tot_a > 0 else 0.0)
-        per["total"] = sum(per[k] for k in ("apbgd", "intbgd", "intn", "fcxb"))
+        if any(s == "grxe" for s, _ in counts):  # the GRXE map scaled so the reference region holds its counts
+            if getattr(mp, "grxe", None) is None or not w_r.G:
+                raise BadConfigError(f"the model has the GRXE source but FPM{m} has no GRXE map (bgdinfo 'grxe')",
+                                     field="grxe")
+            per["grxe"] = mp.grxe * (sum(v for (s, _), v in counts.items() if s == "grxe") / w_r.G)
+        per["total"] = sum(per[k] for k in per)
         out[m] = per
     return out
 

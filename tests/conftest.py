@@ -332,3 +332,41 @@ def _write_xspec_table(path, grid, e_edges, spectra, *, method=0, addmodel=True)
 def write_table():
     """Writer of a synthetic OGIP additive XSPEC table model (the layout of polarmodel.fits)."""
     return _write_xspec_table
+
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+from nuskybgd_engine.calibration.products import load_rmf  # noqa: E402
+from nuskybgd_engine.io.ogip import write_pha, write_rmf  # noqa: E402
+from nuskybgd_engine.io.regions import RegionSet  # noqa: E402
+from nuskybgd_engine.spectra.extract import extract_spectrum  # noqa: E402
+
+
+def write_demo_inputs(d, obsdir, obs, *, add_counts=None, **keys):
+    """RMFs, bgd1/bgd2 spectra of both modules, regions and bgdinfo.json of the demo observation in ``d``.
+
+    The projected maps (``bgdap<m>.fits``, ``det<n><m>im.fits``) are the caller's. ``add_counts(name, module,
+    regions, spectrum)`` may return extra counts for a spectrum; ``keys`` are added to bgdinfo.json.
+    """
+    for m in ("A", "B"):
+        write_rmf(load_rmf(m)[0], d / f"resp{m}.rmf")
+    bgfiles, regfiles = [], []
+    for name in ("bgd1", "bgd2", "src_point"):
+        shutil.copy(obsdir / "regions" / f"{name}.reg", d / f"{name}.reg")
+    for name in ("bgd1", "bgd2"):
+        for m in ("A", "B"):
+            regions = RegionSet.read_ds9(d / f"{name}.reg")
+            spec = extract_spectrum(obs[m].events, regions, grid=obs.grid).spectrum
+            if add_counts is not None:
+                spec.counts = spec.counts + add_counts(name, m, regions, spec)
+            spec.header["RESPFILE"] = f"resp{m}.rmf"
+            write_pha(spec, d / f"{name}{m}_sr.pha")
+            bgfiles.append(f"{name}{m}_sr.pha")
+            regfiles.append(f"{name}.reg")
+    info = {"bgfiles": bgfiles, "regfiles": regfiles, "refimgf": "bgdapA.fits",
+            "bgdapfiles": {"A": "bgdapA.fits", "B": "bgdapB.fits"},
+            "bgddetfiles": {m: [f"det{n}{m}im.fits" for n in range(4)] for m in ("A", "B")},
+            "fcxb_config": {"links": [[1, 2], [3, 4]]}, "intbgd_fix_line_ratios": True, **keys}
+    (d / "bgdinfo.json").write_text(json.dumps(info, indent=1))
+    return d / "bgdinfo.json"

@@ -68,6 +68,8 @@ class ProjectedMaps:
     module : 'A' or 'B'
     exposure : float
         Σ of the aspect histogram (s).
+    grxe : ndarray (1000, 1000) float64 or None
+        Projected GRXE map (``bgdgrxe<m>.fits``), None without the GRXE source.
     """
 
     bgdap: np.ndarray
@@ -79,6 +81,7 @@ class ProjectedMaps:
     nudge: tuple = (0.0, 0.0)
     pa: float = 0.0
     detectors: tuple = field(default=(0, 1, 2, 3))
+    grxe: np.ndarray | None = None
 
     def __repr__(self):
         return (f"ProjectedMaps(FPM{self.module}, detectors={self.detectors}, peak={self.peak}, "

@@ -97,8 +97,10 @@ class RegionWeights:
 def region_weights(regions, grid, maps, *, name="", grxe=None):
     """Weights of ``regions`` (RegionSet) on the projected maps of one module (cutout sums).
 
-    ``grxe`` (the projected GRXE map of the module, optional) gives the GRXE weight ``G``.
+    ``grxe`` (the projected GRXE map of the module, optional; default ``maps.grxe``) gives the GRXE
+    weight ``G``.
     """
+    grxe = grxe if grxe is not None else getattr(maps, "grxe", None)
     require_pixel_regions(regions, grid)  # fk5 shapes on a heliocentric (solar X/Y) grid: one clear line
     cut = region_cutout(regions, grid)
     return RegionWeights(W=float(cut.sum(maps.bgdap)),

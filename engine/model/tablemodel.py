@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..calibration.resolver import resolve
 from ..catalogue import NORM, TABLE_PARAMETERS, ParamSpec
-from ..errors import BadConfigError, BadFileError
+from ..errors import BadConfigError, BadFileError, CalibrationNotFoundError
 from ..io.fitsutil import read_fits
 from .components import COMPONENTS, ComponentSpec
 
@@ -157,6 +158,26 @@ def register_table_model(path):
     COMPONENTS[comp.name] = comp
     TABLE_PARAMETERS[comp.name] = comp.parameters  # the .xcm reader/writer's parameter count and defaults
     return comp
+
+
+#: The GRXE spectral table (IDL source 6), a file of nuskybgd's auxil directory.
+GRXE_TABLE_FILE = "polarmodel.fits"
+
+
+def register_grxe_table(cache=None):
+    """Register :data:`GRXE_TABLE_FILE`, found by the calibration resolver, for the GRXE source.
+
+    Raises
+    ------
+    CalibrationNotFoundError
+        Neither ``$NUSKYBGD_AUXIL`` nor the auxil cache (``nuskybgd auxil fetch``) holds it.
+    """
+    try:
+        found = resolve(GRXE_TABLE_FILE, allow_nominal=False, cache=cache)
+    except CalibrationNotFoundError as exc:
+        raise CalibrationNotFoundError(f"the GRXE source needs {GRXE_TABLE_FILE}: {exc.reason}",
+                                       field="grxe") from None
+    return register_table_model(found.path)
 
 
 def unregister_table_model(name):

@@ -18,15 +18,14 @@ from nuskybgd_engine.cli import main
 from nuskybgd_engine.demo import ensure_demo_observation
 from nuskybgd_engine.fitcache import sidecar_path
 from nuskybgd_engine.io import responsecache
-from nuskybgd_engine.io.ogip import read_pha, read_rmf, write_pha, write_rmf
-from nuskybgd_engine.io.regions import RegionSet
+from nuskybgd_engine.io.ogip import read_pha, read_rmf, write_rmf
 from nuskybgd_engine.io.responsecache import LazyResponse, cache_root, content_hash, read_response, write_response
 from nuskybgd_engine.maps.projection import write_projected_maps
 from nuskybgd_engine.observation import prepare_observation
 from nuskybgd_engine.predictions import predict_regions
-from nuskybgd_engine.spectra.extract import extract_spectrum
-from nuskybgd_engine.analysis import BackgroundAnalysis
 from nuskybgd_engine.workflow import background_images, load_fit_json
+
+from ..conftest import write_demo_inputs
 
 BANDS = ((3.0, 20.0), (10.0, 30.0))
 pytestmark = pytest.mark.slow  # one simulated observation and a fit per module, copies per test
@@ -40,22 +39,7 @@ def base(tmp_path_factory):
     d = tmp_path_factory.mktemp("base")
     for m in ("A", "B"):
         write_projected_maps(obs[m].maps, d / f"bgdap{m}.fits")
-        write_rmf(load_rmf(m)[0], d / f"resp{m}.rmf")
-    bgfiles, regfiles = [], []
-    for name in ("bgd1", "bgd2", "src_point"):
-        shutil.copy(obsdir / "regions" / f"{name}.reg", d / f"{name}.reg")
-    for name in ("bgd1", "bgd2"):
-        for m in ("A", "B"):
-            spec = extract_spectrum(obs[m].events, RegionSet.read_ds9(d / f"{name}.reg"), grid=obs.grid).spectrum
-            spec.header["RESPFILE"] = f"resp{m}.rmf"
-            write_pha(spec, d / f"{name}{m}_sr.pha")
-            bgfiles.append(f"{name}{m}_sr.pha")
-            regfiles.append(f"{name}.reg")
-    info = {"bgfiles": bgfiles, "regfiles": regfiles, "refimgf": "bgdapA.fits",
-            "bgdapfiles": {"A": "bgdapA.fits", "B": "bgdapB.fits"},
-            "bgddetfiles": {m: [f"det{n}{m}im.fits" for n in range(4)] for m in ("A", "B")},
-            "fcxb_config": {"links": [[1, 2], [3, 4]]}, "intbgd_fix_line_ratios": True}
-    (d / "bgdinfo.json").write_text(json.dumps(info, indent=1))
+    write_demo_inputs(d, obsdir, obs)
     return d
 
 
