@@ -30,6 +30,7 @@ is listed. Relative paths are relative to the JSON file's directory.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -243,8 +244,6 @@ def read_bgdinfo(path, *, check_files=True):
         raise BadConfigError("must be a JSON object", path=path)
     unknown = sorted(set(data) - _KNOWN)
     if unknown:
-        import warnings
-
         warnings.warn(f"{path.name}: key(s) not used by nuskybgd, kept as they are: {', '.join(unknown)}",
                       UnknownKeyWarning, stacklevel=2)
     base = path.parent

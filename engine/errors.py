@@ -6,6 +6,7 @@ the file, the FITS extension and the field involved, so the CLI can print it as 
 
 from __future__ import annotations
 
+import math
 import os
 
 __all__ = [
@@ -82,8 +83,6 @@ class FitError(NuSkyBgdError):
 
 def positive_number(value, *, field, what):
     """``value`` as a finite float > 0, else a :class:`BadConfigError` naming ``what`` and ``field``."""
-    import math
-
     try:
         number = float(value)
     except (TypeError, ValueError):

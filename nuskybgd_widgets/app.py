@@ -10,8 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import ipywidgets as w
+from IPython.display import display
 
-from .panels import DataPanel, ExportPanel, ImagePanel, LinksPanel, ParametersPanel, SpectraPanel
+from .panels import (
+    DataPanel,
+    ExportPanel,
+    ImagePanel,
+    LinksPanel,
+    ParametersPanel,
+    SpectraPanel,
+)
 from .session import Session
 
 __all__ = ["App", "build_app"]
@@ -45,8 +53,6 @@ class App:
     panels: dict = field(default_factory=dict)
 
     def _ipython_display_(self):  # pragma: no cover - display hook
-        from IPython.display import display
-
         display(self.widget)
 
 

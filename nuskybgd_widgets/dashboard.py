@@ -27,11 +27,14 @@ import os
 import socket
 import sys
 import threading
+from importlib import metadata
 from pathlib import Path
 
 from nuskybgd_engine.errors import NuSkyBgdError
+from traitlets.config import Config
 
 from . import server
+from .paths import resolve_root
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_WORKSPACE", "ENV_DATA_ROOT", "ENV_DEMO", "ENV_WORKSPACE", "QUIET_LOG_LINES",
            "TEMPLATE", "app_from_environment", "build_parser", "check_port_free", "dashboard_environment",
@@ -146,8 +149,6 @@ def jupyter_data_path(environ=None):
     environment that uses the system's packages, or a ``pip install --user``, puts them under
     another prefix, where the page would then miss them.
     """
-    from importlib import metadata
-
     environ = os.environ if environ is None else environ
     dirs = [str(Path(__file__).resolve().parent / "jupyter")]
     share = os.sep + os.path.join("share", "jupyter") + os.sep
@@ -186,11 +187,11 @@ def dashboard_environment(data_root=None, workspace=None, demo=False):
     NuSkyBgdError
         The data root is not a directory, or the workspace cannot be created.
     """
-    from .paths import resolve_root
-
     env = {ENV_DATA_ROOT: "", ENV_WORKSPACE: "", ENV_DEMO: "1" if demo else "0"}
     if demo:
-        from nuskybgd_engine.demo import demo_root
+        from nuskybgd_engine.demo import (
+            demo_root,  # lazy: the engine is not needed for --help
+        )
 
         demo_dir = resolve_root(demo_root(), what="demo directory", create=True)
         env["NUSKYBGD_DEMO_DIR"] = str(demo_dir)
@@ -224,8 +225,6 @@ def voila_argv(notebook, *, port=DEFAULT_PORT, ip="127.0.0.1", open_browser=Fals
 def voila_config():
     """Voila settings that have no clean command-line form: serve no file from the notebook's
     directory (the dashboard needs none, and nothing there is the user's business)."""
-    from traitlets.config import Config
-
     cfg = Config()
     cfg.VoilaConfiguration.file_allowlist = []
     return cfg
@@ -266,7 +265,9 @@ def app_from_environment(environ=None):
     the demo observation is opened, as ``nuskybgd-dashboard --demo`` would: data root the
     demo directory, outputs in ``./nuskybgd-workspace`` (the kernel's current directory).
     """
-    from .app import build_app
+    from .app import (
+        build_app,  # lazy: runs in the kernel; the server process never builds the app
+    )
 
     environ = os.environ if environ is None else environ
     data_root = environ.get(ENV_DATA_ROOT) or None

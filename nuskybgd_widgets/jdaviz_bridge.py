@@ -11,6 +11,7 @@ jdaviz is heavy (~1 GB, several seconds to start), so it is an optional extra
 
 from __future__ import annotations
 
+from astropy.io import fits
 from nuskybgd_engine.errors import BadConfigError
 
 __all__ = ["import_jdaviz", "open_imviz", "regions_from_imviz", "session_import_imviz_regions"]
@@ -19,7 +20,7 @@ __all__ = ["import_jdaviz", "open_imviz", "regions_from_imviz", "session_import_
 def import_jdaviz():
     """The ``jdaviz.Imviz`` class, or a one-line error saying how to install it."""
     try:
-        from jdaviz import Imviz
+        from jdaviz import Imviz  # lazy: jdaviz is an optional extra
     except Exception as exc:  # ImportError, or a broken install raising anything else
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadConfigError(f"jdaviz is not available ({reason}); install the extra: "
@@ -38,8 +39,6 @@ def open_imviz(session, module="A", *, imviz=None):
     imviz : Imviz, optional
         An existing viewer to load into (default: a new one).
     """
-    from astropy.io import fits
-
     obs = session.need_observation()
     if module not in obs.modules:
         raise BadConfigError(f"module {module!r} is not loaded", field="module")

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -49,8 +50,6 @@ _USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 
 
 def _seconds(text):
-    import argparse
-
     try:
         value = float(text)
     except ValueError:
@@ -61,8 +60,6 @@ def _seconds(text):
 
 
 def _count(text):
-    import argparse
-
     try:
         value = int(text)
     except ValueError:
@@ -73,16 +70,12 @@ def _count(text):
 
 
 def _base_url(text):
-    import argparse
-
     if not re.fullmatch(r"/([A-Za-z0-9._~-]+/)*", text if text.endswith("/") else text + "/") or ".." in text:
         raise argparse.ArgumentTypeError(f"expected a URL path such as /nuskybgd/, got {text!r}")
     return text if text.endswith("/") else text + "/"
 
 
 def _header(text):
-    import argparse
-
     if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", text):
         raise argparse.ArgumentTypeError(f"not an HTTP header name: {text!r}")
     return text
@@ -152,6 +145,7 @@ def _pool_keeping_kernel_manager():
     Voila refills its pool only when a page takes a kernel, so a culled waiting kernel would leave the
     pool empty and the next observer waiting for a cold start.
     """
+    # lazy: the Jupyter server costs a second that `nuskybgd-dashboard --help` should not pay
     from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 
     class PoolKeepingKernelManager(AsyncMappingKernelManager):
@@ -178,7 +172,9 @@ def _user_name(text, source):
 def _wait_for_request(environ):
     """In a pre-heated kernel the request (and its headers) arrives only when a page takes it."""
     if environ.get("VOILA_PREHEAT", "").lower() == "true":
-        from voila.utils import wait_for_request  # lazy: only pre-heated kernels under a proxy need it
+        from voila.utils import (
+            wait_for_request,  # lazy: only pre-heated kernels under a proxy need it
+        )
 
         wait_for_request()
 
@@ -230,6 +226,7 @@ def session_workspace(workspace, environ=None):
 def dashboard_voila():
     """The :class:`voila.app.Voila` subclass serving the dashboard (classes built on first use:
     importing Voila costs a second, which ``nuskybgd-dashboard --help`` should not pay)."""
+    # lazy: importing Voila costs a second that `nuskybgd-dashboard --help` should not pay
     import tornado.web
     from jupyter_server.utils import url_path_join
     from voila.app import Voila

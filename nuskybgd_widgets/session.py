@@ -33,12 +33,21 @@ Scripting API (what the buttons do)
 
 from __future__ import annotations
 
+from nuskybgd_engine.io.regions import RegionSet
+from nuskybgd_engine.suggest import suggest_regions
 from traitlets import HasTraits, List
 
-from nuskybgd_engine.io.regions import RegionSet
-
-from .state import (COMPONENTS, ROLES, BackgroundModelState, DataState, ExportState, FitState, RegionItem,
-                    RegionsState, UndoHistory)
+from .state import (
+    COMPONENTS,
+    ROLES,
+    BackgroundModelState,
+    DataState,
+    ExportState,
+    FitState,
+    RegionItem,
+    RegionsState,
+    UndoHistory,
+)
 
 __all__ = ["Session", "RegionItem", "ROLES", "COMPONENTS"]
 
@@ -243,8 +252,6 @@ class Session(HasTraits):
 
         Returns the names of the new regions (editable like drawn ones).
         """
-        from nuskybgd_engine.suggest import suggest_regions
-
         obs = self.data.need_observation()
         sugg = suggest_regions(obs, modules=self.data.modules, n=n, exclude=self.regions.sources_regionset())
         keep = [r for r in self.regions if not (replace and r.role == "background")]

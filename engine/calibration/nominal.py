@@ -183,7 +183,7 @@ def pixmap(module):
 
 def eval_knots(rows, values, nrows):
     """PCHIP in (log E, log value) through knot rows of the standard grid; rows ``0..nrows-1``."""
-    from scipy.interpolate import PchipInterpolator  # imported here: 0.25 s that most steps never need
+    from scipy.interpolate import PchipInterpolator  # lazy: 0.25 s that most steps never need
 
     lo, hi = energy_grid()
     le = np.log(0.5 * (lo + hi))
@@ -231,7 +231,7 @@ def _lin(knots_e, values, e):
 
 def _gauss_block(centre_ch, sigma_ch, half, ncols):
     """Channel-integrated unit Gaussians, one per row: (rows, cols, vals) for csr assembly."""
-    from scipy.special import erf  # here, not at import (start-up time)
+    from scipy.special import erf  # lazy: start-up time
 
     nrow = centre_ch.size
     base = np.rint(centre_ch).astype(int)

@@ -44,7 +44,7 @@ _TABLE_POINTS = 4000
 
 def _terms(k, mu):
     """Per-count C contributions 2 (μ − k + k ln(k/μ)) and log Poisson probabilities."""
-    from scipy.special import gammaln  # here, not at import: scipy.special is slow to import
+    from scipy.special import gammaln  # lazy: scipy.special is slow to import (CLI start-up)
 
     with np.errstate(divide="ignore", invalid="ignore"):
         klogk = np.where(k > 0, k * np.log(np.where(k > 0, k, 1.0) / mu), 0.0)

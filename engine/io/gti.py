@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -237,8 +239,6 @@ def apply_gti(events, gti, *, names=()):
         ONTIME = Σ intersection, LIVETIME = EXPOSURE = ONTIME × (LIVETIME/ONTIME of the original),
         ``USRGTI``/HISTORY recording the files. The original is unchanged.
     """
-    import dataclasses
-
     named = as_gtis(gti)
     if not named:
         return events
@@ -255,8 +255,6 @@ def apply_gti(events, gti, *, names=()):
     header["ONTIME"] = (ontime, "[s] sum of the good time (event GTI x user GTI)")
     header["LIVETIME"] = (ontime * ratio, "[s] ONTIME x original LIVETIME/ONTIME")
     header["EXPOSURE"] = (ontime * ratio, "[s] ONTIME x original LIVETIME/ONTIME")
-    import os
-
     label = ",".join(names) if names else ",".join(os.path.basename(n) for n, _ in named)
     header["USRGTI"] = label[:68]  # file names; the full list is in HISTORY
     header["HISTORY"] = f"nuskybgd: user GTI {label} applied; dead-time ratio {ratio:.6f}"

@@ -195,7 +195,7 @@ def _convolve(stack, kernel):
     shape = (h + kh - 1, w + kw - 1)
     if kh * kw == 1:
         return stack * kernel[0, 0]
-    from scipy import fft as sfft  # here, not at import: scipy.fft pulls scipy.special (start-up time)
+    from scipy import fft as sfft  # lazy: scipy.fft pulls scipy.special (start-up time)
 
     fshape = tuple(sfft.next_fast_len(n, real=True) for n in shape)
     kf = sfft.rfft2(kernel, fshape)

@@ -324,7 +324,7 @@ def _upper_gamma(a, x):
     scipy's ``gammaincc`` needs ``a > 0``; for ``a ≤ 0`` start from ``a + n ∈ [0, 1)``
     (``E1`` at 0) and recur downwards with Γ(s−1, x) = (Γ(s, x) − x^(s−1) e^(−x)) / (s−1).
     """
-    from scipy import special  # here, not at import: scipy.special costs ~0.2 s of every step's start-up
+    from scipy import special  # lazy: scipy.special costs ~0.2 s of every step's start-up
 
     x = np.asarray(x, dtype=np.float64)
     if a > 0:
@@ -541,7 +541,7 @@ def _delta_line(edges, centre):
 
 
 def _gaussian(edges, centre, sigma):
-    from scipy import special  # see _upper_gamma
+    from scipy import special  # lazy: see _upper_gamma
 
     if sigma == 0.0:
         return _delta_line(edges, centre)

@@ -6,8 +6,9 @@ import functools
 import html
 
 import ipywidgets as w
-
 from nuskybgd_engine.errors import NuSkyBgdError
+
+from ..user_api import UserApi
 
 __all__ = ["Panel", "guarded"]
 
@@ -47,8 +48,6 @@ class Panel:
     @property
     def user_api(self):
         """The documented scripting API of this panel (what its buttons and boxes do)."""
-        from ..user_api import UserApi
-
         return UserApi(self, self.api_expose, self.api_readonly)
 
     def show(self, text, level="info"):

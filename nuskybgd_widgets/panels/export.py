@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 import ipywidgets as w
+from nuskybgd_engine.errors import BadConfigError
 
 from .base import Panel, guarded
 
@@ -83,8 +84,6 @@ class ExportPanel(Panel):
         self.file_list.value = f"<b>written ({len(items)})</b><ul>{''.join(items)}</ul>"
 
     def _need_source(self):
-        from nuskybgd_engine.errors import BadConfigError
-
         if not self.source.value:
             raise BadConfigError("choose a source region (draw one with role 'source')", field="source")
         return self.source.value

@@ -11,8 +11,17 @@ import ipywidgets as w
 import numpy as np
 from bqplot_image_gl import ImageGL
 from bqplot_image_gl.interacts import MouseInteraction
+from scipy.ndimage import gaussian_filter
 
-from ..geometry import centre, join_outlines, mask_outline, shape_outline, size, stretch, trim_gaps
+from ..geometry import (
+    centre,
+    join_outlines,
+    mask_outline,
+    shape_outline,
+    size,
+    stretch,
+    trim_gaps,
+)
 
 __all__ = ["SkyImageFigure", "footprint_crop", "footprint_outlines", "region_outlines", "MARGIN"]
 
@@ -116,8 +125,6 @@ class SkyImageFigure:
         x0, x1, y0, y1 = crop
         img = image[y0:y1, x0:x1]
         if smooth:
-            from scipy.ndimage import gaussian_filter
-
             img = gaussian_filter(img, 1.5)
         disp = stretch(img, kind).astype(np.float32)
         with self.figure.hold_sync():

@@ -11,9 +11,10 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-from traitlets import Any, Bool, HasTraits, Tuple, Unicode
-
+from nuskybgd_engine.demo import ensure_demo_observation
 from nuskybgd_engine.errors import BadConfigError, NuSkyBgdError
+from nuskybgd_engine.observation import prepare_observation
+from traitlets import Any, Bool, HasTraits, Tuple, Unicode
 
 from ..paths import numbered_path, resolve_root, resolve_under
 
@@ -95,9 +96,6 @@ class DataState(HasTraits):
 
         Returns ``(products, band, modules, path)``; :meth:`show` makes them the loaded observation.
         """
-        from nuskybgd_engine.demo import ensure_demo_observation
-        from nuskybgd_engine.observation import prepare_observation
-
         band = check_band(band if band is not None else self.band)
         modules = _check_modules(modules if modules is not None else self.modules)
         if demo:

@@ -10,10 +10,22 @@ import json
 from pathlib import Path
 
 import numpy as np
-from traitlets import HasTraits, List
-
+from astropy.io import fits
+from nuskybgd_engine.bgdspec import (
+    background_spectrum,
+    set_backfile,
+    write_background_spectrum,
+)
 from nuskybgd_engine.errors import BadConfigError
+from nuskybgd_engine.export import ExportWriter, export_fit_xcm
 from nuskybgd_engine.io.files import write_numbered
+from nuskybgd_engine.io.fitsutil import atomic_output, write_fits
+from nuskybgd_engine.io.ogip import write_pha
+from nuskybgd_engine.spectra.extract import extract_spectrum
+from nuskybgd_engine.spectra.responses import region_rmf
+from nuskybgd_engine.workflow import simplify_session, spec_export
+from nuskybgd_engine.xcm import read_xcm, write_xcm
+from traitlets import HasTraits, List
 
 from .data import check_band
 from .model import COMPONENTS
@@ -50,16 +62,12 @@ class ExportState(HasTraits):
 
     def export_xcm(self, path=None):
         """The background model as an XSPEC ``.xcm`` (+ responses it needs) in the workspace."""
-        from nuskybgd_engine.export import export_fit_xcm
-
         out = self.data.output_path(path, "bgd_fit.xcm")
         an = self.model.need_analysis()
         return self.record(export_fit_xcm(an, out, statistic=self.model.statistic))
 
     def export_spec(self, source_name, path=None):
         """nuskybgd ``spec``: the fitted background plus the source region's spectra, linked."""
-        from nuskybgd_engine.workflow import spec_export
-
         an = self.model.need_analysis()
         groups = self._source_groups(source_name)
         return self.record(spec_export(an, groups, self.data.output_path(path, f"{source_name}_spec.xcm"),
@@ -67,9 +75,6 @@ class ExportState(HasTraits):
 
     def export_simplify(self, source_name, path=None):
         """nuskybgd ``simplify``: the ``spec`` session with the background spectra dropped, frozen."""
-        from nuskybgd_engine.workflow import simplify_session
-        from nuskybgd_engine.xcm import read_xcm, write_xcm
-
         written = self.export_spec(source_name)
         session = simplify_session(read_xcm(written[0]), len(self.model.analysis.groups))
         out = self.data.output_path(path, f"{source_name}_simple.xcm")
@@ -83,12 +88,6 @@ class ExportState(HasTraits):
         the background spectrum for that region from the fit is written next to it, and the source's
         BACKFILE points at it, so XSPEC/Sherpa load both with ``data src.pha``.
         """
-        from nuskybgd_engine.bgdspec import background_spectrum, set_backfile, write_background_spectrum
-        from nuskybgd_engine.io.ogip import write_pha
-        from nuskybgd_engine.spectra.extract import extract_spectrum
-        from nuskybgd_engine.spectra.responses import region_rmf
-        from nuskybgd_engine.export import ExportWriter
-
         an = self.fit.need_current()
         item = self.regions.region(source_name)
         obs = self.data.need_observation()
@@ -114,9 +113,7 @@ class ExportState(HasTraits):
 
     def export_images(self, band=None, components=("total",) + COMPONENTS):
         """Background model images (counts per pixel) per module and component, as FITS."""
-        from astropy.io import fits
 
-        from nuskybgd_engine.io.fitsutil import write_fits
 
         band = check_band(band if band is not None else self.data.band)
         images = self.model.background_images(band)
@@ -139,8 +136,6 @@ class ExportState(HasTraits):
 
     def export_prediction(self, region_name, band=(3.0, 20.0), path=None):
         """Predicted background of a region (counts ± σ per module and component) as JSON."""
-        from nuskybgd_engine.io.fitsutil import atomic_output
-
         pred = self.fit.predict(self.regions.region(region_name), band)
         out = self.data.output_path(path, f"{region_name}_bgd_predict.json")
         data = {"region": region_name, "apec_evaluated_by": self.model.analysis.apec.evaluated_by,

@@ -7,9 +7,10 @@ engine (the analysis clears its own ``result`` when regions or values change): :
 
 from __future__ import annotations
 
-from traitlets import Any, Bool, HasTraits, List
-
 from nuskybgd_engine.errors import FitError, NuSkyBgdError
+from nuskybgd_engine.model.background import region_weights
+from nuskybgd_engine.startvalues import apply_start_values
+from traitlets import Any, Bool, HasTraits, List
 
 from .data import check_band
 
@@ -66,8 +67,6 @@ class FitState(HasTraits):
                 # image, not from the presets. A norms-only fit is convex (one optimum whatever
                 # the start; the demo's fit agrees to 1e-8 either way), so the 2-5 s of image
                 # start values are skipped there: Fit shows its result in a fraction of a second.
-                from nuskybgd_engine.startvalues import apply_start_values
-
                 try:
                     apply_start_values(an, self.model.data.need_observation())
                     self._start_values_applied = True
@@ -104,8 +103,6 @@ class FitState(HasTraits):
         dict
             ``{module: Prediction}`` for each module with fitted spectra.
         """
-        from nuskybgd_engine.model.background import region_weights
-
         an = self.need_current()
         band = check_band(band)
         obs = self.model.data.need_observation()

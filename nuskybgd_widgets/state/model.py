@@ -23,9 +23,12 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
-from traitlets import Any, Bool, Enum, HasTraits, Instance, Tuple, observe
-
+from nuskybgd_engine.analysis import BackgroundAnalysis
 from nuskybgd_engine.errors import BadConfigError, NuSkyBgdError
+from nuskybgd_engine.groups import group_from_events
+from nuskybgd_engine.model.background import BackgroundOptions, build_background_model
+from nuskybgd_engine.workflow import background_images
+from traitlets import Any, Bool, Enum, HasTraits, Instance, Tuple, observe
 
 from .data import check_band
 
@@ -103,8 +106,6 @@ def carry_settings(old, new, renamed=None):
     new limits: a norm fitted below 0 stays at 0 once the limits close again); freezes move where
     the user changed them from what the presets give the old model, onto unlinked parameters.
     """
-    from nuskybgd_engine.model.background import build_background_model
-
     renamed = renamed or {}
     old_names = [g.name for g in old.groups]
     presets = build_background_model(list(old.state.modules), list(old.state.weights), old.presets, old.options)
@@ -182,8 +183,6 @@ class BackgroundModelState(HasTraits):
 
     def make_group(self, item, module):
         """The spectrum (GroupData with region weights) of region ``item`` in ``module``."""
-        from nuskybgd_engine.groups import group_from_events
-
         obs = self.data.need_observation()
         mp = obs[module]
         return group_from_events(mp.events, item.regions, obs.grid, mp.maps, name=f"{item.name}{module}",
@@ -235,8 +234,6 @@ class BackgroundModelState(HasTraits):
     # -- building the model -------------------------------------------------------------------------
 
     def _options(self, names, links):
-        from nuskybgd_engine.model.background import BackgroundOptions
-
         pairs = [(names.index(a) + 1, names.index(b) + 1) for a, b in links if a in names and b in names]
         return BackgroundOptions(fcxb_links=pairs, fix_line_ratios=self.fix_line_ratios, no_solar=self.no_solar,
                                  negative_norms=self.negative_norms)
@@ -244,8 +241,6 @@ class BackgroundModelState(HasTraits):
     def _rebuild(self, groups=None, *, links=None, renamed=None, keep_values=True, reason="options"):
         """A new BackgroundAnalysis for ``groups`` (default: the current ones) and the options,
         carrying the user's values and freezes; committed only when it builds."""
-        from nuskybgd_engine.analysis import BackgroundAnalysis
-
         old = self.analysis
         if groups is None:
             groups = list(old.groups) if old is not None else []
@@ -491,8 +486,6 @@ class BackgroundModelState(HasTraits):
     def background_images(self, band=None, modules=None):
         """Model background images per module and component (engine ``background_images``), cached
         until the model changes. ``modules``: compute only these; default all fitted."""
-        from nuskybgd_engine.workflow import background_images
-
         band = check_band(band if band is not None else self.data.band)
         modules = tuple(modules) if modules is not None else None
         key = (band, modules)

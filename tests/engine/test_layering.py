@@ -183,3 +183,35 @@ def test_function_level_imports_are_the_documented_lazy_ones():
         + ", ".join(f"{a}:{n} -> {b}" for a, b, n, _l in rest if (a, b) not in LAZY_IMPORTS))
     for a, b, n, line in rest:
         assert "# lazy:" in line, f"{a}:{n} imports {b} inside a function without a '# lazy: reason' comment"
+
+
+def _function_level_imports(package_dir):
+    """``path:line`` of every import inside a function under ``package_dir`` whose line (or
+    the comment line just above it) gives no ``# lazy: reason``."""
+    missing = []
+    for path in sorted(Path(package_dir).rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        lines = source.splitlines()
+        for fn in ast.walk(ast.parse(source, filename=str(path))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    said = any("# lazy" in ln for ln in lines[node.lineno - 1:node.end_lineno])
+                    k = node.lineno - 2  # or a comment heading the block of imports it belongs to
+                    while not said and k >= 0 and lines[k].strip().startswith(("import ", "from ", "#")):
+                        said = "# lazy" in lines[k]
+                        k -= 1
+                    if not said:
+                        missing.append(str(path.relative_to(package_dir)) + f":{node.lineno}")
+    return sorted(set(missing))
+
+
+def test_every_function_level_import_says_why():
+    """Outside the CLI steps, an import inside a function is a documented choice (an optional or
+    heavy dependency kept off start-up), in the engine and in the widgets alike."""
+    import nuskybgd_widgets
+
+    engine = [m for m in _function_level_imports(ENGINE) if not m.startswith(("cli.py:", "commands/"))]
+    widgets = _function_level_imports(Path(nuskybgd_widgets.__file__).parent)
+    assert not engine and not widgets, f"imports inside functions without '# lazy: reason': {engine + widgets}"
