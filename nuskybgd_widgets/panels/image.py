@@ -52,7 +52,7 @@ class ImagePanel(Panel):
         # tools
         self.mode_buttons = {}
         for mode in MODES:
-            b = w.ToggleButton(value=mode == "pan", description=mode, layout=w.Layout(width="72px"))
+            b = w.ToggleButton(value=mode == "pan", description=mode, tooltip=mode, layout=w.Layout(width="72px"))
             b.add_class(f"nsb-draw-{mode}")
             b.observe(lambda ch, mode=mode: ch["new"] and self.set_mode(mode), "value")
             self.mode_buttons[mode] = b
@@ -60,7 +60,8 @@ class ImagePanel(Panel):
         self.new_role = w.Dropdown(options=["background", "source"], value="background", description="new",
                                    layout=w.Layout(width="190px"))
         self.exclude = w.Checkbox(value=False, description="exclude (from selected)", indent=False)
-        self.finish_button = w.Button(description="finish polygon", layout=w.Layout(width="120px"))
+        self.finish_button = w.Button(description="finish polygon", tooltip="finish polygon",
+                                      layout=w.Layout(width="120px"))
         self.finish_button.on_click(lambda _b: self.finish_polygon())
         self.stretch = w.ToggleButtons(options=["linear", "log", "asinh"], value="asinh",
                                        style={"button_width": "60px"})
