@@ -124,11 +124,7 @@ class BackgroundAnalysis:
                                          path=info.path, field=f"bgdapfiles.{m}")
                 groups.append(group_from_spectrum_file(spec_path, RegionSet.read_ds9(reg_path), grid, maps[m],
                                                        name=spec_path.name, rmf_cache=rmf_cache))
-        if negative_norms is None:
-            negative_norms = info.negative_norms
-        options = BackgroundOptions(fcxb_links=list(info.fcxb_links), fix_line_ratios=info.fix_line_ratios,
-                                    no_solar=info.no_solar, negative_norms=bool(negative_norms),
-                                    solar_ratios=info.fix_solar_ratios)
+        options = BackgroundOptions.from_bgdinfo(info, negative_norms)
         joint = None
         if info.observations is not None:
             joint = ObservationLinks(tuple(info.group_observations), internal=info.internal, fcxb=info.fcxb_across,

@@ -271,9 +271,7 @@ def _restore(meta, arrays, negative_norms):
                                 weights=RegionWeights(W=w["W"], A=tuple(w["A"]), module=w["module"], name=w["name"],
                                                       G=w.get("G")),
                                 files=g["files"]))
-    options = BackgroundOptions(fcxb_links=list(info.fcxb_links), fix_line_ratios=info.fix_line_ratios,
-                                no_solar=info.no_solar, negative_norms=bool(negative_norms),
-                                solar_ratios=info.fix_solar_ratios)
+    options = BackgroundOptions.from_bgdinfo(info, negative_norms)
     if info.grxefiles:
         register_grxe_table()  # the GRXE source's atable{polarmodel.fits}, as from_bgdinfo
     analysis = BackgroundAnalysis(groups, options=options, ignore=tuple(meta["ignore"]))

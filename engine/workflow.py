@@ -54,10 +54,7 @@ def load_fit_json(path):
         analysis, rebuild = open_fit(path, data, negative_norms)  # the sidecar, else the inputs
     # Record the options of the fit (the check of the free parameters below catches a bgdinfo.json
     # whose other options no longer give the fitted model).
-    analysis.options = BackgroundOptions(fcxb_links=[tuple(p) for p in opts.get("fcxb_links", [])],
-                                         fix_line_ratios=opts.get("fix_line_ratios", False),
-                                         no_solar=opts.get("no_solar", False), negative_norms=negative_norms,
-                                         solar_ratios=opts.get("solar_ratios", False))
+    analysis.options = BackgroundOptions.from_dict(opts)
     if [g.name for g in analysis.groups] != data.get("spectra", [g.name for g in analysis.groups]):
         raise BadConfigError("the spectra of the bgdinfo.json differ from the fitted ones", path=path,
                              field="spectra")

@@ -59,14 +59,22 @@ def _seconds(text):
     return value
 
 
-def _count(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of kernels, got {text!r}") from None
-    if not 0 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"must be in 0..64, got {value}")
-    return value
+def int_in_range(lo, hi, what, name=""):
+    """argparse type: an integer in ``lo..hi`` (``what``: the expected thing, e.g. 'a port number')."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{name + ' ' if name else ''}must be in {lo}..{hi}, got {value}")
+        return value
+
+    return parse
+
+
+_count = int_in_range(0, 64, "a number of kernels")
 
 
 def _base_url(text):

@@ -52,10 +52,7 @@ def save_fit_json(analysis, path, *, overwrite=False, sidecar=None):
     data["spectra"] = [g.name for g in analysis.groups]
     data["xcm"] = str(analysis.source_xcm) if getattr(analysis, "source_xcm", None) else None
     data["modules"] = [g.module for g in analysis.groups]
-    data["options"] = {"fcxb_links": [list(p) for p in analysis.options.fcxb_links],
-                       "fix_line_ratios": analysis.options.fix_line_ratios, "no_solar": analysis.options.no_solar,
-                       "negative_norms": analysis.options.negative_norms,
-                       "solar_ratios": analysis.options.solar_ratios}
+    data["options"] = analysis.options.to_dict()
     data["ignore"] = list(analysis.model.ignore)
     data["sidecar"] = sidecar  # NAME.npz of :func:`~nuskybgd_engine.fitcache.save_fit`, or None
     # An undetermined parameter has error NaN (and NaN covariance): written as null.

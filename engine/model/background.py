@@ -139,6 +139,27 @@ class BackgroundOptions:
     negative_norms: bool = False
     solar_ratios: bool = False
 
+    @classmethod
+    def from_bgdinfo(cls, info, negative_norms=None):
+        """The options a :class:`~nuskybgd_engine.bgdinfo.BgdInfo` asks for (``negative_norms``, when
+        given, overrides the file's, e.g. a saved fit's choice)."""
+        return cls(fcxb_links=list(info.fcxb_links), fix_line_ratios=info.fix_line_ratios, no_solar=info.no_solar,
+                   negative_norms=bool(info.negative_norms if negative_norms is None else negative_norms),
+                   solar_ratios=info.fix_solar_ratios)
+
+    def to_dict(self):
+        """The JSON form written into a saved fit (``NAME.json``)."""
+        return {"fcxb_links": [list(p) for p in self.fcxb_links], "fix_line_ratios": self.fix_line_ratios,
+                "no_solar": self.no_solar, "negative_norms": self.negative_norms, "solar_ratios": self.solar_ratios}
+
+    @classmethod
+    def from_dict(cls, data):
+        """Inverse of :meth:`to_dict` (keys missing from older files take their defaults)."""
+        return cls(fcxb_links=[tuple(p) for p in data.get("fcxb_links", [])],
+                   fix_line_ratios=bool(data.get("fix_line_ratios", False)), no_solar=bool(data.get("no_solar", False)),
+                   negative_norms=bool(data.get("negative_norms", False)),
+                   solar_ratios=bool(data.get("solar_ratios", False)))
+
 
 def _param(spec, component, value, *, frozen, delta=None):
     return Parameter(name=spec.name, component=component, value=float(value),
