@@ -228,8 +228,22 @@ def readout_changes(page, before):
                            " return e && e.innerText !== b && /=/.test(e.innerText); }", arg=before, timeout=STEP_MS)
 
 
+def settled(page, timeout_ms=STEP_MS):
+    """Wait until the image figure stops moving (figures still resizing after a render shift the
+    sky→screen mapping a drag relies on)."""
+    page.wait_for_function("""() => {
+        const r = document.querySelector('.nsb-image-figure')?.getBoundingClientRect();
+        if (!r) return false;
+        const now = [r.x, r.y, r.width, r.height].join();
+        const same = window.__nsbLastRect === now;
+        window.__nsbLastRect = now;
+        return same;
+    }""", timeout=timeout_ms, polling=300)
+
+
 def drag(page, start, end, steps=6):
-    """A mouse drag between two sky pixels on the image."""
+    """A mouse drag between two sky pixels on the image (once the layout has settled)."""
+    settled(page)
     x0, y0 = sky_to_screen(page, *start)
     x1, y1 = sky_to_screen(page, *end)
     page.mouse.move(x0, y0)
@@ -275,6 +289,7 @@ def test_drawing_tools(ui):
     drag(ui, (640, 560), (680, 600))
     wait_regions(ui, n + 2)
     ui.locator(".nsb-draw-polygon").click()
+    settled(ui)
     for x, y in ((420, 300), (470, 300), (450, 340)):
         sx, sy = sky_to_screen(ui, x, y)
         ui.mouse.click(sx, sy)
