@@ -79,18 +79,14 @@ def fit_grxe_api(root, truth, *, use_grxe=True):
     from nuskybgd_engine.groups import group_from_events
     from nuskybgd_engine.io.ogip import read_rmf
     from nuskybgd_engine.io.regions import RegionSet
-    from nuskybgd_engine.maps.grxe import project_grxe, read_grxe_map
+    from nuskybgd_engine.maps.grxe import add_grxe_maps, read_grxe_map
     from nuskybgd_engine.model.background import BackgroundOptions, region_weights
     from nuskybgd_engine.model.tablemodel import register_grxe_table
     from nuskybgd_engine.observation import prepare_observation
 
     obs = prepare_observation(root)
     if use_grxe:
-        sky = read_grxe_map(root / truth["files"]["grxe_map"])
-        for m in "AB":
-            mp_ = obs[m]
-            mp_.maps.grxe = project_grxe(mp_.image.header, mp_.instrument_map, mp_.aspect, sky, module=m,
-                                         ref_shape=mp_.image.image.shape)
+        add_grxe_maps(obs, read_grxe_map(root / truth["files"]["grxe_map"]))  # = projbgd --grxe
         register_grxe_table()
     rmf = {m: read_rmf(root / f"gauss{m}.rmf", module=m) for m in "AB"}
     regions = {n: RegionSet.read_ds9(root / "regions" / f"{n}.reg") for n in REGIONS_DET1}

@@ -58,6 +58,7 @@ __all__ = [
     "DISC_SAMPLES",
     "FOCAL_LENGTH_MM",
     "GrxeSkyMap",
+    "add_grxe_maps",
     "grxe_map_det1",
     "grxe_output_path",
     "project_grxe",
@@ -251,6 +252,24 @@ def project_grxe(ref_header, instrument_map, aspect, grxe, *, module=None, apert
     maps = project_maps(ref_header, instrument_map, aspect, module=mod, detectors=(0, 1, 2, 3), aperture=det1,
                         pa_pnt=pa, ref_shape=shape)
     return maps.bgdap
+
+
+def add_grxe_maps(observation, grxe, *, auxil_dir=None):
+    """Project ``grxe`` for every module of a prepared observation (``maps.grxe`` set in place).
+
+    What ``projbgd --grxe`` writes, for an in-memory
+    :class:`~nuskybgd_engine.observation.ObservationProducts` (its counts images, instrument maps and
+    aspect histograms); the GRXE source then enters every model built from its spectra.
+
+    Returns
+    -------
+    observation
+    """
+    for m in observation.modules:
+        mp = observation[m]
+        mp.maps.grxe = project_grxe(mp.image.header, mp.instrument_map, mp.aspect, grxe, module=m,
+                                    auxil_dir=auxil_dir, ref_shape=mp.image.image.shape)
+    return observation
 
 
 def grxe_output_path(out, module):
