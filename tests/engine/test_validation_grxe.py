@@ -2,12 +2,13 @@
 
 The simulator's Galactic ridge (its own ``modelrxte``-format map, stop geometry from IDL
 ``grxe2det.pro``, polarmodel table and 6.7 keV line; no engine code) is fitted with the engine's
-GRXE option. Tolerances come from the benchmark's seeds (``bench_grxe.py --seeds 8``, see the
-README of the closing note): per seed the GRXE's prediction/truth is the same in every region of
-a module to ≤ 1 % (the spatial pattern; the engine's former stop position gave 0.5–1.4× from
-region to region), while its level scatters with the GRXE/apbgd degeneracy (std over seeds ≈ 0.3
-for the continuum, 0.1 for the line); the sky's stray light as a whole (apbgd + fcxb + GRXE) and
-the held-out totals are tight.
+GRXE option. Tolerances come from the benchmark's seeds 1–8 (``bench_grxe.py --seeds 8``): per
+seed the GRXE's prediction/truth is the same in every region of a module to ≤ 1.1 % (max/min;
+the spatial pattern — the engine's former stop position gave 0.5–1.4× from region to region),
+while its level scatters with the GRXE/apbgd degeneracy (std over seeds 0.23 (A) / 0.15 (B) for
+the GRXE counts, 0.14 / 0.16 for the line norm); the sky's stray light as a whole
+(apbgd + fcxb + GRXE, std 0.04 per region) and the held-out totals (pull std 0.77) are tight.
+Bounds: 3 × the max/min spread, ≈ 3 standard deviations of the levels, 4 σ for the totals.
 """
 
 import sys
@@ -61,10 +62,11 @@ def test_simulator_grxe_spectrum_follows_the_table():
         grid = np.asarray(h["PARAMETERS"].data["VALUE"][0], float)
         e_lo = np.asarray(h["ENERGIES"].data["ENERG_LO"], float)
         spectra = np.asarray(h["SPECTRA"].data["INTPSPEC"], float)
-    k = int(np.argmin(np.abs(grid - 0.6)))
-    inside = (e_lo >= ins.E_LO[0]) & (e_lo + 0.1 <= ins.E_HI[-1])
-    # The flux between 1.6 keV and the grid's end is conserved by the rebinning.
-    assert ins.polar_table(0.6).sum() == pytest.approx(spectra[k][inside].sum(), rel=2e-3)
+    k = int(np.argmin(np.abs(grid - 0.6)))  # 0.6 is a tabulated value
+    # The flux above 1.6 keV is conserved by the rebinning (the table bin across 1.6 keV in part).
+    e_hi = np.asarray(fits.getdata(ins.auxil_dir() / "polarmodel.fits", "ENERGIES")["ENERG_HI"], float)
+    part = np.clip((e_hi - ins.E_LO[0]) / (e_hi - e_lo), 0.0, 1.0)
+    assert ins.polar_table(0.6).sum() == pytest.approx((spectra[k] * part).sum(), rel=1e-5)
     line = ins.grxe_line()
     assert line.sum() == 1.0 and ins.E_LO[line.argmax()] <= 6.7 < ins.E_HI[line.argmax()]
 
@@ -107,13 +109,13 @@ def test_engine_recovers_the_grxe_of_the_independent_simulation(grxe_fit):
             lines.append(p["norms"]["line"] / t["grxe_norms"]["line"])
             # The sky's stray light as a whole, whatever the GRXE/apbgd split.
             stray = sum(p["components"][c] for c in ("apbgd", "fcxb", "grxe"))
-            assert stray / (exp["apbgd"] + exp["fcxb"] + exp["grxe"]) == pytest.approx(1.0, abs=0.1), (n, m)
+            assert stray / (exp["apbgd"] + exp["fcxb"] + exp["grxe"]) == pytest.approx(1.0, abs=0.15), (n, m)
             true_total = sum(exp[c] for c in ("apbgd", "intbgd", "fcxb", "intn", "grxe"))
             assert abs(p["total"] - true_total) < 4 * p["stat_error"], (n, m)
         ratios, lines = np.array(ratios), np.array(lines)
         # The spatial pattern: one ratio in every region (the old stop position: 0.49-1.43).
         assert ratios.max() / ratios.min() < 1.03, (m, ratios)
         assert lines.max() / lines.min() < 1.03, (m, lines)
-        # The level: within 3 standard deviations of the seeds' spread (continuum 0.3, line 0.1).
-        assert abs(ratios.mean() - 1) < 0.9, (m, ratios)
-        assert abs(lines.mean() - 1) < 0.3, (m, lines)
+        # The level: within ~3 standard deviations of the seeds' spread (GRXE counts 0.23, line norm 0.16).
+        assert abs(ratios.mean() - 1) < 0.7, (m, ratios)
+        assert abs(lines.mean() - 1) < 0.5, (m, lines)
