@@ -2,12 +2,12 @@
 
 The simulator's Galactic ridge (its own ``modelrxte``-format map, stop geometry from IDL
 ``grxe2det.pro``, polarmodel table and 6.7 keV line; no engine code) is fitted with the engine's
-GRXE option. Tolerances come from the benchmark's seeds 1–8 (``bench_grxe.py --seeds 8``): per
-seed the GRXE's prediction/truth is the same in every region of a module to ≤ 1.1 % (max/min;
-the spatial pattern — the engine's former stop position gave 0.5–1.4× from region to region),
-while its level scatters with the GRXE/apbgd degeneracy (std over seeds 0.23 (A) / 0.15 (B) for
-the GRXE counts, 0.14 / 0.16 for the line norm); the sky's stray light as a whole
-(apbgd + fcxb + GRXE, std 0.04 per region) and the held-out totals (pull std 0.77) are tight.
+GRXE option. Tolerances come from the benchmark's seeds 1–16 (``bench_grxe.py --seeds 16``):
+per seed the GRXE's prediction/truth is the same in every region of a module to ≤ 1.1 %
+(max/min; the spatial pattern — the engine's former stop position gave 0.5–1.4× from region to
+region), while its level scatters with the GRXE/apbgd degeneracy (std over seeds 0.21 for the
+GRXE counts, 0.17 (A) / 0.13 (B) for the line norm); the sky's stray light as a whole
+(apbgd + fcxb + GRXE) has std 0.06 per region, and the held-out totals a pull std of 0.95.
 Bounds: 3 × the max/min spread, ≈ 3 standard deviations of the levels, 4 σ for the totals.
 """
 
@@ -109,13 +109,13 @@ def test_engine_recovers_the_grxe_of_the_independent_simulation(grxe_fit):
             lines.append(p["norms"]["line"] / t["grxe_norms"]["line"])
             # The sky's stray light as a whole, whatever the GRXE/apbgd split.
             stray = sum(p["components"][c] for c in ("apbgd", "fcxb", "grxe"))
-            assert stray / (exp["apbgd"] + exp["fcxb"] + exp["grxe"]) == pytest.approx(1.0, abs=0.15), (n, m)
+            assert stray / (exp["apbgd"] + exp["fcxb"] + exp["grxe"]) == pytest.approx(1.0, abs=0.2), (n, m)
             true_total = sum(exp[c] for c in ("apbgd", "intbgd", "fcxb", "intn", "grxe"))
             assert abs(p["total"] - true_total) < 4 * p["stat_error"], (n, m)
         ratios, lines = np.array(ratios), np.array(lines)
         # The spatial pattern: one ratio in every region (the old stop position: 0.49-1.43).
         assert ratios.max() / ratios.min() < 1.03, (m, ratios)
         assert lines.max() / lines.min() < 1.03, (m, lines)
-        # The level: within ~3 standard deviations of the seeds' spread (GRXE counts 0.23, line norm 0.16).
-        assert abs(ratios.mean() - 1) < 0.7, (m, ratios)
+        # The level: within ~3 standard deviations of the seeds' spread (GRXE counts 0.21, line norm 0.17).
+        assert abs(ratios.mean() - 1) < 0.65, (m, ratios)
         assert abs(lines.mean() - 1) < 0.5, (m, lines)
