@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one thread per seed process
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import json
-import multiprocessing as mp
 import shutil
 import sys
 import tempfile
@@ -40,21 +39,14 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from validation import COMPONENTS, GRXE, REGIONS_DET1, ValidationSpec, simulate
+from validation.bench_validation import FIT_REGIONS, HELD_OUT, config_for, print_warnings, run_seeds
 from validation.instrument import auxil_dir
 
-FIT_REGIONS = [n for n, r in REGIONS_DET1.items() if r[3] == "background"]
-HELD_OUT = [n for n, r in REGIONS_DET1.items() if r[3] != "background"]
-#: Pointing (galactic l, b in degrees) and exposure/PA of the seeds (alternating).
+#: Pointing (galactic l, b in degrees); exposure and PA alternate as in bench_validation (config_for).
 POINTING = (20.0, 1.0)
-
-
-def config_for(seed):
-    """(exposure, PA) of a seed: odd seeds 50 ks at 37°, even seeds 120 ks at 212°."""
-    return (50000.0, 37.0) if seed % 2 else (120000.0, 212.0)
 
 
 def spec_for(seed, grxe=None):
@@ -194,13 +186,7 @@ def report(rows, args):
             print(f"FPM{m} {q:<18} {scale * mean:+8.3f}{unit} ± {scale * sd:.3f}{unit}  (s.e. {scale * se:.3f}{unit})")
     pulls = [measures(r)[(n, m)]["pull"] for r in rows for n in HELD_OUT for m in "AB"]
     print(f"held-out pull (stat) mean {np.mean(pulls):+.2f}, std {np.std(pulls, ddof=1):.2f} over {len(pulls)}")
-    warn = {}
-    for r in rows:
-        for w in r["fit"]["warnings"]:
-            key = w.split(":")[0] if "degenerate" not in w else w.split("(")[0]
-            warn[key] = warn.get(key, 0) + 1
-    for k, v in sorted(warn.items(), key=lambda kv: -kv[1])[:5]:
-        print(f"  warning in {v}/{len(rows)} fits: {k[:110]}")
+    print_warnings(rows, 5)
 
 
 def main(argv=None):
@@ -213,14 +199,9 @@ def main(argv=None):
     p.add_argument("--save", default=None, help="write the per-seed rows as JSON")
     args = p.parse_args(argv)
     os.environ.setdefault("NUSKYBGD_AUXIL", str(auxil_dir()))
-    seeds = list(range(args.first, args.first + args.seeds))
     t0 = time.perf_counter()
-    if args.procs > 1:
-        with mp.get_context("spawn").Pool(args.procs) as pool:
-            rows = pool.map(one_seed, [(s, args) for s in seeds], chunksize=1)
-    else:
-        rows = [one_seed((s, args)) for s in seeds]
-    print(f"GRXE validation: {len(rows)} seeds {seeds[0]}..{seeds[-1]} (50 ks PA 37° / 120 ks PA 212°), field "
+    rows = run_seeds(one_seed, args)
+    print(f"GRXE validation: {len(rows)} seeds {args.first}..{args.first + args.seeds - 1} (50 ks PA 37° / 120 ks PA 212°), field "
           f"(l, b) = {POINTING}, GRXE fit {'off' if args.no_grxe_fit else 'on'}; wall "
           f"{time.perf_counter() - t0:.0f} s (simulation {np.mean([r['t_sim'] for r in rows]):.1f} s, engine "
           f"{np.mean([r['t_fit'] for r in rows]):.1f} s per seed)")

@@ -114,7 +114,7 @@ def test_batch_fits_the_grxe(grxe_batch):
 @pytest.mark.slow
 @pytest.mark.requires_data
 def test_changed_grxe_map_is_redone(grxe_batch, tmp_path):
-    root, lst, work, _report, own, glob = grxe_batch
+    _root, lst, work, _report, own, glob = grxe_batch
     w = tmp_path / "work"
     shutil.copytree(work, w)
     again = run_batch(lst, w, grxe=glob)

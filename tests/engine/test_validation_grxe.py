@@ -83,7 +83,7 @@ def grxe_fit(tmp_path_factory, auxil_dir):
         out = tmp_path_factory.mktemp("grxe_validation")
         truth = simobs.simulate(out, spec, truth_times=100)
         try:
-            pred, fit = fit_grxe_api(out / spec.obsid, truth)
+            pred, _fit = fit_grxe_api(out / spec.obsid, truth)
         finally:
             unregister_table_model("atable{polarmodel.fits}")
         yield truth, pred
