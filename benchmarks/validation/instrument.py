@@ -409,16 +409,18 @@ def _polar_cells(n_r=16, n_phi=48):
     return np.column_stack([(rr * np.cos(pp)).ravel(), (rr * np.sin(pp)).ravel()])
 
 
-def grxe_det1(module, sky_map, sky_wcs, px, py, pa, step=4):
+def grxe_det1(module, sky_map, sky_wcs, px, py, pa, step=4, stop_height=None):
     """Mean GRXE brightness over the disc of sky each DET1 pixel sees through the stop, (360, 360).
 
     ``sky_wcs`` is the observation's sky-pixel WCS (1000×1000 grid, 0-based pixels); (px, py) the sky
     pixel of DET1 (350, 350). Sampled every ``step`` DET1 pixels (IDL: 4) and bilinear in between.
+    ``stop_height`` (mm) replaces :func:`stop_height_mm` (a sensitivity test of that assumption).
     """
+    z = float(stop_height) if stop_height is not None else stop_height_mm(module)
     image, map_wcs = sky_map
     u0, v0 = fpm_origin_det1(module)
-    mag = focal_length_mm() / stop_height_mm(module)
-    radius = math.degrees(STOP_RADIUS_MM / stop_height_mm(module)) / PIXEL_DEG  # sky pixels
+    mag = focal_length_mm() / z
+    radius = math.degrees(STOP_RADIUS_MM / z) / PIXEL_DEG  # sky pixels
     nodes = np.arange(0, 360 + step, step, dtype=float)
     vv, uu = np.meshgrid(nodes, nodes, indexing="ij")
     ox, oy = det1_to_sky(u0, v0, px, py, pa)

@@ -75,14 +75,15 @@ class ValidationSpec:
     factors: dict = field(default=None)
     ra: float = 150.0
     dec: float = 2.0
-    #: Galactic ridge: {"cont": f, "line": f, "l0": deg, "b_scale": deg} (see the module docstring) or None.
+    #: Galactic ridge: {"cont": f, "line": f, "l0": deg, "b_scale": deg, "stop_height": mm or None (the
+    #: instrument's)} (see the module docstring) or None.
     grxe: dict = field(default=None)
 
     def __post_init__(self):
         if self.soft_shape not in ins.SOFT_SHAPES:
             raise ValueError(f"soft_shape must be one of {ins.SOFT_SHAPES}")
         if self.grxe is not None:
-            self.grxe = {"cont": 0.5, "line": 0.05, "l0": 20.0, "b_scale": 1.0, **self.grxe}
+            self.grxe = {"cont": 0.5, "line": 0.05, "l0": 20.0, "b_scale": 1.0, "stop_height": None, **self.grxe}
         if self.factors is None:
             self.factors = random_factors(self.seed)
 
@@ -314,7 +315,7 @@ def grxe_setup(root, spec, tracks):
     for m, (_, x, y) in tracks.items():
         # The disc moves ~12 px per focused px: at the mean of a ~10 px wobble the error is ~5' of a 2° disc.
         weights[m] = ins.open_solid_angle(m) * ins.grxe_det1(m, sky_map, wcs, float(x.mean()), float(y.mean()),
-                                                               spec.pa)
+                                                               spec.pa, stop_height=g["stop_height"])
     # K from FPMA: GRXE continuum (line) 3-20 keV counts = cont (line) × apbgd counts at unit factors.
     detnum, _ = ins.detector_maps("A")
     active = detnum >= 0
