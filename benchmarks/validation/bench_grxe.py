@@ -205,8 +205,8 @@ def main(argv=None):
     os.environ.setdefault("NUSKYBGD_AUXIL", str(auxil_dir()))
     t0 = time.perf_counter()
     rows = run_seeds(one_seed, args)
-    print(f"GRXE validation: {len(rows)} seeds {args.first}..{args.first + args.seeds - 1} (50 ks PA 37° / 120 ks PA 212°), field "
-          f"(l, b) = {POINTING}, GRXE fit {'off' if args.no_grxe_fit else 'on'}, stop height "
+    print(f"GRXE validation: {len(rows)} seeds {args.first}..{args.first + args.seeds - 1} (50 ks PA 37° / 120 ks "
+          f"PA 212°), field (l, b) = {POINTING}, GRXE fit {'off' if args.no_grxe_fit else 'on'}, stop height "
           f"{args.stop_height or 'the instrument'}; wall "
           f"{time.perf_counter() - t0:.0f} s (simulation {np.mean([r['t_sim'] for r in rows]):.1f} s, engine "
           f"{np.mean([r['t_fit'] for r in rows]):.1f} s per seed)")
