@@ -321,7 +321,7 @@ def print_warnings(rows, most):
 
 
 def run_seeds(task, args):
-    """``task((seed, args))`` for seeds ``args.first`` … ``args.first + args.seeds − 1``, on ``args.procs`` processes."""
+    """``task((seed, args))`` for ``args.seeds`` seeds from ``args.first``, on ``args.procs`` processes."""
     seeds = list(range(args.first, args.first + args.seeds))
     if args.procs > 1:
         with mp.get_context("spawn").Pool(args.procs) as pool:

@@ -48,7 +48,14 @@ from ..errors import BadConfigError, BadFileError
 from ..io.fitsutil import check_writable, read_fits, write_fits
 from ..io.skyframe import frame_from_header
 from ._auxil import _auxil_data
-from .aperture import _PARAM_INDEX, APERTURE_FLOOR, TEMPLATE_CROP, aperture_map_det1, module_letter, read_aperture_params
+from .aperture import (
+    _PARAM_INDEX,
+    APERTURE_FLOOR,
+    TEMPLATE_CROP,
+    aperture_map_det1,
+    module_letter,
+    read_aperture_params,
+)
 from .projection import project_maps, reference_roll, roll_angle
 
 __all__ = [
