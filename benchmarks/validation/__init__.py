@@ -6,6 +6,6 @@ response, the component spectra and the aspect mapping are re-implemented here f
 published method and the public nuskybgd auxiliary files, not code.
 """
 
-from .simobs import BANDS, COMPONENTS, REGIONS_DET1, ValidationSpec, simulate, write_gaussian_rmf
+from .simobs import BANDS, COMPONENTS, GRXE, REGIONS_DET1, ValidationSpec, simulate, write_gaussian_rmf
 
-__all__ = ["BANDS", "COMPONENTS", "REGIONS_DET1", "ValidationSpec", "simulate", "write_gaussian_rmf"]
+__all__ = ["BANDS", "COMPONENTS", "GRXE", "REGIONS_DET1", "ValidationSpec", "simulate", "write_gaussian_rmf"]

@@ -300,19 +300,33 @@ def report(rows, args):
     good_fit = [r["fit"]["goodness"] for r in rows if r["fit"]["goodness"] is not None]
     if good_fit:
         print(f"\nC-stat goodness (C - expected)/σ: mean {np.mean(good_fit):+.2f}, std {np.std(good_fit, ddof=1):.2f}")
-    warn = {}
-    for r in rows:
-        for w in r["fit"]["warnings"]:
-            key = w.split(":")[0] if "degenerate" not in w else w.split("(")[0]
-            warn[key] = warn.get(key, 0) + 1
-    for k, v in sorted(warn.items(), key=lambda kv: -kv[1])[:6]:
-        print(f"  warning in {v}/{len(rows)} fits: {k[:110]}")
+    print_warnings(rows, 6)
     cli = [r for r in rows if "cli" in r]
     for r in cli:
         d = max(abs(r["cli"][k]["total"] / r["pred"][k]["total"] - 1) for k in r["cli"])
         print(f"\nCLI run of seed {r['seed']} (mkimgs … fit --run --stat cstat … predict): largest relative "
               f"difference from the API predictions {d:.2e}")
     return ok
+
+
+def print_warnings(rows, most):
+    """The ``most`` commonest fit warnings over the seeds' ``rows`` and how many fits gave each."""
+    warn = {}
+    for r in rows:
+        for w in r["fit"]["warnings"]:
+            key = w.split(":")[0] if "degenerate" not in w else w.split("(")[0]
+            warn[key] = warn.get(key, 0) + 1
+    for k, v in sorted(warn.items(), key=lambda kv: -kv[1])[:most]:
+        print(f"  warning in {v}/{len(rows)} fits: {k[:110]}")
+
+
+def run_seeds(task, args):
+    """``task((seed, args))`` for ``args.seeds`` seeds from ``args.first``, on ``args.procs`` processes."""
+    seeds = list(range(args.first, args.first + args.seeds))
+    if args.procs > 1:
+        with mp.get_context("spawn").Pool(args.procs) as pool:
+            return pool.map(task, [(s, args) for s in seeds], chunksize=1)
+    return [task((s, args)) for s in seeds]
 
 
 def main(argv=None):
@@ -332,13 +346,8 @@ def main(argv=None):
     if args.mismatch:
         response_mismatch()
         return 0
-    seeds = list(range(args.first, args.first + args.seeds))
     t0 = time.perf_counter()
-    if args.procs > 1:
-        with mp.get_context("spawn").Pool(args.procs) as pool:
-            rows = pool.map(one_seed, [(s, args) for s in seeds], chunksize=1)
-    else:
-        rows = [one_seed((s, args)) for s in seeds]
+    rows = run_seeds(one_seed, args)
     print(f"validation: {len(rows)} seeds (50 ks PA 37° / 120 ks PA 212°), rmf={args.rmf}, soft={args.soft}, "
           f"lines={args.lines}, negative_norms={args.negative}; wall {time.perf_counter() - t0:.0f} s "
           f"(simulation {np.mean([r['t_sim'] for r in rows]):.1f} s, "

@@ -23,7 +23,17 @@ Everything else is our own and deliberately *not* the engine's:
   flux) — a stand-in for real apec that differs from the engine's bremss stand-in in level,
   slope and lines, as real apec would; ``standin_like`` — a pure free-free continuum at the
   preset temperature (the shape of the engine's stand-in, up to the Gaunt factor);
-* the DET1 → sky mapping of §1.5 evaluated per event at the event's continuous aspect position.
+* the DET1 → sky mapping of §1.5 evaluated per event at the event's continuous aspect position;
+* the optional Galactic-ridge (GRXE) stray light, from the IDL ``grxe2det.pro`` geometry (method.md
+  §7 "GRXE"): every detector point sees, through the 29 mm-radius aperture stop at height ``z``, a
+  disc of sky of radius 29/z rad whose centre moves ``1/z`` rad per mm of detector position (IDL
+  ``vis = (apxy − vfb)·D/apz``); the IDL detector grid is centred on the FPM origin and its image
+  is placed into DET1 exactly as the aperture template (grid pixel i at −35 + 0.12096·i mm, the
+  ``nomapbgdparams.dat`` shift, crop at 108), so the FPM origin — below the stop — is DET1
+  ≈ (153, 198) for FPMA. ``z`` is such that the unobstructed disc is the template's largest open
+  solid angle (its corner, far from the optics bench). The disc is integrated on a polar grid of
+  equal-area cells; the open part of it is taken as the template's open fraction (the IDL bench
+  polygon's orientation needs the CALDB alignment file, which the spec does not give).
 """
 
 from __future__ import annotations
@@ -35,7 +45,10 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+from astropy.coordinates import SkyCoord
 from astropy.io import fits
+from astropy.wcs import WCS
+from astropy.wcs.utils import wcs_to_celestial_frame
 from scipy import ndimage, special
 
 __all__ = [
@@ -55,13 +68,21 @@ __all__ = [
     "cutoffpl",
     "det1_to_sky",
     "detector_maps",
+    "fpm_origin_det1",
     "fwhm",
     "gaussian_rmf_rows",
+    "grxe_det1",
+    "grxe_line",
+    "grxe_sky_map",
     "lorentz",
+    "open_solid_angle",
+    "polar_table",
     "presets",
     "roll",
     "sky_to_det1",
     "soft_component",
+    "stop_height_mm",
+    "write_grxe_sky_map",
 ]
 
 N_CHAN = 4096
@@ -73,6 +94,8 @@ PIXEL_DEG = 6.828076e-4
 #: DET1 reference pixel of the aspect solution (0-based), §1.1.
 DET1_REF = 350.0
 SOFT_SHAPES = ("apec_like", "standin_like")
+#: DET1 pixel size (mm), §1.1.
+DET1_MM = 0.12096
 
 
 def auxil_dir():
@@ -103,21 +126,36 @@ def detector_maps(module):
 
 
 @cache
-def aperture_map(module):
-    """Expected 10–15 keV aperture counts per DET1 pixel per 10⁵ s for the nominal CXB (§2.6 a)."""
+def _aperture_params(module):
+    """(norm, x shift mm, y shift mm) of ``module`` from nomapbgdparams.dat (§2.6 a)."""
     vals = []
     for line in _aux("nomapbgdparams.dat").read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:
             vals.append(float(line))
-    norm, sx, sy = (vals[0], vals[4], vals[5]) if module == "A" else (vals[1], vals[7], vals[8])
+    return (vals[0], vals[4], vals[5]) if module == "A" else (vals[1], vals[7], vals[8])
+
+
+@cache
+def _template(module):
     with fits.open(_aux(f"det{module}_det1.img.gz")) as h:
-        t = np.asarray(h[0].data, float)
-    pix_mm = 0.12096
+        return np.asarray(h[0].data, float)
+
+
+@cache
+def open_solid_angle(module):
+    """Open sky (deg²) seen through the aperture stop by each DET1 pixel: 3.1865e-5 × the shifted template."""
+    _, sx, sy = _aperture_params(module)
     # out[y, x] = T[y - dy, x - dx], bilinear, periodic.
-    shifted = ndimage.shift(t, (sy / pix_mm, sx / pix_mm), order=1, mode="grid-wrap")
-    ap = 3.1865e-5 * norm * pix_mm ** 2 * shifted + 0.00495 * 0.7
-    return ap[108:468, 108:468]
+    shifted = ndimage.shift(_template(module), (sy / DET1_MM, sx / DET1_MM), order=1, mode="grid-wrap")
+    return 3.1865e-5 * shifted[108:468, 108:468]
+
+
+@cache
+def aperture_map(module):
+    """Expected 10–15 keV aperture counts per DET1 pixel per 10⁵ s for the nominal CXB (§2.6 a)."""
+    norm = _aperture_params(module)[0]
+    return norm * DET1_MM ** 2 * open_solid_angle(module) + 0.00495 * 0.7
 
 
 def _specresp(name):
@@ -277,3 +315,126 @@ def gaussian_rmf_rows(nsig=6.0):
         cdf = special.ndtr((edges[None, :] - e[:, None]) / sig[:, None]).mean(axis=0)
         rows.append((c0, np.diff(cdf)))
     return rows
+
+
+# --- Galactic ridge (GRXE) stray light ------------------------------------------------------------
+
+#: The GRXE spectrum of IDL source 6: a 6.7 keV line of zero width + the polarmodel table at 0.6 M☉.
+GRXE_LINE_KEV = 6.7
+GRXE_WDMASS = 0.6
+#: IDL grxe2det: aperture-stop radius (mm).
+STOP_RADIUS_MM = 29.0
+
+
+def fpm_origin_det1(module):
+    """DET1 (x, y), 0-based, of the FPM origin: the centre of IDL's ±35 mm detector grid.
+
+    grxe2det samples −35 + 0.48384·k mm and congrid(/interp) ×4 puts output pixel i at
+    −35 + 0.12096·i mm; projinitbgds shifts that image like the aperture template and crops at 108.
+    """
+    _, sx, sy = _aperture_params(module)
+    i0 = 35.0 / DET1_MM
+    return i0 + sx / DET1_MM - 108.0, i0 + sy / DET1_MM - 108.0
+
+
+def stop_height_mm(module):
+    """Aperture-stop height ``z`` (mm): π (29/z)² equals the template's largest open solid angle."""
+    omega_max = math.radians(1.0) ** 2 * 3.1865e-5 * float(_template(module).max())  # sr
+    return STOP_RADIUS_MM / math.sqrt(omega_max / math.pi)
+
+
+def focal_length_mm():
+    """Focal length (mm): one DET1 pixel subtends one sky pixel (§1.1)."""
+    return DET1_MM / math.radians(PIXEL_DEG)
+
+
+@cache
+def polar_table(wdmass=GRXE_WDMASS):
+    """The ``polarmodel.fits`` table at ``wdmass`` (linear in the grid), photons per simulator bin per unit norm.
+
+    Each 0.1 keV table bin is spread uniformly over its width and summed into our 0.04 keV bins by overlap.
+    """
+    with fits.open(_aux("polarmodel.fits")) as h:
+        grid = np.asarray(h["PARAMETERS"].data["VALUE"][0], float)[:int(h["PARAMETERS"].data["NUMBVALS"][0])]
+        lo = np.asarray(h["ENERGIES"].data["ENERG_LO"], float)
+        hi = np.asarray(h["ENERGIES"].data["ENERG_HI"], float)
+        spectra = np.asarray(h["SPECTRA"].data["INTPSPEC"], float)
+    k = int(np.searchsorted(grid, wdmass) - 1)
+    t = (wdmass - grid[k]) / (grid[k + 1] - grid[k])
+    flux = (1 - t) * spectra[k] + t * spectra[k + 1]
+    out = np.zeros(N_CHAN)
+    for a, b, f in zip(lo, hi, flux):
+        overlap = np.clip(np.minimum(E_HI, b) - np.maximum(E_LO, a), 0.0, None)
+        out += f * overlap / (b - a)
+    return out
+
+
+def grxe_line():
+    """The 6.7 keV line of zero width: photons per bin per unit norm (all in the bin holding 6.7 keV)."""
+    out = np.zeros(N_CHAN)
+    out[int((GRXE_LINE_KEV - 1.6) // 0.04)] = 1.0
+    return out
+
+
+def write_grxe_sky_map(path, l0, b_scale=1.0, l_scale=30.0, pixel=0.2, half_width=(24.0, 12.0)):
+    """A synthetic GRXE map in the IDL auxil layout (``modelrxte_*.fits``: primary image, GLON/GLAT CAR).
+
+    Surface brightness ``exp(−|l|/l_scale) / (1 + (b/b_scale)²)`` (arbitrary units) on a grid of
+    ``pixel`` degrees covering l0 ± half_width[0], |b| ≤ half_width[1].
+    """
+    nx = int(round(2 * half_width[0] / pixel)) + 1
+    ny = int(round(2 * half_width[1] / pixel)) + 1
+    h = fits.Header()
+    h.update(CTYPE1="GLON-CAR", CTYPE2="GLAT-CAR", CRPIX1=(nx + 1) / 2, CRPIX2=(ny + 1) / 2, CRVAL1=float(l0),
+             CRVAL2=0.0, CDELT1=-pixel, CDELT2=pixel, CUNIT1="deg", CUNIT2="deg", BUNIT="arbitrary")
+    b = (np.arange(ny) - (ny - 1) / 2) * pixel
+    lon = l0 - (np.arange(nx) - (nx - 1) / 2) * pixel
+    lon = (lon + 180.0) % 360.0 - 180.0
+    img = np.exp(-np.abs(lon)[None, :] / l_scale) / (1.0 + (b[:, None] / b_scale) ** 2)
+    fits.PrimaryHDU(img.astype(np.float32), header=h).writeto(path)
+    return Path(path)
+
+
+def grxe_sky_map(path):
+    """(image, astropy WCS) of a GRXE map file."""
+    with fits.open(path) as h:
+        return np.asarray(h[0].data, float), WCS(h[0].header, naxis=2)
+
+
+def _polar_cells(n_r=16, n_phi=48):
+    """Offsets (unit disc) of equal-area cells: rings of equal area, ``n_phi`` azimuths each."""
+    r = np.sqrt((np.arange(n_r) + 0.5) / n_r)
+    phi = (np.arange(n_phi) + 0.5) * 2 * math.pi / n_phi
+    rr, pp = np.meshgrid(r, phi, indexing="ij")
+    return np.column_stack([(rr * np.cos(pp)).ravel(), (rr * np.sin(pp)).ravel()])
+
+
+def grxe_det1(module, sky_map, sky_wcs, px, py, pa, step=4, stop_height=None):
+    """Mean GRXE brightness over the disc of sky each DET1 pixel sees through the stop, (360, 360).
+
+    ``sky_wcs`` is the observation's sky-pixel WCS (1000×1000 grid, 0-based pixels); (px, py) the sky
+    pixel of DET1 (350, 350). Sampled every ``step`` DET1 pixels (IDL: 4) and bilinear in between.
+    ``stop_height`` (mm) replaces :func:`stop_height_mm` (a sensitivity test of that assumption).
+    """
+    z = float(stop_height) if stop_height is not None else stop_height_mm(module)
+    image, map_wcs = sky_map
+    u0, v0 = fpm_origin_det1(module)
+    mag = focal_length_mm() / z
+    radius = math.degrees(STOP_RADIUS_MM / z) / PIXEL_DEG  # sky pixels
+    nodes = np.arange(0, 360 + step, step, dtype=float)
+    vv, uu = np.meshgrid(nodes, nodes, indexing="ij")
+    ox, oy = det1_to_sky(u0, v0, px, py, pa)
+    sx, sy = det1_to_sky(uu, vv, px, py, pa)
+    # Disc centre: the FPM origin's focused direction + (F/z) × the pixel's focused offset from it.
+    cx, cy = ox + mag * (sx - ox), oy + mag * (sy - oy)
+    cells = _polar_cells() * radius
+    x = (cx[..., None] + cells[:, 0]).ravel()
+    y = (cy[..., None] + cells[:, 1]).ravel()
+    world = sky_wcs.pixel_to_world(x, y)
+    c = world.transform_to(wcs_to_celestial_frame(map_wcs))
+    mx, my = map_wcs.world_to_pixel(SkyCoord(c))
+    vals = ndimage.map_coordinates(image, [np.ravel(my), np.ravel(mx)], order=1, mode="constant", cval=0.0)
+    mean = vals.reshape(cx.shape + (len(cells),)).mean(axis=-1)
+    fine = np.arange(360, dtype=float) / step
+    fy, fx = np.meshgrid(fine, fine, indexing="ij")
+    return ndimage.map_coordinates(mean, [fy, fx], order=1, mode="nearest")

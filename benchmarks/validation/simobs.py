@@ -17,6 +17,14 @@ Truth normalisations per module ``m`` (``factors``; 1 = the nominal presets):
 * fcxb: norm per active DET1 pixel ``fcxb · 1.6455454e-9`` (§2.9);
 * intbgd: component k norm per pixel of detector n ``intbgd · I^k_{m,n} / N_n`` (N_n its pixels);
 * intn: bknpower norm per pixel ``intn · 25 · J_{m,n} / N_n`` (ratios*.dat continuum values).
+
+Optional Galactic ridge (``ValidationSpec.grxe``, component ``grxe``, IDL source 6): a synthetic sky
+map in the IDL auxil layout (``modelrxte_sim.fits``, GLON/GLAT) is seen through the aperture stop
+(:func:`.instrument.grxe_det1`); per DET1 pixel the photon spectrum is
+``Ω_open · ⟨S⟩ · (K_line · line(6.7 keV) + K_cont · polarmodel(0.6)) · be.arf``. ``grxe['cont']`` and
+``grxe['line']`` give the GRXE continuum and line 3–20 keV counts of FPMA as fractions of its apbgd
+counts at unit factors; K_line and K_cont (one sky, the same for both modules) follow and are in
+``truth.json`` with each region's true GRXE norms (K × Σ Ω⟨S⟩ over the region, time-averaged).
 """
 
 from __future__ import annotations
@@ -29,12 +37,15 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from astropy.time import Time
+from astropy.wcs import WCS
 
 from . import instrument as ins
 
-__all__ = ["BANDS", "COMPONENTS", "REGIONS_DET1", "ValidationSpec", "simulate", "write_gaussian_rmf"]
+__all__ = ["BANDS", "COMPONENTS", "GRXE", "REGIONS_DET1", "ValidationSpec", "simulate", "write_gaussian_rmf"]
 
 COMPONENTS = ("apbgd", "intbgd", "fcxb", "intn")
+#: The optional Galactic-ridge component (present when ``ValidationSpec.grxe`` is given).
+GRXE = "grxe"
 BANDS = {"3-20": (3.0, 20.0), "20-50": (20.0, 50.0)}
 #: Regions as (DET1 x, y (0-based, module A layout), radius arcsec, kind). bgd23 straddles DET2/DET3.
 REGIONS_DET1 = {
@@ -64,10 +75,15 @@ class ValidationSpec:
     factors: dict = field(default=None)
     ra: float = 150.0
     dec: float = 2.0
+    #: Galactic ridge: {"cont": f, "line": f, "l0": deg, "b_scale": deg, "stop_height": mm or None (the
+    #: instrument's)} (see the module docstring) or None.
+    grxe: dict = field(default=None)
 
     def __post_init__(self):
         if self.soft_shape not in ins.SOFT_SHAPES:
             raise ValueError(f"soft_shape must be one of {ins.SOFT_SHAPES}")
+        if self.grxe is not None:
+            self.grxe = {"cont": 0.5, "line": 0.05, "l0": 20.0, "b_scale": 1.0, "stop_height": None, **self.grxe}
         if self.factors is None:
             self.factors = random_factors(self.seed)
 
@@ -169,8 +185,11 @@ def _detect(bins, rng, direct=False):
     return np.where((ch >= 0) & (ch < ins.N_CHAN), ch, -1)
 
 
-def module_events(module, spec, gti, track, rng):
-    """Event columns of one module and the component of each event."""
+def module_events(module, spec, gti, track, rng, grxe=None):
+    """Event columns of one module and the component of each event.
+
+    ``grxe``: ``(weights (360, 360), photons s⁻¹ per bin per unit weight)`` of the GRXE, or None.
+    """
     detnum, pixmap = ins.detector_maps(module)
     active = detnum >= 0
     ap_map = np.where(active, ins.aperture_map(module), 0.0)
@@ -182,7 +201,7 @@ def module_events(module, spec, gti, track, rng):
         bins = _draw(rate * weights.sum(), spec.exposure, rng)
         cdf = np.cumsum(weights.ravel()) / weights.sum()
         pix = np.minimum(np.searchsorted(cdf, rng.uniform(0, 1, bins.size), side="right"), cdf.size - 1)
-        parts.append((pix, _detect(bins, rng, direct), np.full(bins.size, COMPONENTS.index(comp))))
+        parts.append((pix, _detect(bins, rng, direct), np.full(bins.size, (COMPONENTS + (GRXE,)).index(comp))))
 
     add("apbgd", f["ap"] * sp["apbgd"], ap_map)
     add("fcxb", f["fcxb"] * sp["fcxb"], active.astype(float))
@@ -190,6 +209,8 @@ def module_events(module, spec, gti, track, rng):
         mask = (detnum == n).astype(float)
         add("intbgd", f["intbgd"] * sp["intbgd"][n], mask)
         add("intn", f["intn"] * sp["intn"][n], mask, direct=True)
+    if grxe is not None:
+        add(GRXE, grxe[1], np.where(active, grxe[0], 0.0))
     pix, pi, comp = (np.concatenate([p[i] for p in parts]) for i in range(3))
     v, u = np.divmod(pix, 360)
     times = _times(gti, pix.size, rng)
@@ -210,13 +231,14 @@ def module_events(module, spec, gti, track, rng):
 # --- expected counts in a region (the truth) --------------------------------------------------------
 
 
-def region_geometry(module, spec, gti, track, mask_pixels, nt=400):
+def region_geometry(module, spec, gti, track, mask_pixels, nt=400, grxe_weights=None):
     """Time-averaged DET1 weights of a sky region: Σ over the region of each per-DET1-pixel template.
 
     For ``nt`` times spread evenly over the good time, every sky pixel of the region (2×2
     sub-points) is mapped back to DET1 at that time's aspect; the templates (aperture map, the
     active pixels of each detector) are read at the nearest DET1 pixel. Returns
-    ``{'ap': Σ ap_map, 'det': [pixels of DET n]}`` in DET1-pixel units averaged over time.
+    ``{'ap': Σ ap_map, 'det': [pixels of DET n]}`` in DET1-pixel units averaged over time, and
+    ``'grxe'``: Σ of ``grxe_weights`` (Ω_open ⟨S⟩ per DET1 pixel) when given.
     """
     detnum, _ = ins.detector_maps(module)
     ap_map = np.where(detnum >= 0, ins.aperture_map(module), 0.0)
@@ -230,21 +252,30 @@ def region_geometry(module, spec, gti, track, mask_pixels, nt=400):
     off = np.array([-0.25, 0.25])
     sx = np.broadcast_to(xs[:, None, None] + off[None, :, None], (xs.size, 2, 2)).ravel()
     sy = np.broadcast_to(ys[:, None, None] + off[None, None, :], (ys.size, 2, 2)).ravel()
-    ap_sum, det_sum = 0.0, np.zeros(4)
+    ap_sum, det_sum, g_sum = 0.0, np.zeros(4), 0.0
+    g_map = None if grxe_weights is None else np.where(detnum >= 0, grxe_weights, 0.0)
     for x0, y0 in zip(px, py):
         u, v = ins.sky_to_det1(sx, sy, x0, y0, spec.pa)
         iu, iv = np.rint(u).astype(int), np.rint(v).astype(int)
         ok = (iu >= 0) & (iu < 360) & (iv >= 0) & (iv < 360)
         iu, iv = iu[ok], iv[ok]
         ap_sum += ap_map[iv, iu].sum()
+        if g_map is not None:
+            g_sum += g_map[iv, iu].sum()
         d = detnum[iv, iu]
         det_sum += np.bincount(d[d >= 0], minlength=4)
     scale = 1.0 / (nt * off.size ** 2)
-    return {"ap": ap_sum * scale, "det": (det_sum * scale).tolist()}
+    out = {"ap": ap_sum * scale, "det": (det_sum * scale).tolist()}
+    if g_map is not None:
+        out["grxe"] = g_sum * scale
+    return out
 
 
-def expected_counts(module, spec, geom):
-    """Noise-free expected counts of each component in each band for a region's geometry."""
+def expected_counts(module, spec, geom, grxe_k=None):
+    """Noise-free expected counts of each component in each band for a region's geometry.
+
+    ``grxe_k``: (K_line, K_cont) of the GRXE (adds ``grxe``, ``grxe_line``, ``grxe_cont``), or None.
+    """
     sp = photon_spectra(module, spec.soft_shape)
     f = spec.factors[module]
     out = {}
@@ -260,7 +291,46 @@ def expected_counts(module, spec, geom):
             "intbgd": f["intbgd"] * float(det @ (sp["intbgd"] @ p)) * spec.exposure,
             "intn": f["intn"] * float(det @ (sp["intn"] @ direct)) * spec.exposure,
         }
+        if grxe_k is not None:
+            be = ins.arf("be", module)
+            line = grxe_k[0] * geom["grxe"] * float((ins.grxe_line() * be) @ p) * spec.exposure
+            cont = grxe_k[1] * geom["grxe"] * float((ins.polar_table() * be) @ p) * spec.exposure
+            out[band].update({GRXE: line + cont, "grxe_line": line, "grxe_cont": cont})
     return out
+
+
+def grxe_setup(root, spec, tracks):
+    """Write the GRXE sky map; per module the DET1 weights Ω_open⟨S⟩ at the mean aspect; K_line, K_cont.
+
+    Returns ``(weights {m: (360, 360)}, (K_line, K_cont), map file name)``.
+    """
+    name = "modelrxte_sim.fits"
+    g = spec.grxe
+    sky_map = ins.grxe_sky_map(ins.write_grxe_sky_map(root / name, g["l0"], b_scale=g["b_scale"]))
+    kw = _sky_keywords(spec)
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype, wcs.wcs.crpix = list(kw["CTYPE"]), list(kw["CRPIX"])
+    wcs.wcs.crval, wcs.wcs.cdelt = list(kw["CRVAL"]), list(kw["CDELT"])
+    weights = {}
+    for m, (_, x, y) in tracks.items():
+        # The disc moves ~12 px per focused px: at the mean of a ~10 px wobble the error is ~5' of a 2° disc.
+        weights[m] = ins.open_solid_angle(m) * ins.grxe_det1(m, sky_map, wcs, float(x.mean()), float(y.mean()),
+                                                               spec.pa, stop_height=g["stop_height"])
+    # K from FPMA: GRXE continuum (line) 3-20 keV counts = cont (line) × apbgd counts at unit factors.
+    detnum, _ = ins.detector_maps("A")
+    active = detnum >= 0
+    p = ins.band_probability(3.0, 20.0)
+    be = ins.arf("be", "A")
+    ap_counts = ins.aperture_map("A")[active].sum() * float(photon_spectra("A", spec.soft_shape)["apbgd"] @ p)
+    w_sum = weights["A"][active].sum()
+    k_line = g["line"] * ap_counts / (w_sum * float((ins.grxe_line() * be) @ p))
+    k_cont = g["cont"] * ap_counts / (w_sum * float((ins.polar_table() * be) @ p))
+    return weights, (k_line, k_cont), name
+
+
+def grxe_rate(module, k):
+    """GRXE photons s⁻¹ per bin per unit weight (Ω_open⟨S⟩) of ``module``."""
+    return (k[0] * ins.grxe_line() + k[1] * ins.polar_table()) * ins.arf("be", module)
 
 
 # --- files ------------------------------------------------------------------------------------------
@@ -383,8 +453,14 @@ def simulate(outdir, spec=None, *, with_rmf=True, truth_times=400):
     centre = np.array([499.5, 499.5]) + nu - m @ (np.array([180.0, 180.0]) - ins.DET1_REF)
     tracks = {"A": make_track(gti, centre, rng), "B": make_track(gti, centre + rng.uniform(-3, 3, 2), rng)}
     truth = {"spec": asdict(spec), "regions": {}, "modules": {}, "files": {}}
+    g_w, g_k = {}, None
+    if spec.grxe is not None:
+        g_w, g_k, g_name = grxe_setup(root, spec, tracks)
+        truth["files"]["grxe_map"] = g_name
+        truth["grxe"] = {"k_line": g_k[0], "k_cont": g_k[1]}
     for mod in ("A", "B"):
-        cols, comp = module_events(mod, spec, gti, tracks[mod], rng)
+        g = (g_w[mod], grxe_rate(mod, g_k)) if g_k is not None else None
+        cols, comp = module_events(mod, spec, gti, tracks[mod], rng, grxe=g)
         stem = f"nu{spec.obsid}{mod}"
         write_events(evdir / f"{stem}01_cl.evt", mod, cols, spec, gti, keys)
         write_aspect(evdir / f"{stem}_det1.fits", mod, tracks[mod], keys)
@@ -392,7 +468,8 @@ def simulate(outdir, spec=None, *, with_rmf=True, truth_times=400):
         if with_rmf:
             write_gaussian_rmf(root / f"gauss{mod}.rmf", mod)
             truth["files"][f"rmf{mod}"] = f"gauss{mod}.rmf"
-        by_comp = {c: int(np.count_nonzero(comp == i)) for i, c in enumerate(COMPONENTS)}
+        names = COMPONENTS + ((GRXE,) if g is not None else ())
+        by_comp = {c: int(np.count_nonzero(comp == i)) for i, c in enumerate(names)}
         truth["modules"][mod] = {"n_events": int(comp.size), "by_component": by_comp}
     # Regions at the mean aspect of FPMA; truth from the time-resolved geometry of each module.
     mx, my = tracks["A"][1].mean(), tracks["A"][2].mean()
@@ -407,8 +484,10 @@ def simulate(outdir, spec=None, *, with_rmf=True, truth_times=400):
         pix = _region_pixels(x0, y0, r_pix)
         entry = {"file": f"regions/{name}.reg", "kind": kind, "npix": int(pix[0].size), "modules": {}}
         for mod in ("A", "B"):
-            geom = region_geometry(mod, spec, gti, tracks[mod], pix, nt=truth_times)
-            entry["modules"][mod] = {"geometry": geom, "expected": expected_counts(mod, spec, geom)}
+            geom = region_geometry(mod, spec, gti, tracks[mod], pix, nt=truth_times, grxe_weights=g_w.get(mod))
+            entry["modules"][mod] = {"geometry": geom, "expected": expected_counts(mod, spec, geom, g_k)}
+            if g_k is not None:
+                entry["modules"][mod]["grxe_norms"] = {"line": g_k[0] * geom["grxe"], "cont": g_k[1] * geom["grxe"]}
         truth["regions"][name] = entry
     (root / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
     return truth

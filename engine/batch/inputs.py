@@ -25,21 +25,35 @@ PRODUCTS = "products"
 
 @dataclass
 class BatchEntry:
-    """One observation of a batch: its directory, obsid and (optional) own background regions."""
+    """One observation of a batch: its directory, obsid, (optional) own background regions and
+    (optional) GRXE sky map (IDL ``modelrxte_*.fits``, as ``projbgd --grxe``)."""
 
     obsdir: Path
     obsid: str
     region_files: list | None = None
+    grxe: Path | None = None
 
     def to_dict(self):
         return {"obsdir": str(self.obsdir), "obsid": self.obsid,
-                "region_files": [str(p) for p in self.region_files] if self.region_files is not None else None}
+                "region_files": [str(p) for p in self.region_files] if self.region_files is not None else None,
+                "grxe": str(self.grxe) if self.grxe is not None else None}
+
+    @classmethod
+    def from_dict(cls, d):
+        """The inverse of :meth:`to_dict` (what a Dask task receives)."""
+        regions = d.get("region_files")
+        return cls(Path(d["obsdir"]), d["obsid"], [Path(r) for r in regions] if regions is not None else None,
+                   Path(d["grxe"]) if d.get("grxe") else None)
+
+
+#: Observation-list token naming an observation's own GRXE sky map.
+GRXE_TOKEN = "grxe="
 
 
 def read_obslist(path):
     """Read an observation list: one observation directory per line, optionally followed by its
-    background region files (whitespace-separated); ``#`` starts a comment; paths are relative
-    to the list file.
+    background region files and ``grxe=MAP`` (its GRXE sky map; whitespace-separated); ``#``
+    starts a comment; paths are relative to the list file.
 
     Returns
     -------
@@ -48,7 +62,8 @@ def read_obslist(path):
     Raises
     ------
     BadConfigError
-        Unreadable or empty list, or an obsid listed twice (its products would collide).
+        Unreadable or empty list, an obsid listed twice (its products would collide), or a
+        ``grxe=`` map that is missing or given twice on a line.
     """
     path = Path(path)
     try:
@@ -64,17 +79,28 @@ def read_obslist(path):
         if not line:
             continue
         tokens = line.split()
-        obsdir = Path(tokens[0]) if Path(tokens[0]).is_absolute() else base / tokens[0]
-        regions = [Path(t) if Path(t).is_absolute() else base / t for t in tokens[1:]] or None
+        obsdir = _relative(base, tokens[0])
+        grxe = [t[len(GRXE_TOKEN):] for t in tokens[1:] if t.lower().startswith(GRXE_TOKEN)]
+        regions = [_relative(base, t) for t in tokens[1:] if not t.lower().startswith(GRXE_TOKEN)] or None
+        if len(grxe) > 1 or (grxe and not grxe[0]):
+            raise BadConfigError("give one GRXE map per observation (grxe=MAP)", path=path, field=f"line {n}")
+        grxe = _relative(base, grxe[0]) if grxe else None
+        if grxe is not None and not grxe.is_file():
+            raise BadConfigError(f"GRXE map {grxe} not found", path=path, field=f"line {n}")
         obsid = obsdir.name
         if obsid in seen:
             raise BadConfigError(f"observation {obsid} listed twice (lines {seen[obsid]} and {n})", path=path,
                                  field=f"line {n}")
         seen[obsid] = n
-        entries.append(BatchEntry(obsdir=obsdir, obsid=obsid, region_files=regions))
+        entries.append(BatchEntry(obsdir=obsdir, obsid=obsid, region_files=regions, grxe=grxe))
     if not entries:
         raise BadConfigError("no observation directories listed", path=path)
     return entries
+
+
+def _relative(base, token):
+    """A list token as a path: absolute, or relative to the list's directory ``base``."""
+    return Path(token) if Path(token).is_absolute() else base / token
 
 
 def _sha256(path):
@@ -86,12 +112,14 @@ def _sha256(path):
 
 
 def _input_paths(entry, regions):
-    """The files an observation's result depends on (events, aspect, GTI, region files)."""
+    """The files an observation's result depends on (events, aspect, GTI, region files, GRXE map)."""
     _obsid, files = find_observation_files(entry.obsdir)
     paths = [p for m in sorted(files) for p in (files[m]["events"], files[m]["det1"], files[m]["gti"])
              if p is not None]
     if regions == "given":
         paths += _given_region_files(entry)
+    if entry.grxe is not None:
+        paths.append(entry.grxe)
     return [Path(p) for p in paths]
 
 

@@ -12,9 +12,8 @@ from ..errors import BadConfigError
 from ..io.files import read_json
 from ..model.joint import JOINT_SHARES
 from ..model.joint import unshare_observations as _unshare
-from ..observation import prepare_observation
 from .inputs import _one_line
-from .observation import _options, _write_products, observation_groups
+from .observation import _options, _write_products, observation_groups, prepare_with_grxe
 from .summary import summary_rows, write_summary
 
 
@@ -83,7 +82,7 @@ def joint_fit(entries, workdir, share, *, name="joint", regions="given", band=(3
             raise BadConfigError(f"cannot share {s!r}; choose from {', '.join(JOINT_SHARES)}", field="share")
     groups, group_obs = [], []
     for e in entries:
-        obs = prepare_observation(e.obsdir, band=band)
+        obs = prepare_with_grxe(e.obsdir, band, e.grxe)
         gs, _notes, _sets = observation_groups(obs, regions=regions, region_files=e.region_files, obsdir=e.obsdir,
                                         statistic=statistic)
         groups += gs

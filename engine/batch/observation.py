@@ -22,7 +22,9 @@ from ..export import export_fit_xcm
 from ..fitcache import save_fit
 from ..groups import group_from_events
 from ..io.regions import RegionSet
+from ..maps.grxe import add_grxe_maps, read_grxe_map
 from ..model.background import region_weights
+from ..model.tablemodel import register_grxe_table
 from ..observation import prepare_observation
 from .inputs import (
     MANIFEST,
@@ -54,6 +56,16 @@ def _options(regions, band, statistic):
     if statistic not in ("cstat", "chi"):
         raise BadConfigError(f"statistic must be cstat or chi, got {statistic!r}", field="statistic")
     return {"regions": regions, "band": [lo, hi], "statistic": statistic}
+
+
+def prepare_with_grxe(obsdir, band, grxe=None):
+    """:func:`~.observation.prepare_observation`, with the GRXE sky map ``grxe`` projected for every
+    module (as ``projbgd --grxe``) and the GRXE spectral table registered, when given."""
+    obs = prepare_observation(obsdir, band=band)
+    if grxe is not None:
+        add_grxe_maps(obs, read_grxe_map(grxe))
+        register_grxe_table()  # source 6 uses atable{polarmodel.fits}: in this (worker) process too
+    return obs
 
 
 def _suggested_regions(obs):
@@ -133,10 +145,11 @@ def _write_products(analysis, rows, target, extra, regions=(), grid=None):
 
 
 def process_observation(obsdir, workdir, *, regions="given", band=(3.0, 20.0), region_files=None,
-                        statistic="cstat"):
+                        statistic="cstat", grxe=None):
     """The headless workflow of one observation; products go to ``workdir/<obsid>/products``.
 
-    Maps (:func:`~.observation.prepare_observation`) → background regions (``given``:
+    Maps (:func:`~.observation.prepare_observation`; with ``grxe``, a GRXE sky map in the IDL
+    ``modelrxte_*.fits`` layout, also its projection and the GRXE source) → background regions (``given``:
     ``region_files`` or ``<obsdir>/regions/bgd*.reg``; ``suggested``: :mod:`.suggest`) →
     spectra (:func:`~.groups.group_from_events`, each region × module) → fit
     (:meth:`~.analysis.BackgroundAnalysis.fit`) → ``bgd_fit.xcm`` (+ responses), ``bgd_fit.json``
@@ -157,7 +170,7 @@ def process_observation(obsdir, workdir, *, regions="given", band=(3.0, 20.0), r
     band = tuple(opts["band"])
     obsdir = Path(obsdir)
     t = {"start": time.perf_counter()}
-    obs = prepare_observation(obsdir, band=band)
+    obs = prepare_with_grxe(obsdir, band, grxe)
     t["maps"] = time.perf_counter()
     groups, notes, sets = observation_groups(obs, regions=regions, region_files=region_files, obsdir=obsdir,
                                              statistic=statistic)
@@ -191,8 +204,7 @@ def _maybe_kill(obsid):
 def _observation_task(entry, workdir, options):
     """One observation as a task: manifest ``running`` → :func:`process_observation` → ``done`` or
     ``failed``. Errors of the observation are returned, not raised (Dask retries only worker loss)."""
-    entry = entry if isinstance(entry, BatchEntry) else BatchEntry(Path(entry["obsdir"]), entry["obsid"],
-                                                                   entry.get("region_files"))
+    entry = entry if isinstance(entry, BatchEntry) else BatchEntry.from_dict(entry)
     workdir = Path(workdir)
     path = workdir / entry.obsid / MANIFEST
     man = read_manifest(workdir, entry.obsid) or _new_manifest(entry, options)
@@ -213,7 +225,7 @@ def _observation_task(entry, workdir, options):
         if input_error is not None:
             raise input_error
         out = process_observation(entry.obsdir, workdir, regions=options["regions"], band=options["band"],
-                                  region_files=entry.region_files, statistic=options["statistic"])
+                                  region_files=entry.region_files, statistic=options["statistic"], grxe=entry.grxe)
         if out["obsid"] != entry.obsid:
             raise BadConfigError(f"directory holds observation {out['obsid']}, not {entry.obsid}",
                                  path=entry.obsdir)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import BadConfigError, BadFileError
+from ..maps.grxe import read_grxe_map
 from .inputs import (
     MANIFEST,
     PRODUCTS,
@@ -94,7 +95,7 @@ def _connect(client, n_workers, scheduler, cluster_kwargs):
 
 def run_batch(obslist, workdir, *, regions="given", band=(3.0, 20.0), statistic="cstat", client=None,
               n_workers=None, scheduler=None, retries=2, joint=None, progress=None, cluster_kwargs=None,
-              force=False):
+              force=False, grxe=None):
     """Model the background of every observation of ``obslist``, resumably.
 
     Parameters
@@ -124,6 +125,11 @@ def run_batch(obslist, workdir, *, regions="given", band=(3.0, 20.0), statistic=
         Extra ``LocalCluster`` arguments.
     force : bool
         Redo observations already done (their products are replaced).
+    grxe : path-like, optional
+        GRXE sky map (IDL ``modelrxte_*.fits``, as ``projbgd --grxe``) for every observation that
+        names none of its own (``grxe=MAP`` in the observation list): the Galactic-ridge source
+        enters their models. Read and checked before anything runs; the map is one of each
+        observation's inputs (a changed map redoes it).
 
     Returns
     -------
@@ -138,6 +144,9 @@ def run_batch(obslist, workdir, *, regions="given", band=(3.0, 20.0), statistic=
     options = _options(regions, band, statistic)
     entries = read_obslist(obslist) if isinstance(obslist, (str, os.PathLike)) else [
         e if isinstance(e, BatchEntry) else BatchEntry(Path(e), Path(e).name) for e in obslist]
+    if grxe is not None:
+        read_grxe_map(grxe)  # a bad global map would fail every observation: refuse it up front
+        entries = [e if e.grxe is not None else replace(e, grxe=Path(grxe)) for e in entries]
     joint_cfg = read_joint_config(joint, [e.obsid for e in entries]) if joint is not None else None
     workdir = Path(workdir)
     try:

@@ -23,11 +23,12 @@ from .inputs import PRODUCTS
 SUMMARY_COLUMNS = [
     "obsid", "module", "region", "kind", "band_lo", "band_hi", "exposure", "counts", "model", "model_error",
     "apbgd", "intbgd", "fcxb", "intn", "apbgd_norm", "fcxb_norm", "intn_norm", "statistic", "stat_value", "dof",
-    "converged", "n_warnings", "apec",
+    "converged", "n_warnings", "apec", "grxe",
 ]
 
 
-_SOURCES = ("apbgd", "intbgd", "fcxb", "intn")
+#: The sources of the count columns; ``grxe`` (the optional Galactic ridge) is 0 without a GRXE map.
+_SOURCES = ("apbgd", "intbgd", "fcxb", "intn", "grxe")
 
 
 _TEXT_COLUMNS = ("obsid", "module", "region", "kind", "statistic", "apec")
@@ -46,7 +47,9 @@ def _detector_weights(maps, n):
     share = np.divide(det[n], cover, out=np.zeros_like(det[n]), where=cover > 0)
     A = [0.0, 0.0, 0.0, 0.0]
     A[n] = float(det[n].sum())
-    return RegionWeights(W=float((maps.bgdap * share).sum()), A=tuple(A), module=maps.module, name=f"DET{n}")
+    grxe = getattr(maps, "grxe", None)
+    return RegionWeights(W=float((maps.bgdap * share).sum()), A=tuple(A), module=maps.module, name=f"DET{n}",
+                         G=None if grxe is None else float((grxe * share).sum()))
 
 
 def _band_counts(analysis, g, lo, hi):

@@ -9,7 +9,7 @@ def register(subparsers):
     p = subparsers.add_parser(
         "batch", help="model the background of many observations (Dask; resumable), with a summary table",
         description="For each observation directory of OBSLIST (one per line, # comments, paths relative to the "
-                    "list; optional background region files after the directory) run maps -> regions -> spectra "
+                    "list; optional background region files and grxe=MAP after the directory) run maps -> regions -> spectra "
                     "-> C-stat fit -> products into WORKDIR/<obsid>/products, one task per observation on "
                     "dask.distributed (--local N workers, or --scheduler tcp://HOST:PORT; neither: serially in "
                     "this process). WORKDIR/<obsid>/manifest.json records inputs (sha256), status, error and "
@@ -32,6 +32,10 @@ def register(subparsers):
     p.add_argument("--joint", metavar="CONFIG", default=None,
                    help='joint fits: JSON {"joint": [{"name": ..., "observations": [obsid, ...], '
                         '"share": ["intbgd_lines", "intn", "apbgd", "intbgd"]}]}')
+    p.add_argument("--grxe", metavar="MAP", default=None,
+                   help="GRXE sky map (IDL modelrxte_*.fits: image with a galactic or RA/Dec WCS) for every observation "
+                        "without its own (grxe=MAP after the directory in OBSLIST): adds the Galactic-ridge source, as "
+                        "projbgd --grxe")
     p.add_argument("--retries", type=int, default=2, help="Dask retries of a task whose worker died (default 2)")
     p.add_argument("--overwrite", action="store_true", help="redo observations already completed")
     p.set_defaults(func=run)
@@ -67,7 +71,8 @@ def run(args):
     try:
         report = run_batch(args.obslist, args.workdir, regions=args.regions, band=tuple(args.band),
                            statistic=args.stat, n_workers=args.local, scheduler=args.scheduler,
-                           retries=args.retries, joint=args.joint, progress=progress, force=args.overwrite)
+                           retries=args.retries, joint=args.joint, progress=progress, force=args.overwrite,
+                           grxe=args.grxe)
     finally:
         if bar is not None:
             bar.close()

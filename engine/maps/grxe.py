@@ -2,8 +2,15 @@
 
 Every DET1 pixel sees, past the aperture stop, a disc of sky: a ray from sky direction θ
 passing the stop centre at height ``z`` above the focal plane lands at ``p = a − z·θ``, so
-the pixel whose focused sky offset is θ_p (``p = −F·θ_p``) sees a disc centred at
-``(F/z)·θ_p`` (the stop nominally above the detector centre, a = 0) of radius ``r_stop/z``.
+the pixel whose focused sky offset from the point ``a`` below the stop is θ_p (``p − a = −F·θ_p``)
+sees a disc centred at ``θ_a + (F/z)·θ_p`` (θ_a: the focused direction of ``a``) of radius
+``r_stop/z``. As in IDL (``grxe2det``'s ±35 mm detector grid is centred on the FPM origin, below
+the stop, and ``projinitbgds`` places that image into DET1 with the aperture template's shift and
+crop), ``a`` is the FPM origin: DET1 ``35/0.12096 − 108 + shift/0.12096`` per axis,
+≈ (153.2, 197.9) for FPMA and (152.4, 194.6) for FPMB (:func:`stop_axis_det1`). (Before, the
+stop was put above the aspect reference pixel DET1 (350, 350), ≈ 250 DET1 pixels away: every disc
+was ~2° off, which the independent simulation of ``benchmarks/validation/bench_grxe.py`` showed as
+GRXE predictions 0.5–1.4× the truth from region to region.)
 The open part of that disc (what the optics bench leaves) is the aperture map ``ap``
 (:func:`~nuskybgd_engine.maps.aperture.aperture_map_det1`, 10–15 keV counts of the nominal
 CXB); the GRXE DET1 map is therefore ``(ap − floor) · ⟨S⟩``, ⟨S⟩ the GRXE map's surface
@@ -40,7 +47,15 @@ from ..constants import DET1_NPIX, DET1_PIXEL_MM, DET1_REFPIX, PIXEL_DEG
 from ..errors import BadConfigError, BadFileError
 from ..io.fitsutil import check_writable, read_fits, write_fits
 from ..io.skyframe import frame_from_header
-from .aperture import APERTURE_FLOOR, aperture_map_det1
+from ._auxil import _auxil_data
+from .aperture import (
+    _PARAM_INDEX,
+    APERTURE_FLOOR,
+    TEMPLATE_CROP,
+    aperture_map_det1,
+    module_letter,
+    read_aperture_params,
+)
 from .projection import project_maps, reference_roll, roll_angle
 
 __all__ = [
@@ -50,10 +65,12 @@ __all__ = [
     "DISC_SAMPLES",
     "FOCAL_LENGTH_MM",
     "GrxeSkyMap",
+    "add_grxe_maps",
     "grxe_map_det1",
     "grxe_output_path",
     "project_grxe",
     "read_grxe_map",
+    "stop_axis_det1",
     "write_projected_grxe",
 ]
 
@@ -65,6 +82,8 @@ APERTURE_STOP_RADIUS_MM = 29.0
 #: π (29/z)² rad², equals the largest open solid angle of the aperture template, 3.1865e-5 deg² ×
 #: its maximum (3.731e5 for FPMA, 3.727e5 for FPMB): 11.89 deg², z = 854 mm.
 APERTURE_STOP_HEIGHT_MM = 854.0
+#: IDL grxe2det's detector grid: pixel i of its (template-sized) image is at −35 mm + i DET1 pixels.
+GRID_HALF_WIDTH_MM = 35.0
 #: DET1 binning of the disc sampling (pixels) and points per disc.
 DET1_BIN = 8
 DISC_SAMPLES = 256
@@ -137,8 +156,21 @@ def _disc_offsets(n):
     return np.column_stack([r * np.cos(phi), r * np.sin(phi)])
 
 
+def stop_axis_det1(module, *, params=None, auxil_dir=None):
+    """DET1 (x, y), 0-based, of the point below the aperture-stop centre (the FPM origin, IDL).
+
+    ``params``: the ``nomapbgdparams.dat`` values (read from the auxil files when not given).
+    """
+    mod = module_letter(module)
+    if params is None:
+        params = _auxil_data("nomapbgdparams.dat", read_aperture_params, auxil_dir=auxil_dir, module=mod)
+    _, i_x, i_y, _ = _PARAM_INDEX[mod]
+    origin = GRID_HALF_WIDTH_MM / DET1_PIXEL_MM - TEMPLATE_CROP
+    return origin + params[i_x] / DET1_PIXEL_MM, origin + params[i_y] / DET1_PIXEL_MM
+
+
 def grxe_map_det1(grxe, ref_header, peak, pa_pnt, *, module="A", aperture=None, auxil_dir=None,
-                  det1_bin=DET1_BIN, disc_samples=DISC_SAMPLES):
+                  det1_bin=DET1_BIN, disc_samples=DISC_SAMPLES, axis=None):
     """The GRXE stray-light map of one module in DET1, float64 360×360.
 
     Parameters
@@ -155,6 +187,8 @@ def grxe_map_det1(grxe, ref_header, peak, pa_pnt, *, module="A", aperture=None, 
         The DET1 aperture map (computed when not given).
     det1_bin, disc_samples : int
         DET1 binning of the sampling grid and sample points per disc.
+    axis : (float, float), optional
+        DET1 (x, y) below the stop centre (default :func:`stop_axis_det1` of ``module``).
 
     Returns
     -------
@@ -162,7 +196,7 @@ def grxe_map_det1(grxe, ref_header, peak, pa_pnt, *, module="A", aperture=None, 
         Aperture counts per pixel per 10⁵ s (nominal CXB) × the mean GRXE surface brightness
         over the sky the pixel sees through the stop.
     """
-    if frame_from_header(ref_header).kind != "celestial":
+    if frame_from_header(ref_header, shape=(1, 1)).kind != "celestial":  # only the frame's kind matters here
         raise BadConfigError("GRXE needs a celestial (RA/Dec) reference image", field="grxe")
     det1_bin = int(det1_bin)
     if det1_bin < 1 or DET1_NPIX % det1_bin:
@@ -175,17 +209,22 @@ def grxe_map_det1(grxe, ref_header, peak, pa_pnt, *, module="A", aperture=None, 
     nb = DET1_NPIX // det1_bin
     # Nodes span the first to the last pixel centre, so the interpolation never extrapolates.
     centres = np.linspace(0.0, DET1_NPIX - 1.0, nb + 1)
-    dv, du = np.meshgrid(centres - DET1_REFPIX[1], centres - DET1_REFPIX[0], indexing="ij")
+    ax, ay = axis if axis is not None else stop_axis_det1(module, auxil_dir=auxil_dir)
+    dv, du = np.meshgrid(centres - ay, centres - ax, indexing="ij")
     a = roll_angle(pa_pnt)
     c, s = math.cos(a), math.sin(a)
-    # Focused sky offsets (sky pixels) of each DET1 sample: the inverse of det1_coordinates.
-    di = -c * du + s * dv
-    dj = s * du + c * dv
+
+    def focused(du, dv):  # sky-pixel offsets of DET1 offsets: the inverse of det1_coordinates
+        return -c * du + s * dv, s * du + c * dv
+
+    # The focused sky position of the stop axis, then each sample's offset from it × F/z.
+    axis_i, axis_j = focused(ax - DET1_REFPIX[0], ay - DET1_REFPIX[1])
+    di, dj = focused(du, dv)
     mag = FOCAL_LENGTH_MM / APERTURE_STOP_HEIGHT_MM
     radius = math.degrees(APERTURE_STOP_RADIUS_MM / APERTURE_STOP_HEIGHT_MM) / PIXEL_DEG
     disc = _disc_offsets(int(disc_samples)) * radius
-    x = peak[0] + mag * di[..., None] + disc[:, 0]
-    y = peak[1] + mag * dj[..., None] + disc[:, 1]
+    x = peak[0] + axis_i + mag * di[..., None] + disc[:, 0]
+    y = peak[1] + axis_j + mag * dj[..., None] + disc[:, 1]
     wcs = _wcs(ref_header)
     coords = wcs.pixel_to_world(x.ravel(), y.ravel())
     if not isinstance(coords, SkyCoord):
@@ -199,8 +238,11 @@ def grxe_map_det1(grxe, ref_header, peak, pa_pnt, *, module="A", aperture=None, 
 
 
 def project_grxe(ref_header, instrument_map, aspect, grxe, *, module=None, aperture=None, auxil_dir=None,
-                 pa_pnt=None, det1_bin=DET1_BIN, disc_samples=DISC_SAMPLES):
+                 pa_pnt=None, det1_bin=DET1_BIN, disc_samples=DISC_SAMPLES, ref_shape=None):
     """The aspect-projected GRXE map on the reference sky grid (as ``bgdap``: per pixel per 10⁵ s).
+
+    ``ref_shape`` (ny, nx) is the reference image's shape when its header has no NAXIS1/2 (an
+    in-memory counts image); see :func:`grxe_map_det1` for the other parameters.
 
     Returns
     -------
@@ -208,7 +250,7 @@ def project_grxe(ref_header, instrument_map, aspect, grxe, *, module=None, apert
     """
     mod = module or getattr(instrument_map, "module", None) or aspect.module
     mod = str(mod).strip().upper().removeprefix("FPM")
-    shape = ((int(ref_header["NAXIS2"]), int(ref_header["NAXIS1"])) if "NAXIS1" in ref_header else None)
+    shape = ref_shape or ((int(ref_header["NAXIS2"]), int(ref_header["NAXIS1"])) if "NAXIS1" in ref_header else None)
     pa, _, _ = reference_roll(ref_header, shape or (1000, 1000), pa_pnt=pa_pnt, aspect=aspect)
     if aperture is None:
         aperture = aperture_map_det1(mod, auxil_dir=auxil_dir)
@@ -217,6 +259,24 @@ def project_grxe(ref_header, instrument_map, aspect, grxe, *, module=None, apert
     maps = project_maps(ref_header, instrument_map, aspect, module=mod, detectors=(0, 1, 2, 3), aperture=det1,
                         pa_pnt=pa, ref_shape=shape)
     return maps.bgdap
+
+
+def add_grxe_maps(observation, grxe, *, auxil_dir=None):
+    """Project ``grxe`` for every module of a prepared observation (``maps.grxe`` set in place).
+
+    What ``projbgd --grxe`` writes, for an in-memory
+    :class:`~nuskybgd_engine.observation.ObservationProducts` (its counts images, instrument maps and
+    aspect histograms); the GRXE source then enters every model built from its spectra.
+
+    Returns
+    -------
+    observation
+    """
+    for m in observation.modules:
+        mp = observation[m]
+        mp.maps.grxe = project_grxe(mp.image.header, mp.instrument_map, mp.aspect, grxe, module=m,
+                                    auxil_dir=auxil_dir, ref_shape=mp.image.image.shape)
+    return observation
 
 
 def grxe_output_path(out, module):

@@ -17,6 +17,7 @@ from nuskybgd_engine.maps.grxe import (
     grxe_map_det1,
     project_grxe,
     read_grxe_map,
+    stop_axis_det1,
 )
 
 RA0, DEC0 = 266.0, -29.5  # near the Galactic centre
@@ -75,6 +76,14 @@ def test_uniform_map_is_the_aperture_map(tmp_path):
     assert sky.max() > 0
 
 
+def test_stop_axis_is_the_idl_fpm_origin():
+    """grxe2det's grid pixel i is at −35 mm + i·0.12096 mm; projinitbgds shifts it like the aperture
+    template (nomapbgdparams: A −3.4/+2.0 mm, B −3.5/+1.6 mm) and crops at 108."""
+    assert stop_axis_det1("A") == pytest.approx((35 / 0.12096 - 3.4 / 0.12096 - 108, 35 / 0.12096 + 2.0 / 0.12096 - 108))
+    assert stop_axis_det1("B") == pytest.approx((35 / 0.12096 - 3.5 / 0.12096 - 108, 35 / 0.12096 + 1.6 / 0.12096 - 108))
+    assert stop_axis_det1("A") == pytest.approx((153.24, 197.89), abs=0.01)
+
+
 def _blob(l0, b0, sigma):
     def f(lon, lat):
         d2 = ((lon - l0) * math.cos(math.radians(b0))) ** 2 + (lat - b0) ** 2
@@ -96,11 +105,15 @@ def test_localized_map_brightens_the_side_facing_it(tmp_path, pa):
     wcs = WCS(sky_header(pa), naxis=2)
     y, x = np.mgrid[0:1000, 0:1000]
     x0, y0 = x[seen].mean(), y[seen].mean()  # DET1 (350, 350) is at the aspect peak, not the field centre
-    # The field centre sees, past the stop, the sky around 500 + (F/z)·(x0 − 500): the blob's
-    # direction from there is the expected gradient.
+    # The stop axis (FPM origin) is focused at sky s_a = peak + M·(axis − 350) (spec §1.5); the field
+    # centre sees, past the stop, the sky around s_a + (F/z)·(x0 − s_a): the blob's direction from
+    # there is the expected gradient.
+    a = -math.radians(pa + 1.0)
+    du, dv = np.subtract(stop_axis_det1("A"), 350.0)
+    sax, say = 500 - math.cos(a) * du + math.sin(a) * dv, 500 + math.sin(a) * du + math.cos(a) * dv
     mag = FOCAL_LENGTH_MM / APERTURE_STOP_HEIGHT_MM
     bx, by = wcs.world_to_pixel(blob)
-    dx, dy = bx - (500 + mag * (x0 - 500)), by - (500 + mag * (y0 - 500))
+    dx, dy = bx - (sax + mag * (x0 - sax)), by - (say + mag * (y0 - say))
     ex, ey = dx / math.hypot(dx, dy), dy / math.hypot(dx, dy)
     along = (x - x0) * ex + (y - y0) * ey
     east = sky[seen & (along > 60)].mean()
@@ -120,15 +133,19 @@ def test_sampling_accuracy(tmp_path, sigma, per_pixel, of_max, on_sum):
     """Default sampling (8-px nodes, 256 points per disc) against a dense one (4-px, 512 points).
 
     A blob of σ = 2° (smooth like the RXTE ridge model): ≤ 0.4 % per pixel, 0.1 % on the sum; a steep
-    σ = 0.8° one (dynamic range 3e4 across the field): 1 % of the maximum, 1 % on the sum.
+    σ = 0.8° one (steep across the field): 1 % of the maximum, 1 % on the sum.
     """
     centre = SkyCoord(RA0 * u.deg, DEC0 * u.deg, frame="icrs").galactic
     grxe = read_grxe_map(write_grxe_map(tmp_path / "g.fits", _blob(centre.l.wrap_at(180 * u.deg).deg + 1.5,
                                                                      centre.b.deg, sigma)))
     ap = np.full((360, 360), APERTURE_FLOOR + 0.05)
-    coarse = grxe_map_det1(grxe, sky_header(), (500, 500), 30.0, aperture=ap)
-    dense = grxe_map_det1(grxe, sky_header(), (500, 500), 30.0, aperture=ap, det1_bin=4, disc_samples=512)
-    assert dense.max() / dense.min() > 10  # the map is not flat, so the check means something
+    # The aspect peak that puts the stop axis at the field centre (500, 500) (inverse of spec §1.5).
+    a = -math.radians(31.0)
+    du, dv = np.subtract(stop_axis_det1("A"), 350.0)
+    peak = (500 + math.cos(a) * du - math.sin(a) * dv, 500 - math.sin(a) * du - math.cos(a) * dv)
+    coarse = grxe_map_det1(grxe, sky_header(), peak, 30.0, aperture=ap)
+    dense = grxe_map_det1(grxe, sky_header(), peak, 30.0, aperture=ap, det1_bin=4, disc_samples=512)
+    assert dense.max() / dense.min() > 3  # the map is not flat, so the check means something
     assert np.abs(coarse / dense - 1).max() < per_pixel
     assert np.abs(coarse - dense).max() < of_max * dense.max()
     assert abs(coarse.sum() / dense.sum() - 1) < on_sum
