@@ -2,14 +2,15 @@
 
 ``jupyter lab`` runs as a subprocess on 127.0.0.1 (a free port, a token, no browser) with its root
 in a temporary directory holding copies of ``notebooks/dashboard.ipynb`` and
-``notebooks/quickstart.ipynb`` (whatever they write stays there, never in the checkout), Jupyter
-config, data and runtime directories of its own, and the demo observation simulated once for
-both. Headless Debian chromium, driven by Playwright, opens each notebook, runs it from the Run
-menu as a person would, and checks what the outputs show. In the dashboard's output it clicks
-Fit, draws a region and drags it on the image, presses Ctrl-Z in and out of the app, and measures
-that the app stays within the notebook cell: side by side as in Voila when the cell is wide, the
-spectra below the image when it is not. Screenshots go to ``test-artifacts/jupyterlab-*.png``.
-Stopping the server stops its kernels (``serve_dashboard`` reaps any left).
+``notebooks/quickstart.ipynb`` (whatever they write stays there or in a temporary workspace, never
+in the checkout), Jupyter config, data and runtime directories of its own, and the test session's
+demo observation. Headless Debian chromium, driven by Playwright, opens each notebook, runs it from
+the Run menu as a person would, and checks what the outputs show. In the dashboard's output it
+clicks Fit, draws a region and drags it on the image, presses Ctrl-Z in and out of the app, and
+measures that the app stays within the notebook cell: side by side as in Voila when the cell is
+wide, the spectra below the image when it is not. Screenshots go to
+``test-artifacts/jupyterlab-*.png``. Each test shuts its notebook's kernel down; stopping the
+server stops the rest (``serve_dashboard`` reaps any left).
 
 Needs ``jupyterlab`` (the ``test`` extra), ``/usr/bin/chromium`` and ``playwright``; skipped with
 the reason otherwise.
@@ -41,7 +42,7 @@ PAGE_MS = 120_000  # JupyterLab's front end loaded and the notebook shown
 RUN_MS = 240_000  # Run All until the last cell is done: kernel start, maps, fit (2 busy cores)
 SHOWN = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in the current tab
 
-jupyterlab = pytest.importorskip("jupyterlab", reason="jupyterlab is not installed (pip install -e .[test])")
+pytest.importorskip("jupyterlab", reason="jupyterlab is not installed (pip install -e .[test])")
 from jupyterlab.commands import get_app_dir  # noqa: E402
 
 from nuskybgd_widgets.dashboard import jupyter_data_path  # noqa: E402
@@ -66,12 +67,13 @@ def lab(tmp_path_factory, browser, serve_dashboard):
     from nuskybgd_engine.demo import ensure_demo_observation
 
     base = tmp_path_factory.mktemp("jupyterlab")
-    root, demo, workspace = base / "root", base / "demo", base / "workspace"
-    for d in (root, demo, workspace):
+    root, workspace = base / "root", base / "workspace"
+    for d in (root, workspace):
         d.mkdir()
     for name in NOTEBOOKS:
         shutil.copy(REPO / "notebooks" / name, root / name)
-    ensure_demo_observation(demo)  # simulated here, once, so the kernels only prepare the maps
+    # the test session's demo ($NUSKYBGD_DEMO_DIR, temporary), simulated here if no test did yet
+    demo = ensure_demo_observation().parent
     # No news or update prompt over the notebook (and no request for them).
     settings = base / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
@@ -106,8 +108,8 @@ def run_notebook(open_page, lab, name, viewport):
     prompts = f"() => Array.from(document.querySelectorAll('{SHOWN} .jp-CodeCell .jp-InputPrompt'))" \
               ".map(e => e.textContent.trim())"
     try:
-        p.wait_for_function(f"() => {{ const t = ({prompts})(); return t.length > 0 && t.every(s => /^\\[\\d+\\]:$/.test(s)); }}",
-                            timeout=RUN_MS)
+        p.wait_for_function(f"() => {{ const t = ({prompts})();"
+                            " return t.length > 0 && t.every(s => /^\\[\\d+\\]:$/.test(s)); }", timeout=RUN_MS)
     except PlaywrightTimeout:
         shot = ARTIFACTS / f"jupyterlab-{name}-not-run.png"
         p.screenshot(path=str(shot))
@@ -173,9 +175,9 @@ def within_cell(page):
     return lay
 
 
-# What the spectra shown large draw (it changes when the focused region's spectra change).
+# What the spectra shown large draw: curves and data point positions (they change with the region).
 MARKS_JS = """() => Array.from(document.querySelectorAll('.nsb-spectra-figure')).filter(f => f.getClientRects().length)
-    .map(f => Array.from(f.querySelectorAll('path.line, path.dot, .dot')).map(e => e.getAttribute('d')
+    .map(f => Array.from(f.querySelectorAll('path.line, g.object_grp')).map(e => e.getAttribute('d')
         || e.getAttribute('transform')).join()).join('|')"""
 
 
@@ -184,8 +186,7 @@ def spectra_marks(page):
 
 
 def test_dashboard_notebook_fit_and_drag_in_jupyterlab(notebook):
-    wide = {"width": 1920, "height": 1080}
-    p = notebook("dashboard.ipynb", (wide["width"], wide["height"]))
+    p = notebook("dashboard.ipynb", (1920, 1080))
     app = p.locator(".jp-OutputArea-output .nsb-app")
     app.wait_for(timeout=STEP_MS)
     p.wait_for_function("() => /=/.test(document.querySelector('.nsb-stat-readout')?.innerText || '')",
@@ -196,7 +197,8 @@ def test_dashboard_notebook_fit_and_drag_in_jupyterlab(notebook):
     settled(p)
     # a wide cell: image and spectra side by side as in Voila, all within the cell
     lay = within_cell(p)
-    assert lay["spectra"]["left"] >= lay["image"]["right"] - 1 and abs(lay["spectra"]["top"] - lay["image"]["top"]) < 2, lay
+    image, spectra = lay["image"], lay["spectra"]
+    assert spectra["left"] >= image["right"] - 1 and abs(spectra["top"] - image["top"]) < 2, lay
     p.screenshot(path=str(ARTIFACTS / "jupyterlab-dashboard-1-run.png"))
 
     p.locator(".nsb-fit-button").click()
