@@ -27,6 +27,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -131,12 +132,17 @@ def notebook(open_page, lab):
     yield run
     for p in pages:
         p.close()
+    kernels = [k for k in psutil.Process(lab["url"].pid).children(recursive=True)
+               if any("ipykernel" in a for a in k.cmdline())]
+    assert kernels or not pages, "no kernel process found under the server"
     api, auth = f"{lab['url']}api/sessions", {"Authorization": f"token {lab['token']}"}
     with urllib.request.urlopen(urllib.request.Request(api, headers=auth), timeout=30) as r:
         sessions = json.load(r)
     for session in sessions:
         urllib.request.urlopen(urllib.request.Request(f"{api}/{session['id']}", method="DELETE", headers=auth),
                                timeout=60).close()
+    _gone, alive = psutil.wait_procs(kernels, timeout=30)
+    assert not alive, f"kernels still running after their sessions were shut down: {alive}"
 
 
 def output_problems(page):
