@@ -28,7 +28,8 @@ _TABS = ("data", "parameters", "links", "export")
 
 # Ctrl-Z / Ctrl-Shift-Z (Ctrl-Y) click the Undo / Redo buttons. A widget cannot run a <script>, so
 # the listener is installed once from an image's onerror handler (innerHTML runs those); it
-# ignores keys typed into text boxes (their own undo).
+# ignores keys typed into text boxes (their own undo), and acts on the app holding the focus (the
+# page in Voila, the output's cell in JupyterLab), never on a dashboard in another cell or tab.
 _SHORTCUTS = """<img src="data:," style="display:none" onerror="
 if (!window.nsbKeys) { window.nsbKeys = true;
   document.addEventListener('keydown', function (e) {
@@ -38,7 +39,11 @@ if (!window.nsbKeys) { window.nsbKeys = true;
     var k = e.key.toLowerCase(), which = null;
     if (k === 'z') which = e.shiftKey ? 'redo' : 'undo'; else if (k === 'y') which = 'redo';
     if (!which) return;
-    var b = document.querySelector('.nsb-' + which + '-button');
+    var app = t && t.closest && t.closest('.nsb-app');
+    var apps = t && t.querySelectorAll ? t.querySelectorAll('.nsb-app') : [];
+    if (!app && apps.length === 1) app = apps[0];
+    if (!app) return;
+    var b = app.querySelector('.nsb-' + which + '-button');
     if (b && !b.disabled) { e.preventDefault(); b.click(); }
   });
 }">"""
@@ -87,8 +92,12 @@ def build_app(data_root=None, workspace=None, demo=False):
     # the spectra follow the region picked on the image
     image, spectra = panels["image"], panels["spectra"]
     image.region_list.observe(lambda ch: _focus(spectra, ch["new"]), "value")
+    # Side by side when the page (or a JupyterLab cell) holds both at their figures' widths, else the
+    # spectra wrap below the image: neither panel is squeezed under its figures.
+    image.widget.layout.flex = f"1 1 calc({image.figure.layout.width} + 20px)"
+    spectra.widget.layout.flex = f"1 1 calc({spectra.focus_box.layout.width} + 4px)"
     root = w.VBox([
-        w.HBox([image.widget, spectra.widget], layout=w.Layout(align_items="flex-start")),
+        w.HBox([image.widget, spectra.widget], layout=w.Layout(align_items="flex-start", flex_flow="row wrap")),
         tabs, keys,
     ]).add_class("nsb-app")
     return App(widget=root, session=session, panels=panels)

@@ -167,6 +167,8 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
+import psutil  # noqa: E402
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -181,7 +183,13 @@ def _free_port():
 
 
 def _stop(proc, timeout=20):
-    """Stop a server and everything in its process group: TERM, then KILL after ``timeout``."""
+    """Stop a server and everything in its process group: TERM, then KILL after ``timeout``; then
+    its descendants in sessions of their own (Jupyter starts kernels so), which a server stopped
+    by TERM shuts down itself: any still alive after ``timeout`` are killed."""
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -193,6 +201,11 @@ def _stop(proc, timeout=20):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+    _gone, alive = psutil.wait_procs(descendants, timeout=timeout)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(alive, timeout=10)
 
 
 class ServedURL(str):
