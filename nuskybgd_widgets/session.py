@@ -30,7 +30,7 @@ Scripting API (what the buttons do)
 >>> s.set_fit_range(3, 79)                               # XSPEC ignore **-3 79-**
 >>> s.predict("src_point")                               # {module: Prediction}
 >>> s.export_xcm(); s.export_spec("src_point"); s.export_simplify("src_point")
->>> s.export_images(); s.export_prediction("src_point"); s.written
+>>> s.export_images(); s.export_prediction("src_point"); s.export_bgdinfo(); s.written
 """
 
 from __future__ import annotations
@@ -411,6 +411,7 @@ class Session(HasTraits):
         return self.fitting.predict(self.regions.region(region_name), band)
 
     export_xcm = _forward("exports", "export_xcm")
+    export_bgdinfo = _forward("exports", "export_bgdinfo")
     export_spec = _forward("exports", "export_spec")
     export_simplify = _forward("exports", "export_simplify")
     export_bgdspec = _forward("exports", "export_bgdspec")

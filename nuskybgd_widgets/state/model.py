@@ -184,6 +184,11 @@ class BackgroundModelState(HasTraits):
             raise BadConfigError("add at least one background region first", field="regions")
         return self.analysis
 
+    @property
+    def regions_of_groups(self):
+        """The background region name of each data group (parallel to ``spectra``)."""
+        return self._regions
+
     def spectrum_name(self, name, module, obs=None, keys=None):
         """Name of region ``name``'s spectrum in ``module`` and observation ``obs`` (default: the
         shown one): ``<name><module>``, prefixed ``<obs>_`` when several observations are loaded
