@@ -271,8 +271,9 @@ class SpectraPanel(Panel):
         self._stale = set()  # (spectrum name, 'small' or 'large') to draw when shown
         self.last_redraw = []
         self.last_update_seconds = 0.0
-        self.stack = w.GridBox(layout=w.Layout(grid_template_columns="repeat(2, 400px)", overflow="auto",
-                                               height="600px", width="830px"))
+        # rows keep their figures' height (several observations: many rows scroll, none is squeezed)
+        self.stack = w.GridBox(layout=w.Layout(grid_template_columns="repeat(2, 400px)", grid_auto_rows="max-content",
+                                               overflow="auto", height="600px", width="830px"))
         self.focus_box = w.HBox(layout=w.Layout(height="600px", width="830px", overflow="auto"))
         self.body = w.Box([self.focus_box])
         s.model.observe(self._on_model, "change")
@@ -315,6 +316,8 @@ class SpectraPanel(Panel):
             self.stack.children = cells
             old = self.focus.value
             self.focus.options = regions
+            # several observations: '<key>_<region>' names; the box grows so that none is cut
+            self.focus.layout.width = f"{min(200, max(110, 30 + 8 * max(map(len, regions), default=0)))}px"
             self.focus.value = old if old in regions else (regions[0] if regions else None)
             groups = list(range(1, len(names) + 1))
             self._stale = {(n, k) for n in names for k in ("small", "large")}
