@@ -23,6 +23,7 @@ from nuskybgd_engine.errors import BadConfigError, NuSkyBgdError
 from nuskybgd_engine.io.gti import Gti, write_gti
 from nuskybgd_engine.io.regions.shapes import is_sky
 from nuskybgd_engine.simulate import SimulationSpec, simulate_observation
+from nuskybgd_engine.workflow import analysis_from_xcm
 from nuskybgd_widgets.app import build_app
 
 pytestmark = pytest.mark.slow
@@ -172,7 +173,7 @@ def test_switch_the_shown_observation(joint):
 def test_export_bgdinfo_round_trip_through_the_cli(joint, tmp_path):
     s = joint.session
     s.fit()
-    written = s.export_bgdinfo()
+    written = joint.panels["export"].export_bgdinfo()  # the "bgdinfo.json" button
     path = written[0]
     info = read_bgdinfo(path)
     assert [o.key for o in info.observations] == [V1, V2]
@@ -195,6 +196,11 @@ def test_export_bgdinfo_round_trip_through_the_cli(joint, tmp_path):
     fitted = json.loads((tmp_path / "cli.json").read_text())
     assert fitted["value"] == pytest.approx(s.result.value, abs=0.05)
     assert fitted["dof"] == s.result.dof
+    # the session's fit as .xcm continues in the CLI on these spectra: the same model, values and links
+    xcm = joint.panels["export"].export_xcm()[0]
+    assert cli_main(["fit", str(path), "--xcm", str(xcm), "--savefile", str(tmp_path / "cont")]) == 0
+    again = analysis_from_xcm(read_bgdinfo(path), xcm)
+    assert again.statistic_value("cstat") == pytest.approx(s.analysis.statistic_value("cstat"), rel=1e-10)
     # one observation of it, as the CLI's --obs selects it
     single = BackgroundAnalysis.from_bgdinfo(path, obs=V2)
     assert len(single.groups) == 6
