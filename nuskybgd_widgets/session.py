@@ -246,7 +246,7 @@ class Session(HasTraits):
     def _commit(self, items, renamed=None):
         self.data.need_observation()
         items = self._sky(items)
-        self.model.set_regions(items, renamed=renamed)
+        self.history.rename(self.model.set_regions(items, renamed=renamed))  # undo steps follow renamed spectra
         self.regions.items = tuple(items)
 
     def _update(self, old, new, items):

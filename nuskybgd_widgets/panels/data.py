@@ -5,6 +5,8 @@ model)."""
 from __future__ import annotations
 
 import ipywidgets as w
+from nuskybgd_engine.demo import DEMO_SPEC, DEMO_VISITS
+from nuskybgd_engine.errors import BadConfigError
 
 from .base import Panel, guarded
 
@@ -154,8 +156,12 @@ class DataPanel(Panel):
         self.progress.value = 0
         self.progress.bar_style = "info"
         self.show("")
-        if demo:
-            demo = len(self.session.observation_keys) + 1  # the demo field's next visit
+        if demo:  # the demo field's first visit not loaded yet
+            loaded = set(self.session.observation_keys)
+            demo = next((v for v, spec in ((1, DEMO_SPEC), *DEMO_VISITS.items()) if spec["obsid"] not in loaded), None)
+            if demo is None:
+                raise BadConfigError(f"every visit of the demo field is loaded ({len(DEMO_VISITS) + 1})",
+                                     field="observation")
         try:
             key = self.session.add_observation(None if demo else (path if path is not None
                                                                   else self.path.value.strip()),

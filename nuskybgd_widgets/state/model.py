@@ -221,7 +221,7 @@ class BackgroundModelState(HasTraits):
 
         ``renamed`` maps new region names to old ones (their spectra, values, freezes and links
         follow); ``regroup`` extracts every spectrum again (the statistic changed). On an error
-        nothing changes.
+        nothing changes. Returns the spectra renamed, ``{new name: old name}``.
         """
         renamed = renamed or {}
         old_items = {r.name: r for r in self._items}
@@ -249,6 +249,7 @@ class BackgroundModelState(HasTraits):
             links = tuple((back.get(a, a), back.get(b, b)) for a, b in links)
         self._rebuild(groups, links=links, renamed=spec_map, reason="regions", layout=layout)
         self._items = tuple(items)
+        return spec_map
 
     def update_region(self, old, new):
         """Background region ``old`` now has the shapes of ``new``: its spectra are swapped in place

@@ -206,6 +206,26 @@ def test_export_bgdinfo_round_trip_through_the_cli(joint, tmp_path):
     assert len(single.groups) == 6
 
 
+def test_undo_follows_the_spectra_into_the_joint_model(data_root, tmp_path):
+    """An edit made with one observation is undone after a second one renamed its spectra."""
+    app = _app(data_root, tmp_path / "ws")
+    s = app.session
+    k = s.analysis.state["apbgd"].index(1, 3)
+    before = s.analysis.state.value("apbgd", k)
+    s.set_parameter("apbgd", k, 2 * before)
+    s.add_observation(V2)
+    k = s.analysis.state["apbgd"].index(s.model.group_index("bgd1", "A", V1), 3)
+    assert s.analysis.state.value("apbgd", k) == pytest.approx(2 * before)  # carried into the joint model
+    assert s.undo() == "edit"
+    assert s.analysis.state.value("apbgd", k) == pytest.approx(before)
+    s.redo()
+    assert s.analysis.state.value("apbgd", k) == pytest.approx(2 * before)
+    s.rename_region("bgd1", "left")  # a renamed region: its steps follow it too
+    s.undo()
+    assert s.analysis.state.value("apbgd", s.analysis.state["apbgd"].index(
+        s.model.group_index("left", "A", V1), 3)) == pytest.approx(before)
+
+
 def test_observations_on_another_sky_grid_share_sky_regions(data_root, tmp_path):
     app = _app(data_root, tmp_path / "ws")
     s = app.session
