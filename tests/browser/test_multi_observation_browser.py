@@ -3,7 +3,7 @@
 The dashboard starts on the demo; the Data panel's "+ observation" button adds the demo field's
 second visit (another roll), the image panel's "obs" dropdown switches the image to it, and the
 spectra panel's "all A | B" layout shows the spectra of both visits (names prefixed with their
-keys). A screenshot at 1440x900 is kept in ``test-artifacts/``. Needs chromium and playwright
+keys; its observation filter shows one). Screenshots at 1440x900 are kept in ``test-artifacts/``. Needs chromium and playwright
 (skipped otherwise), like ``test_dashboard_browser.py``.
 """
 
@@ -76,6 +76,13 @@ def test_two_observations_switch_image_and_show_all_spectra(browser, server):
             assert f"{k}_bgd2A" in titles and f"{k}_bgd2B" in titles
         page.wait_for_timeout(1500)  # the last figures finish drawing before the screenshot
         page.screenshot(path=str(ARTIFACTS / "multi-observation-1440x900.png"))
+        # the stacked view's observation filter: only the second visit's spectra
+        page.locator(".nsb-spectra-observation select").select_option(v2)
+        page.wait_for_function("""k => {
+            const t = Array.from(document.querySelectorAll('.nsb-spectra-figure')).map(f => f.textContent).join(' ');
+            return t.includes(k + '_bgd1A') && !/_bgd1A/.test(t.split(k + '_bgd1A').join(''));
+        }""", arg=v2, timeout=STEP_MS)
+        page.screenshot(path=str(ARTIFACTS / "multi-observation-filtered-1440x900.png"))
         # the switch and the status fit on the screen
         for sel in (".nsb-image-observation", ".nsb-image-figure", ".nsb-fit-button"):
             box = page.locator(sel).first.bounding_box()

@@ -134,6 +134,10 @@ def test_joint_fit_and_tables(joint):
     assert sorted(sp.views) == sorted(s.spectrum_names())
     sp.layout.value = "all"
     assert len(sp.stack.children) == 2 * 2 * len(CIRCLES)
+    assert [v for _k, v in sp.observation.options] == ["", V1, V2] and sp.observation.layout.display is None
+    sp.observation.value = V2  # the stacked view's observation filter
+    assert sp.stack.children == tuple(sp.views[f"{V2}_{r}{m}"].widget for r in CIRCLES for m in "AB")
+    sp.observation.value = ""
     sp.layout.value = "selected"
     # undo/redo of the joint fit
     before = s.model.parameters
