@@ -42,7 +42,6 @@ from traitlets import HasTraits, List
 
 from .state import (
     COMPONENTS,
-    on_sky,
     ROLES,
     BackgroundModelState,
     DataState,
@@ -51,7 +50,9 @@ from .state import (
     RegionItem,
     RegionsState,
     UndoHistory,
+    on_sky,
 )
+from .state.data import check_key
 
 __all__ = ["Session", "RegionItem", "ROLES", "COMPONENTS"]
 
@@ -174,6 +175,8 @@ class Session(HasTraits):
         if visits != 1 and not demo:
             raise BadConfigError("visits is for the demo; add other observations with add_observation",
                                  field="visits")
+        if key is not None:
+            check_key(key)
         obs, band, modules, path = self.data.open(obsdir, demo=demo, band=band, modules=modules, progress=progress,
                                                   usrgti=usrgti, drop_invalid=drop_invalid)
         self.model.clear()
@@ -204,6 +207,8 @@ class Session(HasTraits):
             The observation's key (default its OBSID).
         """
         self.data.need_observation()
+        if key is not None:
+            check_key(key)
         visit = int(demo) if demo else 1
         obs, band, modules, _path = self.data.open(obsdir, demo=bool(demo), band=self.data.band,
                                                    modules=self.data.modules, progress=progress, usrgti=usrgti,

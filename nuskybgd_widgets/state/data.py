@@ -22,7 +22,7 @@ from traitlets import Any, Bool, HasTraits, Tuple, Unicode
 
 from ..paths import numbered_path, resolve_root, resolve_under
 
-__all__ = ["DataState", "check_band"]
+__all__ = ["DataState", "check_band", "check_key"]
 
 _OBS_CACHE = OrderedDict()  # (obsdir, band, modules, usrgti, drop_invalid) -> ObservationProducts: a reload is instant
 _OBS_CACHE_SIZE = 3
@@ -47,8 +47,9 @@ def _check_modules(modules):
     return modules
 
 
-def _check_key(key):
-    """An observation key: a short name without spaces (it prefixes spectrum and file names)."""
+def check_key(key):
+    """An observation key: a short name without spaces (it prefixes spectrum and file names), else
+    BadConfigError."""
     key = str(key).strip()
     if not key or len(key) > 40 or not all(c.isalnum() or c in "-_." for c in key):
         raise BadConfigError(f"observation key must be 1-40 letters, digits, '-', '_' or '.', got {key!r}",
@@ -69,7 +70,7 @@ class DataState(HasTraits):
 
     #: The shown ObservationProducts (None before a load): the image panel draws it.
     observation = Any(None, allow_none=True)
-    #: Keys of the loaded observations, in load order (the first is where regions are defined).
+    #: Keys of the loaded observations, in load order (data-group order of the joint model).
     keys = Tuple()
     #: Key of the shown observation ("" before a load).
     shown = Unicode("")
@@ -111,9 +112,11 @@ class DataState(HasTraits):
 
     def gti_files(self, usrgti):
         """User GTI file(s) (a path, comma-separated paths or a list) resolved under the workspace or
-        the data root and read (validated); returns ``(paths, [(name, Gti)])``."""
+        the data root; each is read once to validate it (a one-line error naming the file)."""
         paths = tuple(self.readable(p) for p in gti_paths(usrgti))
-        return paths, [(p.name, read_gti(p)) for p in paths]
+        for p in paths:
+            read_gti(p)
+        return paths
 
     def open(self, obsdir=None, *, demo=False, band=None, modules=None, progress=None, usrgti=None,
              drop_invalid=False, visit=1):
@@ -127,7 +130,7 @@ class DataState(HasTraits):
         """
         band = check_band(band if band is not None else self.band)
         modules = _check_modules(modules if modules is not None else self.modules)
-        gti_files, _gtis = self.gti_files(usrgti)  # validated before the long preparation
+        gti_files = self.gti_files(usrgti)  # validated before the long preparation
         if demo:
             path = ensure_demo_observation(self.demo_dir(), progress=progress, visit=visit).resolve()
         else:
@@ -165,7 +168,7 @@ class DataState(HasTraits):
 
     def show(self, obs, band, modules, key=None):
         """Make ``obs`` the only loaded observation, shown (observers of ``observation`` redraw)."""
-        key = _check_key(key if key is not None else obs.obsid)
+        key = check_key(key if key is not None else obs.obsid)
         self.products = {key: obs}
         with self.hold_trait_notifications():
             self.band, self.modules = tuple(band), tuple(modules)
@@ -178,7 +181,7 @@ class DataState(HasTraits):
         OBSID); the shown observation stays. Returns the key."""
         if not self.products:
             raise BadConfigError("load an observation first, then add others", field="observation")
-        key = _check_key(key if key is not None else obs.obsid)
+        key = check_key(key if key is not None else obs.obsid)
         if key in self.products:
             raise BadConfigError(f"an observation {key!r} is loaded already: give another key", field="key")
         if tuple(modules) != self.modules or tuple(band) != self.band:
@@ -240,6 +243,9 @@ class DataState(HasTraits):
         if obs[mods[0]].events.header.get("USRGTI"):  # apply_gti records the user GTI files
             gti = obs[mods[0]].events.gti
             text += f"; usrgti: {len(gti)} interval{'s' if len(gti) != 1 else ''}, {gti.exposure / 1e3:.1f} ks"
+        dropped = sum(obs[m].events.dropped.get("total", 0) for m in mods)
+        if dropped:
+            text += f"; {dropped} invalid events dropped"
         return text
 
     def need_observation(self):

@@ -346,6 +346,7 @@ def test_gti_without_overlap_and_drop_invalid(data_root, tmp_path):
     data.load()
     assert app.session.observation is not None, data.message.value
     assert len(app.session.observation["A"].events) > 0
+    assert "1 invalid events dropped" in data.status.value
 
 
 def test_add_observation_errors(joint):
