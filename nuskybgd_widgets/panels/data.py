@@ -52,7 +52,8 @@ class DataPanel(Panel):
         self.add_button = w.Button(description="+ observation", tooltip="add the chosen observation (or the demo's "
                                    "next visit) to the loaded ones: one joint model",
                                    layout=w.Layout(width="120px")).add_class("nsb-add-observation")
-        self.gti = w.Text(placeholder="user GTI file(s), comma-separated (optional)", description="usrgti",
+        self.gti = w.Text(placeholder="optional GTI file(s)", description="usrgti",
+                          tooltip="user GTI file(s) under the workspace or the data root, comma-separated",
                           layout=w.Layout(width="320px")).add_class("nsb-gti-input")
         self.drop_invalid = w.Checkbox(value=False, description="drop invalid events", indent=False,
                                        tooltip="leave out events with values outside TLMIN..TLMAX (damaged file)",
