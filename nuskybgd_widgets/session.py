@@ -19,6 +19,8 @@ Scripting API (what the buttons do)
 -----------------------------------
 >>> s = Session(workspace="work")                        # doctest: +SKIP
 >>> s.load(demo=True)                                    # or s.load("90000000002") under data_root
+>>> s.add_observation("90000000003")                     # a second visit: one joint model
+>>> s.show_observation("90000000003")                    # the image shows that visit
 >>> s.add_region(CirclePixelRegion(PixCoord(380, 520), 45), "bgd5")
 >>> s.move_region("bgd5", CirclePixelRegion(PixCoord(390, 520), 45))
 >>> s.link_fcxb(1, 2); s.set_options(fix_line_ratios=True)
@@ -28,11 +30,12 @@ Scripting API (what the buttons do)
 >>> s.set_fit_range(3, 79)                               # XSPEC ignore **-3 79-**
 >>> s.predict("src_point")                               # {module: Prediction}
 >>> s.export_xcm(); s.export_spec("src_point"); s.export_simplify("src_point")
->>> s.export_images(); s.export_prediction("src_point"); s.written
+>>> s.export_images(); s.export_prediction("src_point"); s.export_bgdinfo(); s.written
 """
 
 from __future__ import annotations
 
+from nuskybgd_engine.errors import BadConfigError
 from nuskybgd_engine.io.regions import RegionSet
 from nuskybgd_engine.suggest import suggest_regions
 from traitlets import HasTraits, List
@@ -47,7 +50,9 @@ from .state import (
     RegionItem,
     RegionsState,
     UndoHistory,
+    on_sky,
 )
+from .state.data import check_key
 
 __all__ = ["Session", "RegionItem", "ROLES", "COMPONENTS"]
 
@@ -111,7 +116,9 @@ class Session(HasTraits):
 
     data_root = _view("data", "data_root", "Observations are opened only under this directory")
     workspace = _view("data", "workspace", "Outputs are written only here")
-    observation = _view("data", "observation", "The loaded ObservationProducts")
+    observation = _view("data", "observation", "The shown ObservationProducts")
+    observation_keys = _view("data", "keys", "Keys of the loaded observations (several: one joint model)")
+    shown = _view("data", "shown", "Key of the observation shown in the image")
     band = _view("data", "band", "keV band of the counts image")
     modules = _view("data", "modules", "Modules loaded")
     status = _view("data", "status", "One line about what is loaded")
@@ -136,7 +143,8 @@ class Session(HasTraits):
     demo_dir = _forward("data", "demo_dir")
     need_observation = _forward("data", "need_observation")
 
-    def load(self, obsdir=None, *, demo=False, band=None, modules=None, progress=None, demo_regions=True):
+    def load(self, obsdir=None, *, demo=False, band=None, modules=None, progress=None, demo_regions=True,
+             usrgti=None, drop_invalid=False, key=None, visits=1):
         """Open an observation: counts images, instrument maps, aspect histograms, projected maps.
 
         Parameters
@@ -151,13 +159,33 @@ class Session(HasTraits):
         modules : sequence of {'A', 'B'}, optional
         progress : callable(str), optional
             Called with a short text before each step.
+        usrgti : path-like or list, optional
+            User GTI file(s) under the workspace or the data root (nuproducts ``usrgtifile``),
+            intersected with the event GTIs for the images, spectra, aspect and exposure.
+        drop_invalid : bool
+            Leave out events with values outside their columns' TLMIN..TLMAX (a damaged file)
+            instead of refusing the file.
+        key : str, optional
+            Name of the observation (default its OBSID): it prefixes the spectra names when
+            several observations are loaded.
+        visits : int
+            With ``demo``: load this many visits of the demo field (1, 2 or 3; the later ones at
+            other rolls, see :data:`~nuskybgd_engine.demo.DEMO_VISITS`), fitted jointly.
         """
-        obs, band, modules, path = self.data.open(obsdir, demo=demo, band=band, modules=modules, progress=progress)
+        if visits != 1 and not demo:
+            raise BadConfigError("visits is for the demo; add other observations with add_observation",
+                                 field="visits")
+        if key is not None:
+            check_key(key)
+        obs, band, modules, path = self.data.open(obsdir, demo=demo, band=band, modules=modules, progress=progress,
+                                                  usrgti=usrgti, drop_invalid=drop_invalid)
         self.model.clear()
         self.fitting.clear()
         self.history.clear()
         self.regions.items = ()
-        self.data.show(obs, band, modules)
+        self.data.show(obs, band, modules, key)
+        for visit in range(2, int(visits) + 1):
+            self.add_observation(demo=visit, progress=progress)
         if demo and demo_regions:
             items = [RegionItem(reg.stem, "background", RegionSet.read_ds9(reg))
                      for reg in sorted((path / "regions").glob("bgd*.reg"))]
@@ -167,6 +195,45 @@ class Session(HasTraits):
             self._commit(items)
         return obs
 
+    def add_observation(self, obsdir=None, *, demo=False, key=None, usrgti=None, drop_invalid=False, progress=None):
+        """Load one more observation (another visit of the field) with the band and modules of the
+        first: every background region gets spectra in it too, fitted jointly with the engine's
+        links across observations (:mod:`nuskybgd_engine.model.joint`; see ``set_options(internal=)``).
+        The shown observation stays. ``demo``: a visit number of the demo field (2 or 3).
+
+        Returns
+        -------
+        str
+            The observation's key (default its OBSID).
+        """
+        self.data.need_observation()
+        if key is not None:
+            check_key(key)
+        visit = int(demo) if demo else 1
+        obs, band, modules, _path = self.data.open(obsdir, demo=bool(demo), band=self.data.band,
+                                                   modules=self.data.modules, progress=progress, usrgti=usrgti,
+                                                   drop_invalid=drop_invalid, visit=visit)
+        before = self.data.products
+        first = next(iter(before.values())).grid
+        items = list(self.regions.items)
+        if obs.grid != first:  # regions are sky regions across grids: pixel shapes go through the first grid
+            items = [on_sky(r, first) for r in items]
+        key = self.data.add(obs, band, modules, key)
+        try:
+            self._commit(items)
+        except Exception:
+            self.data.remove(key)  # the model did not change: the spectra are built before it
+            raise
+        self.say(f"added observation {key}: {len(self.data.keys)} observations fitted jointly")
+        return key
+
+    def show_observation(self, key):
+        """Show observation ``key`` in the image (counts, maps, regions on its grid); predictions,
+        model images and exports of source regions then refer to it."""
+        self.model.use_observation(key)
+        self.data.select(key)
+        return key
+
     # -- regions (each edit: spectra first, then the region list) ----------------------------------
 
     region = _forward("regions", "region")
@@ -175,13 +242,23 @@ class Session(HasTraits):
         """Names of the regions (of one role), in order."""
         return self.regions.names(role)
 
+    def _sky(self, items):
+        """Several observations on different sky grids: pixel shapes (drawn on the shown image) as sky shapes."""
+        if not self.data.mixed_grids:
+            return items
+        return [on_sky(r, self.data.grid) for r in items]
+
     def _commit(self, items, renamed=None):
         self.data.need_observation()
-        self.model.set_regions(items, renamed=renamed)
+        items = self._sky(items)
+        self.history.rename(self.model.set_regions(items, renamed=renamed))  # undo steps follow renamed spectra
         self.regions.items = tuple(items)
 
     def _update(self, old, new, items):
         """Region ``old`` became ``new`` (same name and role): swap its spectra in place (fast path)."""
+        if self.data.mixed_grids:
+            new, items = on_sky(new, self.data.grid), tuple(on_sky(r, self.data.grid) if r is new else r
+                                                            for r in items)
         if new.role == "background" and self.model.analysis is not None:
             self.model.update_region(old, new)
         self.regions.items = items
@@ -286,15 +363,19 @@ class Session(HasTraits):
     spectrum_plot_data = _forward("model", "plot_data")
     background_images = _forward("model", "background_images")
 
-    def set_options(self, *, fix_line_ratios=None, no_solar=None, negative_norms=None, statistic=None):
+    def set_options(self, *, fix_line_ratios=None, no_solar=None, negative_norms=None, statistic=None,
+                    internal=None):
         """Change model options (rebuilds the model, keeping free values) or the fit statistic.
+
+        ``internal`` (several observations): 'shared' (intbgd and intn one reference per module for
+        all observations) or 'per_observation' (free in each; the internal background drifts).
 
         ``negative_norms`` opens the norms' lower limit (see
         :class:`~nuskybgd_engine.model.background.BackgroundOptions`); closing it again clips
         negative norms to 0.
         """
         self.model.set_options(fix_line_ratios=fix_line_ratios, no_solar=no_solar, negative_norms=negative_norms,
-                               statistic=statistic)
+                               statistic=statistic, internal=internal)
 
     def parameter(self, source, index):
         """``source:p<index>`` as a :class:`~.state.model.ParameterRow` (value, frozen, link, limits)."""
@@ -335,6 +416,7 @@ class Session(HasTraits):
         return self.fitting.predict(self.regions.region(region_name), band)
 
     export_xcm = _forward("exports", "export_xcm")
+    export_bgdinfo = _forward("exports", "export_bgdinfo")
     export_spec = _forward("exports", "export_spec")
     export_simplify = _forward("exports", "export_simplify")
     export_bgdspec = _forward("exports", "export_bgdspec")

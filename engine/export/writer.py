@@ -112,7 +112,9 @@ class ExportWriter:
         self._cache[key] = out
         return out
 
-    def spectrum(self, group, stem):
+    def spectrum(self, group, stem, respfile=None):
+        """The group's spectrum file name (relative to the directory), written when it is not a file yet;
+        ``respfile`` is written as RESPFILE (a bgdinfo.json's spectra carry their RMF)."""
         src = group.files.get("spectrum")
         if src and Path(src).is_file():
             return self._rel(src)
@@ -121,7 +123,8 @@ class ExportWriter:
             return target.name
         spec = Spectrum(channel=np.arange(group.counts.size), counts=np.rint(group.counts).astype(np.int64),
                         exposure=group.exposure, backscal=1.0, module=group.module, grouping=group.grouping,
-                        quality=group.quality, header={"TELESCOP": "NuSTAR", "INSTRUME": f"FPM{group.module}"})
+                        quality=group.quality, header={"TELESCOP": "NuSTAR", "INSTRUME": f"FPM{group.module}",
+                                                       **({"RESPFILE": respfile} if respfile else {})})
         target = write_numbered(target.parent, target.name, lambda p: write_pha(spec, p))
         self.written.append(target)
         return target.name

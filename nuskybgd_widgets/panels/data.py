@@ -1,8 +1,12 @@
-"""Data panel: choose an observation under the data root (or the demo), modules and band; load it."""
+"""Data panel: choose an observation under the data root (or the demo), modules, band, a user GTI
+file and the drop-invalid switch; load it, or add it to the loaded ones (several visits, one joint
+model)."""
 
 from __future__ import annotations
 
 import ipywidgets as w
+from nuskybgd_engine.demo import DEMO_SPEC, DEMO_VISITS
+from nuskybgd_engine.errors import BadConfigError
 
 from .base import Panel, guarded
 
@@ -15,13 +19,15 @@ _DEMO = "\0demo"  # dropdown value of the demo entry (no directory can have this
 class DataPanel(Panel):
     """Observation picker with progress.
 
-    Scripting API (``user_api``): ``load(path=None, demo=False)`` (what the Load / Demo buttons do);
-    settable ``path`` (the path box); read-only ``modules`` (ticked FPMA/FPMB), ``band`` ((lo, hi) keV)
-    and ``status``.
+    Scripting API (``user_api``): ``load(path=None, demo=False)`` (what the Load / Demo buttons do),
+    ``add(path=None, demo=False)`` (the "+ observation" button: one more visit, fitted jointly; with
+    ``demo`` the next visit of the demo field), ``set_internal(mode)``; settable ``path`` (the path
+    box), ``gti`` (user GTI file(s), under the workspace or the data root) and ``drop_invalid``;
+    read-only ``modules`` (ticked FPMA/FPMB), ``band`` ((lo, hi) keV) and ``status``.
     """
 
     title = "Data"
-    api_expose = ("load", "path")
+    api_expose = ("load", "add", "set_internal", "path", "gti", "drop_invalid")
     api_readonly = ("modules", "band", "status")
 
     def __init__(self, session):
@@ -43,15 +49,34 @@ class DataPanel(Panel):
                                        layout=w.Layout(width="80px"))
         self.load_button = w.Button(description="Load", button_style="primary").add_class("nsb-load-button")
         self.demo_button = w.Button(description="Demo").add_class("nsb-demo-button")
+        self.add_button = w.Button(description="+ observation", tooltip="add the chosen observation (or the demo's "
+                                   "next visit) to the loaded ones: one joint model",
+                                   layout=w.Layout(width="120px")).add_class("nsb-add-observation")
+        self.gti = w.Text(placeholder="optional GTI file(s)", description="usrgti",
+                          tooltip="user GTI file(s) under the workspace or the data root, comma-separated",
+                          layout=w.Layout(width="320px")).add_class("nsb-gti-input")
+        self.drop_invalid = w.Checkbox(value=False, description="drop invalid events", indent=False,
+                                       tooltip="leave out events with values outside TLMIN..TLMAX (damaged file)",
+                                       layout=w.Layout(width="150px")).add_class("nsb-drop-invalid")
+        self.internal = w.Dropdown(options=[("internal bgd shared", "shared"),
+                                            ("internal bgd per observation", "per_observation")],
+                                   value=s.model.internal, layout=w.Layout(width="230px"),
+                                   tooltip="several observations: intbgd/intn one norm for all, or free in each"
+                                   ).add_class("nsb-internal-mode")
+        self.internal.observe(lambda ch: self._syncing or self.set_internal(ch["new"]), "value")
+        s.model.observe(self._internal_changed, "internal")
         self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="200px"))
         self.status = w.Label(s.status).add_class("nsb-data-status")
         self.choice.observe(self._chosen, "value")
         self.load_button.on_click(lambda _b: self.load())
         self.demo_button.on_click(lambda _b: self.load(demo=True))
+        self.add_button.on_click(lambda _b: self.add(demo=self.choice.value == _DEMO))
         s.data.observe(lambda ch: setattr(self.status, "value", ch["new"]), "status")
         self.widget = w.VBox([
             w.HBox([self._header(), self.choice, self.path, self.module_a, self.module_b, self.emin, self.emax,
                     self.load_button, self.demo_button], layout=w.Layout(flex_flow="row wrap")),
+            w.HBox([self.gti, self.drop_invalid, self.add_button, self.internal],
+                   layout=w.Layout(flex_flow="row wrap")),
             w.HBox([self.progress, self.status]),
             self.message,
         ]).add_class("nsb-data-panel")
@@ -88,6 +113,13 @@ class DataPanel(Panel):
         """The (low, high) keV band in the boxes."""
         return (self.emin.value, self.emax.value)
 
+    def _internal_changed(self, change):
+        self._syncing = True
+        try:
+            self.internal.value = change["new"]
+        finally:
+            self._syncing = False
+
     def _tick(self, text):
         self.progress.value = min(self.progress.value + 1, self.progress.max)
         self.status.value = text
@@ -102,12 +134,54 @@ class DataPanel(Panel):
         self.show("")
         try:
             obs = self.session.load(None if demo else (path if path is not None else self.path.value.strip()),
-                                    demo=demo, modules=mods, band=self.band, progress=self._tick)
+                                    demo=demo, modules=mods, band=self.band, progress=self._tick,
+                                    usrgti=self.gti.value.strip() or None, drop_invalid=self.drop_invalid.value)
         except Exception:
             self.progress.bar_style = "danger"
             raise
+        self._done()
+        self._show_loaded(demo, None if demo else (path if path is not None else self.path.value.strip()))
+        return obs
+
+    def _done(self):
         self.progress.value = self.progress.max
         self.progress.bar_style = "success"
         self.status.value = self.session.status
-        self._show_loaded(demo, None if demo else (path if path is not None else self.path.value.strip()))
-        return obs
+
+    @guarded
+    def add(self, path=None, demo=False):
+        """Add ``path`` (default: the path box) or, with ``demo``, the demo field's next visit to the
+        loaded observations (same modules and band; the user GTI box and the drop-invalid switch
+        apply to it). Returns its key."""
+        self.progress.max = max(1, _STEPS_PER_MODULE * len(self.session.modules))
+        self.progress.value = 0
+        self.progress.bar_style = "info"
+        self.show("")
+        if demo:  # the demo field's first visit not loaded yet
+            loaded = set(self.session.observation_keys)
+            demo = next((v for v, spec in ((1, DEMO_SPEC), *DEMO_VISITS.items()) if spec["obsid"] not in loaded), None)
+            if demo is None:
+                raise BadConfigError(f"every visit of the demo field is loaded ({len(DEMO_VISITS) + 1})",
+                                     field="observation")
+        try:
+            key = self.session.add_observation(None if demo else (path if path is not None
+                                                                  else self.path.value.strip()),
+                                               demo=demo, progress=self._tick,
+                                               usrgti=self.gti.value.strip() or None,
+                                               drop_invalid=self.drop_invalid.value)
+        except Exception:
+            self.progress.bar_style = "danger"
+            raise
+        self._done()
+        self.show(f"added {key}: {len(self.session.observation_keys)} observations, fitted jointly")
+        return key
+
+    @guarded
+    def set_internal(self, mode):
+        """Internal background across observations: 'shared' or 'per_observation'."""
+        try:
+            self.session.set_options(internal=mode)
+        except Exception:
+            self._internal_changed({"new": self.session.model.internal})
+            raise
+        self.show(f"internal background {mode.replace('_', ' ')}")

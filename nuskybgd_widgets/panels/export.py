@@ -1,4 +1,5 @@
-"""Export panel: fit/spec/simplify .xcm, background images, predicted background; list of files written."""
+"""Export panel: fit/spec/simplify .xcm, bgdinfo.json for the CLI, background images, predicted background;
+list of files written."""
 
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ __all__ = ["ExportPanel"]
 class ExportPanel(Panel):
     """Writes into the session's workspace (numbered names, never overwriting).
 
-    Scripting API (``user_api``): ``export_xcm()``, ``export_spec()``, ``export_simplify()``,
+    Scripting API (``user_api``): ``export_xcm()``, ``export_bgdinfo()``, ``export_spec()``, ``export_simplify()``,
     ``export_bgdspec()``, ``export_images()``, ``predict()``, ``export_regions()`` (what the buttons
     do); settable ``source`` (the source region they use), ``emin``, ``emax`` (keV band of images and
     predictions); read-only ``written`` (paths), ``prediction`` (text shown).
     """
 
     title = "Export"
-    api_expose = ("export_xcm", "export_spec", "export_simplify", "export_bgdspec", "export_images", "predict",
+    api_expose = ("export_xcm", "export_bgdinfo", "export_spec", "export_simplify", "export_bgdspec", "export_images", "predict",
                   "export_regions", "source", "emin", "emax")
     api_readonly = ("written", "prediction")
 
@@ -31,6 +32,9 @@ class ExportPanel(Panel):
         s = session
         ws = str(s.workspace) if s.workspace is not None else "(no workspace: exports disabled)"
         self.xcm_button = w.Button(description="Fit .xcm", button_style="primary").add_class("nsb-export-xcm-button")
+        self.bgdinfo_button = w.Button(description="bgdinfo.json", tooltip="spectra, regions, maps and options as "
+                                       "a bgdinfo.json for `nuskybgd fit` (every observation loaded)"
+                                       ).add_class("nsb-export-bgdinfo-button")
         self.source = w.Dropdown(options=s.region_names("source"), description="source")
         self.spec_button = w.Button(description="spec .xcm").add_class("nsb-export-spec-button")
         self.simplify_button = w.Button(description="simplify .xcm").add_class("nsb-export-simplify-button")
@@ -44,6 +48,7 @@ class ExportPanel(Panel):
         self.prediction = w.HTML("").add_class("nsb-prediction")
         self.file_list = w.HTML("<i>nothing written yet</i>").add_class("nsb-export-list")
         self.xcm_button.on_click(lambda _b: self.export_xcm())
+        self.bgdinfo_button.on_click(lambda _b: self.export_bgdinfo())
         self.spec_button.on_click(lambda _b: self.export_spec())
         self.simplify_button.on_click(lambda _b: self.export_simplify())
         self.bgdspec_button.on_click(lambda _b: self.export_bgdspec())
@@ -54,7 +59,7 @@ class ExportPanel(Panel):
         s.exports.observe(self._on_written, "written")
         self.widget = w.VBox([
             self._header(), w.Label(f"workspace: {ws}"),
-            w.HBox([self.xcm_button, self.regions_button]),
+            w.HBox([self.xcm_button, self.bgdinfo_button, self.regions_button]),
             w.HBox([self.source, self.spec_button, self.simplify_button, self.bgdspec_button]),
             w.HBox([self.emin, self.emax, self.images_button, self.predict_button]),
             self.prediction, self.message, self.file_list,
@@ -97,6 +102,11 @@ class ExportPanel(Panel):
     def export_xcm(self):
         """The fitted model as an XSPEC .xcm (+ the files it loads)."""
         return self._done(self.session.export_xcm())
+
+    @guarded
+    def export_bgdinfo(self):
+        """The session as a bgdinfo.json (+ spectra, regions, maps) that ``nuskybgd fit`` reads."""
+        return self._done(self.session.export_bgdinfo())
 
     @guarded
     def export_spec(self):

@@ -41,7 +41,7 @@ class ImagePanel(Panel):
     title = "Image"
     api_expose = ("set_mode", "handle_mouse", "finish_polygon", "select", "delete_selected", "rename_selected",
                   "set_include_selected", "set_role_selected", "import_regions", "suggest", "set_stretch",
-                  "set_overlay", "new_role", "exclude", "stretch", "smooth", "module")
+                  "set_overlay", "new_role", "exclude", "stretch", "smooth", "module", "show_observation")
     api_readonly = ("mode", "selected", "readout")
 
     def __init__(self, session):
@@ -78,6 +78,15 @@ class ImagePanel(Panel):
         self.module = w.ToggleButtons(options=["A", "B"], value="A", description="FPM",
                                       style={"button_width": "40px"})
         self.module.observe(lambda _ch: self._on_data(), "value")
+        # several observations: which one the image shows (counts, maps and regions follow)
+        self.observation = w.Dropdown(options=list(session.data.keys), description="obs",
+                                      tooltip="observation shown (the spectra panel shows all)",
+                                      style={"description_width": "30px"},
+                                      layout=w.Layout(width="190px", display="none" if len(session.data.keys) < 2
+                                                      else None)).add_class("nsb-image-observation")
+        self.observation.observe(lambda ch: self._syncing or ch["new"] is None
+                                 or self.show_observation(ch["new"]), "value")
+        session.data.observe(self._on_keys, ["keys", "shown"])
         self.readout = w.Label("").add_class("nsb-cursor-readout")
         # region editor
         self.region_list = w.Select(options=[], rows=6, layout=w.Layout(width="160px")).add_class("nsb-region-list")
@@ -114,7 +123,7 @@ class ImagePanel(Panel):
         tools = w.VBox([
             w.HBox(list(self.mode_buttons.values())),
             w.HBox([self.new_role, self.exclude, self.finish_button]),
-            w.HBox([self.stretch, self.smooth, self.module]),
+            w.HBox([self.stretch, self.smooth, self.module, self.observation]),
             w.HBox(list(self.overlays.values())),
         ])
         editor = w.HBox([self.region_list, w.VBox([w.HBox([self.name_box, self.rename_button]), self.role_box,
@@ -128,6 +137,21 @@ class ImagePanel(Panel):
             self._on_regions()
 
     # -- data and drawing ---------------------------------------------------------------------
+
+    def _on_keys(self, _change=None):
+        data = self.session.data
+        self._syncing = True
+        try:
+            self.observation.options = list(data.keys)
+            self.observation.value = data.shown or None
+            self.observation.layout.display = None if len(data.keys) > 1 else "none"
+        finally:
+            self._syncing = False
+
+    @guarded
+    def show_observation(self, key):
+        """Show observation ``key`` (the "obs" dropdown when several are loaded)."""
+        self.session.show_observation(key)
 
     def _on_data(self, _change=None):
         obs = self.session.observation

@@ -174,7 +174,7 @@ class ParametersPanel(Panel):
             if (comp != _ALL and p.source != comp) or (spec != _ALL and p.spectrum != spec) \
                     or (mod != _ALL and not p.spectrum.endswith(mod)) or (free_only and p.state != "free"):
                 continue
-            if text and text not in f"{p.component}.{p.name}".lower():
+            if text and text not in f"{p.component}.{p.name} {p.spectrum}".lower():  # spectrum: observation key
                 continue
             out.append(p)
         return out

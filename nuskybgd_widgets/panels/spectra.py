@@ -204,14 +204,16 @@ class SpectraPanel(Panel):
 
     Scripting API (``user_api``): ``fit()`` (the Fit button), ``undo()``, ``redo()``,
     ``set_fit_range(lo, hi)``, ``set_rebin(kind, minimum)``, ``save_figure(fmt)``; settable
-    ``layout`` ('selected' or 'all'), ``focus`` (background region shown large), ``legend``;
+    ``layout`` ('selected' or 'all'), ``focus`` (background region shown large), ``legend``,
+    ``observation`` (several observations: the one stacked, '' for all);
     read-only ``readout`` (statistic text), ``warnings`` (warnings shown), ``views`` (spectrum name →
     small view of the stacked layout), ``large`` (spectrum name → large view), ``last_redraw`` (data
     groups whose spectra changed in the last update), ``last_update_seconds``.
     """
 
     title = "Spectra"
-    api_expose = ("fit", "undo", "redo", "set_fit_range", "set_rebin", "save_figure", "layout", "focus", "legend")
+    api_expose = ("fit", "undo", "redo", "set_fit_range", "set_rebin", "save_figure", "layout", "focus", "legend",
+                  "observation")
     api_readonly = ("readout", "warnings", "views", "large", "last_redraw", "last_update_seconds")
 
     def __init__(self, session):
@@ -245,6 +247,10 @@ class SpectraPanel(Panel):
                                 layout=w.Layout(width="104px"))
         self.rebin_min = w.BoundedFloatText(value=20.0, min=0.1, max=1e6, layout=w.Layout(width="64px"),
                                             tooltip="minimum counts (or S/N) per display bin")
+        # several observations: the stacked layout shows one observation's spectra, or all
+        self.observation = w.Dropdown(options=[("all obs", "")], value="", tooltip="observation stacked",
+                                      layout=w.Layout(width="150px", display="none")).add_class("nsb-spectra-observation")
+        self.observation.observe(lambda _ch: self._fill_stack(), "value")
         self.legend = w.Checkbox(value=False, description="legend in plot", indent=False,
                                  layout=w.Layout(width="auto"))
         self.png_button = w.Button(description="PNG", tooltip="save the shown figures as PNG",
@@ -271,15 +277,16 @@ class SpectraPanel(Panel):
         self._stale = set()  # (spectrum name, 'small' or 'large') to draw when shown
         self.last_redraw = []
         self.last_update_seconds = 0.0
-        self.stack = w.GridBox(layout=w.Layout(grid_template_columns="repeat(2, 400px)", overflow="auto",
-                                               height="600px", width="830px"))
+        # rows keep their figures' height (several observations: many rows scroll, none is squeezed)
+        self.stack = w.GridBox(layout=w.Layout(grid_template_columns="repeat(2, 400px)", grid_auto_rows="max-content",
+                                               overflow="auto", height="600px", width="830px"))
         self.focus_box = w.HBox(layout=w.Layout(height="600px", width="830px", overflow="auto"))
         self.body = w.Box([self.focus_box])
         s.model.observe(self._on_model, "change")
         s.fitting.observe(self._on_warnings, "warnings")
         self.widget = w.VBox([
             w.HBox([self.fit_button, self.undo_button, self.redo_button, self.progress, self.fit_lo, self.fit_hi,
-                    self.layout, self.focus], layout=w.Layout(flex_flow="row wrap")),
+                    self.layout, self.focus, self.observation], layout=w.Layout(flex_flow="row wrap")),
             self.readout, self.warnings, self.message,
             w.HBox([w.HTML(_legend_html()), self.legend, self.rebin, self.rebin_min, self.png_button,
                     self.svg_button], layout=w.Layout(flex_flow="row wrap")),
@@ -307,14 +314,11 @@ class SpectraPanel(Panel):
             # views of spectra still there are kept (a new region creates two figures, not all)
             self.views = {n: self.views.get(n) or _SpectrumView(n, 390, 180, 80, self.legend.value) for n in names}
             regions = list(dict.fromkeys(n[:-1] for n in names))
-            # stacked by module: FPMA in the left column, FPMB in the right, one row per region
-            cells = []
-            for r in regions:
-                for m in ("A", "B"):
-                    cells.append(self.views[f"{r}{m}"].widget if f"{r}{m}" in self.views else w.HTML(""))
-            self.stack.children = cells
+            self._fill_stack()
             old = self.focus.value
             self.focus.options = regions
+            # several observations: '<key>_<region>' names; the box grows so that none is cut
+            self.focus.layout.width = f"{min(200, max(110, 30 + 8 * max(map(len, regions), default=0)))}px"
             self.focus.value = old if old in regions else (regions[0] if regions else None)
             groups = list(range(1, len(names) + 1))
             self._stale = {(n, k) for n in names for k in ("small", "large")}
@@ -328,7 +332,34 @@ class SpectraPanel(Panel):
         self._on_warnings()
         self.last_update_seconds = time.perf_counter() - t0
 
+    def _fill_stack(self):
+        """Stacked by module: FPMA in the left column, FPMB in the right, one row per region (of the
+        chosen observation when several are loaded)."""
+        keys = dict(zip(self.session.model.spectra, self.session.model.observations))
+        several = len(set(keys.values())) > 1
+        options = [("all obs", "")] + [(k, k) for k in dict.fromkeys(keys.values())] if several else [("all obs", "")]
+        if list(self.observation.options) != options:
+            old = self.observation.value
+            self.observation.options = options
+            self.observation.value = old if old in [v for _k, v in options] else ""
+        self._show_filters()
+        key = self.observation.value
+        cells = []
+        for r in dict.fromkeys(n[:-1] for n in self.views if not key or keys.get(n) == key):
+            for m in ("A", "B"):
+                cells.append(self.views[f"{r}{m}"].widget if f"{r}{m}" in self.views else w.HTML(""))
+        self.stack.children = cells
+
+    def _show_filters(self):
+        """The stacked layout of several observations shows the observation filter in place of the
+        focused region (which only the large layout uses): the header keeps its width."""
+        several = len(set(self.session.model.observations)) > 1
+        stacked = several and self.layout.value == "all"
+        self.observation.layout.display = None if stacked else "none"
+        self.focus.layout.display = "none" if stacked else None
+
     def _show_layout(self, redraw=True):
+        self._show_filters()
         names = self._focus_names()
         if self.layout.value == "all":
             self.body.children = [self.stack]

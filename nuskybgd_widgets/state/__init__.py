@@ -9,7 +9,7 @@ from .export import ExportState
 from .fit import FitState
 from .history import UndoHistory
 from .model import COMPONENTS, BackgroundModelState, ModelChange, ParameterRow
-from .regions import ROLES, RegionItem, RegionsState
+from .regions import ROLES, RegionItem, RegionsState, on_sky
 
 __all__ = ["DataState", "RegionsState", "RegionItem", "ROLES", "BackgroundModelState", "ModelChange",
-           "ParameterRow", "COMPONENTS", "FitState", "ExportState", "UndoHistory"]
+           "ParameterRow", "COMPONENTS", "FitState", "ExportState", "UndoHistory", "on_sky"]

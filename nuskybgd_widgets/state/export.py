@@ -18,9 +18,11 @@ from nuskybgd_engine.bgdspec import (
 )
 from nuskybgd_engine.errors import BadConfigError
 from nuskybgd_engine.export import ExportWriter, export_fit_xcm
-from nuskybgd_engine.io.files import write_numbered
+from nuskybgd_engine.maps.projection import projected_paths, write_projected_maps
+from nuskybgd_engine.io.files import write_json, write_numbered
 from nuskybgd_engine.io.fitsutil import atomic_output, write_fits
 from nuskybgd_engine.io.ogip import write_pha
+from nuskybgd_engine.io.regions.shapes import is_sky
 from nuskybgd_engine.spectra.extract import extract_spectrum
 from nuskybgd_engine.spectra.responses import region_rmf
 from nuskybgd_engine.workflow import simplify_session, spec_export
@@ -65,6 +67,57 @@ class ExportState(HasTraits):
         out = self.data.output_path(path, "bgd_fit.xcm")
         an = self.model.need_analysis()
         return self.record(export_fit_xcm(an, out, statistic=self.model.statistic))
+
+    def export_bgdinfo(self, path=None):
+        """The session as a ``bgdinfo.json`` the CLI reads (``nuskybgd fit DIR/bgdinfo.json``), in a new
+        folder of the workspace: spectra with their RMFs, one ds9 file per background region (image
+        coordinates for drawn pixel shapes, else fk5),
+        the projected maps of each observation, the links and options. Several observations are
+        written in the ``observations`` form (one block per key, ``internal`` as set); the regions
+        are the same files in every block, so fcxb is shared per region as in the session.
+
+        Returns the files written, ``bgdinfo.json`` first.
+        """
+        an = self.model.need_analysis()
+        out = self.data.output_path(path, "bgdinfo")
+        out.mkdir(parents=True)
+        writer = ExportWriter(out)
+        first = next(iter(self.data.products.values()))
+        written, regfile = [], {}
+        for item in self.regions:
+            if item.role == "background":
+                regfile[item.name] = f"{item.name}.reg"
+                # pixel shapes stay pixel shapes (same masks, hence same weights, in the CLI); they
+                # exist only while every observation is on one grid
+                coord = "fk5" if any(is_sky(e.shape) for e in item.regions) else "image"
+                written.append(item.regions.write_ds9(out / regfile[item.name], coord=coord, grid=first.grid))
+        several = len(self.data.products) > 1
+        blocks = {}
+        for key, obs in self.data.products.items():
+            sub = f"{key}/" if several else ""
+            (out / sub).mkdir(exist_ok=True)
+            for m in self.data.modules:
+                written += write_projected_maps(obs[m].maps, out / sub / f"bgdap{m}.fits")
+            dets = {m: projected_paths(out / f"bgdap{m}.fits", m)[1].values() for m in self.data.modules}
+            blocks[key] = {"key": key, "bgfiles": [], "regfiles": [],
+                           "refimgf": f"{sub}bgdap{self.data.modules[0]}.fits",
+                           "bgdapfiles": {m: f"{sub}bgdap{m}.fits" for m in self.data.modules},
+                           "bgddetfiles": {m: [f"{sub}{p.name}" for p in dets[m]] for m in self.data.modules}}
+        for g, key, region in zip(an.groups, self.model.observations, self.model.regions_of_groups):
+            stem = g.name
+            rmf = writer.response(g.rmf, f"nominal{g.module}.rmf" if getattr(g.rmf, "path", None) is None
+                                  and g.rmf.header.get("NOMINAL") else f"{stem}_sr.rmf")
+            blocks[key]["bgfiles"].append(writer.spectrum(g, stem, respfile=rmf))
+            blocks[key]["regfiles"].append(regfile[region])
+        info = {"fcxb_config": {"links": [list(p) for p in self.model.link_pairs()]},
+                "intbgd_fix_line_ratios": bool(self.model.fix_line_ratios), "no_solar": bool(self.model.no_solar),
+                "negative_norms": bool(self.model.negative_norms), "statistic": self.model.statistic}
+        if several:
+            info.update(observations=list(blocks.values()), internal=self.model.internal)
+        else:
+            info.update({k: v for k, v in next(iter(blocks.values())).items() if k != "key"})
+        bgdinfo = write_json(out / "bgdinfo.json", info, overwrite=False, indent=1)
+        return self.record([bgdinfo] + written + list(writer.written))
 
     def export_spec(self, source_name, path=None):
         """nuskybgd ``spec``: the fitted background plus the source region's spectra, linked."""

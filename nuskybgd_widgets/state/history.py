@@ -79,6 +79,19 @@ class UndoHistory(HasTraits):
             self._publish()
         return label
 
+    def rename(self, renamed):
+        """Spectra were renamed (``{new name: old name}``, e.g. a region renamed, or the names gained
+        their observation key when a second observation was added): the recorded steps follow."""
+        if not renamed:
+            return
+        back = {old: new for new, old in renamed.items()}
+
+        def moved(rows):
+            return tuple(r._replace(spectrum=back[r.spectrum]) if r.spectrum in back else r for r in rows)
+
+        self._undo = [(label, moved(rows)) for label, rows in self._undo]
+        self._redo = [(label, moved(rows)) for label, rows in self._redo]
+
     def clear(self):
         """Forget every step (a new observation)."""
         self._undo, self._redo = [], []

@@ -4,10 +4,15 @@
 :class:`~nuskybgd_engine.analysis.BackgroundAnalysis` (``analysis``) and changes it only through
 engine methods. What panels show is observable:
 
-``spectra``        names of the background spectra, in data-group order (module-major)
+``spectra``        names of the background spectra, in data-group order (module-major; with several
+                   observations observation-major, each name prefixed ``<key>_``)
+``observations``   the observation key of each spectrum (one value per data group)
 ``fcxb_links``     the user's fcxb norm links, as spectrum-name pairs (they survive region edits)
-``fix_line_ratios``, ``no_solar``, ``negative_norms``, ``statistic``
-                   model options; setting one rebuilds the model (and is undone if that fails)
+``fix_line_ratios``, ``no_solar``, ``negative_norms``, ``statistic``, ``internal``
+                   model options; setting one rebuilds the model (and is undone if that fails);
+                   ``internal`` is the engine's switch for several observations (intbgd/intn
+                   ``shared`` across them or free ``per_observation``, see
+                   :mod:`nuskybgd_engine.model.joint`)
 ``parameters``     every parameter as a :class:`ParameterRow` (value, frozen, link, limits): an
                    immutable snapshot replaced on every change (equal snapshots do not notify);
                    :meth:`~BackgroundModelState.restore_parameters` sets one back (undo)
@@ -23,10 +28,11 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
-from nuskybgd_engine.analysis import BackgroundAnalysis
+from nuskybgd_engine.analysis import BackgroundAnalysis, ObservationView
 from nuskybgd_engine.errors import BadConfigError, NuSkyBgdError
 from nuskybgd_engine.groups import group_from_events
 from nuskybgd_engine.model.background import BackgroundOptions, build_background_model
+from nuskybgd_engine.model.joint import INTERNAL_MODES, ObservationLinks
 from nuskybgd_engine.workflow import background_images
 from traitlets import Any, Bool, Enum, HasTraits, Instance, Tuple, observe
 
@@ -36,7 +42,7 @@ __all__ = ["BackgroundModelState", "ModelChange", "ParameterRow", "COMPONENTS"]
 
 #: Background sources of the model, in display order.
 COMPONENTS = ("apbgd", "intbgd", "fcxb", "intn")
-_OPTIONS = ("fix_line_ratios", "no_solar", "negative_norms", "statistic")
+_OPTIONS = ("fix_line_ratios", "no_solar", "negative_norms", "statistic", "internal")
 
 
 class ParameterRow(NamedTuple):
@@ -141,11 +147,13 @@ class BackgroundModelState(HasTraits):
 
     analysis = Any(None, allow_none=True)
     spectra = Tuple()
+    observations = Tuple()
     fcxb_links = Tuple()
     fix_line_ratios = Bool(False)
     no_solar = Bool(False)
     negative_norms = Bool(False)
     statistic = Enum(("cstat", "chi"), "cstat")
+    internal = Enum(tuple(INTERNAL_MODES), "shared")
     parameters = Tuple()
     ignore = Tuple((3.0, 150.0))
     change = Instance(ModelChange, allow_none=True)
@@ -154,6 +162,8 @@ class BackgroundModelState(HasTraits):
         super().__init__()
         self.data = data
         self._items = ()  # the region items the spectra were made from
+        self._keys = ()  # the observation keys the spectra were made for
+        self._regions = ()  # the region name of each data group (fcxb shared per region across observations)
         self._quiet = False  # options being set together: rebuild once, not per trait
         self._images = None  # (key, background images) of the current model
         with self._options_quiet():
@@ -174,18 +184,36 @@ class BackgroundModelState(HasTraits):
             raise BadConfigError("add at least one background region first", field="regions")
         return self.analysis
 
-    def group_index(self, name, module):
-        """1-based data group of background region ``name`` in ``module``."""
-        try:
-            return self.spectra.index(f"{name}{module}") + 1
-        except ValueError:
-            raise BadConfigError(f"no background spectrum {name}{module}", field="region") from None
+    @property
+    def regions_of_groups(self):
+        """The background region name of each data group (parallel to ``spectra``)."""
+        return self._regions
 
-    def make_group(self, item, module):
-        """The spectrum (GroupData with region weights) of region ``item`` in ``module``."""
-        obs = self.data.need_observation()
-        mp = obs[module]
-        return group_from_events(mp.events, item.regions, obs.grid, mp.maps, name=f"{item.name}{module}",
+    def spectrum_name(self, name, module, obs=None, keys=None):
+        """Name of region ``name``'s spectrum in ``module`` and observation ``obs`` (default: the
+        shown one): ``<name><module>``, prefixed ``<obs>_`` when several observations are loaded
+        (``keys``: the loaded keys, default the data's)."""
+        keys = self.data.keys if keys is None else keys
+        if len(keys) <= 1:
+            return f"{name}{module}"
+        return f"{obs if obs is not None else self.data.shown}_{name}{module}"
+
+    def group_index(self, name, module, obs=None):
+        """1-based data group of background region ``name`` in ``module`` (and observation ``obs``,
+        default the shown one)."""
+        spec = self.spectrum_name(name, module, obs)
+        try:
+            return self.spectra.index(spec) + 1
+        except ValueError:
+            raise BadConfigError(f"no background spectrum {spec}", field="region") from None
+
+    def make_group(self, item, module, obs=None):
+        """The spectrum (GroupData with region weights) of region ``item`` in ``module`` of
+        observation ``obs`` (default: the shown one)."""
+        products = self.data.product(obs)
+        mp = products[module]
+        return group_from_events(mp.events, item.regions, products.grid, mp.maps,
+                                 name=self.spectrum_name(item.name, module, obs),
                                  group_min=30 if self.statistic == "chi" else None)
 
     def set_regions(self, items, *, renamed=None, regroup=False):
@@ -193,34 +221,42 @@ class BackgroundModelState(HasTraits):
 
         ``renamed`` maps new region names to old ones (their spectra, values, freezes and links
         follow); ``regroup`` extracts every spectrum again (the statistic changed). On an error
-        nothing changes.
+        nothing changes. Returns the spectra renamed, ``{new name: old name}``.
         """
         renamed = renamed or {}
         old_items = {r.name: r for r in self._items}
         have = {} if regroup or self.analysis is None else {g.name: g for g in self.analysis.groups}
-        spec_map = {f"{new}{m}": f"{old}{m}" for new, old in renamed.items() for m in self.data.modules}
-        groups = []
-        for m in self.data.modules:
-            for item in (r for r in items if r.role == "background"):
-                name = f"{item.name}{m}"
-                was = old_items.get(renamed.get(item.name, item.name))
-                old = have.get(spec_map.get(name, name))
-                if old is not None and was is not None and was.regions is item.regions:
-                    groups.append(old if old.name == name else replace(old, name=name))
-                else:
-                    groups.append(self.make_group(item, m))
+        keys = tuple(self.data.keys)
+        spec_map, groups, layout = {}, [], []
+        for key in keys:  # observation-major: each observation's spectra module-major
+            for m in self.data.modules:
+                for item in (r for r in items if r.role == "background"):
+                    name = self.spectrum_name(item.name, m, key, keys)
+                    was_name = renamed.get(item.name, item.name)
+                    old_name = self.spectrum_name(was_name, m, key, self._keys) if key in self._keys else None
+                    if old_name is not None and old_name != name:
+                        spec_map[name] = old_name  # renamed region, or the names gained the observation key
+                    was = old_items.get(was_name)
+                    old = have.get(old_name)
+                    if old is not None and was is not None and was.regions is item.regions:
+                        groups.append(old if old.name == name else replace(old, name=name))
+                    else:
+                        groups.append(self.make_group(item, m, key))
+                    layout.append((key, item.name))
         links = self.fcxb_links
         if spec_map:
             back = {v: k for k, v in spec_map.items()}
             links = tuple((back.get(a, a), back.get(b, b)) for a, b in links)
-        self._rebuild(groups, links=links, renamed=spec_map, reason="regions")
+        self._rebuild(groups, links=links, renamed=spec_map, reason="regions", layout=layout)
         self._items = tuple(items)
+        return spec_map
 
     def update_region(self, old, new):
         """Background region ``old`` now has the shapes of ``new``: its spectra are swapped in place
         (the live path of a drag); the spectra whose link factors depend on it are redrawn."""
         an = self.need_analysis()
-        groups = {self.group_index(old.name, m): self.make_group(new, m) for m in self.data.modules}
+        groups = {self.group_index(old.name, m, key): self.make_group(new, m, key)
+                  for key in self._keys for m in self.data.modules}
         an.replace_groups(groups)
         self._items = tuple(new if r is old else r for r in self._items)
         changed = sorted({h for g in groups for h in an.state.dependent_groups(g)})
@@ -228,8 +264,8 @@ class BackgroundModelState(HasTraits):
 
     def clear(self):
         """No spectra (a new observation): the model and the links go, the options stay."""
-        self._items = ()
-        self._publish(None, "load", fcxb_links=(), analysis=None, spectra=())
+        self._items, self._keys, self._regions = (), (), ()
+        self._publish(None, "load", fcxb_links=(), analysis=None, spectra=(), observations=())
 
     # -- building the model -------------------------------------------------------------------------
 
@@ -238,24 +274,53 @@ class BackgroundModelState(HasTraits):
         return BackgroundOptions(fcxb_links=pairs, fix_line_ratios=self.fix_line_ratios, no_solar=self.no_solar,
                                  negative_norms=self.negative_norms)
 
-    def _rebuild(self, groups=None, *, links=None, renamed=None, keep_values=True, reason="options"):
+    def _rebuild(self, groups=None, *, links=None, renamed=None, keep_values=True, reason="options", layout=None):
         """A new BackgroundAnalysis for ``groups`` (default: the current ones) and the options,
-        carrying the user's values and freezes; committed only when it builds."""
+        carrying the user's values and freezes; committed only when it builds.
+
+        ``layout``: ``(observation key, region name)`` of each group (default: the current one).
+        With several observations the engine's joint links (:class:`ObservationLinks`) tie them.
+        """
         old = self.analysis
         if groups is None:
             groups = list(old.groups) if old is not None else []
+        if layout is None:
+            keys, regions = tuple(self.observations), self._regions
+        else:
+            keys, regions = tuple(k for k, _r in layout), tuple(r for _k, r in layout)
         links = self.fcxb_links if links is None else tuple(links)
         an = None
         if groups:
+            joint = None
+            if len(set(keys)) > 1:
+                joint = ObservationLinks(keys, internal=self.internal, regions=regions)
             an = BackgroundAnalysis(groups, options=self._options([g.name for g in groups], links),
-                                    ignore=self.ignore)
+                                    ignore=self.ignore, joint=joint)
             if old is not None:
                 an.model.share_cache(old.model)  # same response objects: reuse the folded templates
                 if keep_values:
                     carry_settings(old, an, renamed)
+            self._attach_maps(an)
+        self._keys, self._regions = tuple(self.data.keys), regions
+        self._publish(None, reason, fcxb_links=links, analysis=an, spectra=tuple(g.name for g in groups),
+                      observations=keys)
+
+    def _attach_maps(self, an):
+        """The projected maps predictions and model images use: the shown observation's."""
+        if an.joint is None:
             obs = self.data.need_observation()
             an.set_maps({m: obs[m].maps for m in self.data.modules})
-        self._publish(None, reason, fcxb_links=links, analysis=an, spectra=tuple(g.name for g in groups))
+            return
+        an.observations = {k: ObservationView(p.grid, {m: p[m].maps for m in self.data.modules})
+                           for k, p in self.data.products.items()}
+        an.use_observation(self.data.shown)
+
+    def use_observation(self, key):
+        """Predictions and model images refer to observation ``key`` (the one shown)."""
+        self.data.product(key)  # validates the key
+        self._images = None
+        if self.analysis is not None and self.analysis.joint is not None:
+            self.analysis.use_observation(key)
 
     def set_ignore(self, band):
         """Fit only the keV range ``band`` = (lo, hi); the model is rebuilt with the user's values.
@@ -311,17 +376,21 @@ class BackgroundModelState(HasTraits):
 
     def set_options(self, **options):
         """Change several options at once (one rebuild): fix_line_ratios, no_solar, negative_norms
-        (bools) and statistic ('cstat'/'chi'); ``None`` values are ignored. Undone on an error."""
+        (bools), statistic ('cstat'/'chi') and internal ('shared'/'per_observation'); ``None``
+        values are ignored. Undone on an error."""
         unknown = sorted(set(options) - set(_OPTIONS))
         if unknown:
             raise BadConfigError(f"unknown option(s) {', '.join(unknown)}", field="options")
         options = {k: v for k, v in options.items() if v is not None}
         if "statistic" in options:
             self.check_statistic(options["statistic"])
+        if "internal" in options and options["internal"] not in INTERNAL_MODES:
+            raise BadConfigError(f"internal must be one of {', '.join(INTERNAL_MODES)}, got {options['internal']!r}",
+                                 field="internal")
         old = {k: getattr(self, k) for k in options}
         with self._options_quiet():
             for k, v in options.items():
-                setattr(self, k, v if k == "statistic" else bool(v))
+                setattr(self, k, v if k in ("statistic", "internal") else bool(v))
         changed = {k: v for k, v in old.items() if getattr(self, k) != v}
         if changed:
             self._apply_options(changed)
@@ -488,7 +557,7 @@ class BackgroundModelState(HasTraits):
         until the model changes. ``modules``: compute only these; default all fitted."""
         band = check_band(band if band is not None else self.data.band)
         modules = tuple(modules) if modules is not None else None
-        key = (band, modules)
+        key = (band, modules, self.data.shown)  # several observations: the shown one's images
         if self._images is not None and self._images[0] == key:
             return self._images[1]
         images = background_images(self.need_analysis(), band, modules=modules)

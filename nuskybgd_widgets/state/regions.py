@@ -14,8 +14,10 @@ from traitlets import HasTraits, Tuple
 
 from nuskybgd_engine.errors import BadConfigError, BadRegionError
 from nuskybgd_engine.io.regions import Region, RegionSet
+from nuskybgd_engine.io.regions.grid import require_celestial
+from nuskybgd_engine.io.regions.shapes import is_sky, to_pixel
 
-__all__ = ["RegionItem", "RegionsState", "ROLES", "as_regionset"]
+__all__ = ["RegionItem", "RegionsState", "ROLES", "as_regionset", "on_sky"]
 
 ROLES = ("background", "source")
 
@@ -49,6 +51,23 @@ def as_regionset(shape, name):
         return rs
     raise BadRegionError(f"region {name!r}: expected a regions shape or RegionSet, got {type(shape).__name__}",
                          field="shape")
+
+
+def on_sky(item, grid):
+    """``item`` with its pixel (and physical) shapes turned into sky shapes through ``grid``'s WCS.
+
+    Several observations on different sky grids share regions as sky regions: a pixel shape means
+    a place only on the grid it was drawn on. Items without pixel shapes come back unchanged.
+    """
+    if all(is_sky(e.shape) for e in item.regions):
+        return item
+    require_celestial(grid, what="regions of observations on different sky grids must be celestial "
+                                 "(heliocentric grids cannot be matched)")
+    rs = RegionSet(source=item.regions.source)
+    for i, e in enumerate(item.regions):
+        shape = e.shape if is_sky(e.shape) else to_pixel(e.shape, grid, item.regions.source, i).to_sky(grid.wcs)
+        rs.add(shape, include=e.include, name=e.name)
+    return RegionItem(item.name, item.role, rs)
 
 
 class RegionsState(HasTraits):
