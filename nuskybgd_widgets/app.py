@@ -83,6 +83,10 @@ def build_app(data_root=None, workspace=None, demo=False):
     for i, k in enumerate(_TABS):
         tabs.set_title(i, panels[k].title)
     tabs.selected_index = _TABS.index("parameters" if session.observation is not None else "data")
+    # the link matrix (n² boxes) is rebuilt only while its tab is open
+    links = panels["links"]
+    links.set_visible(tabs.selected_index == _TABS.index("links"))
+    tabs.observe(lambda ch: links.set_visible(ch["new"] == _TABS.index("links")), "selected_index")
     keys = w.HTML(_SHORTCUTS, layout=w.Layout(height="0px", overflow="hidden")).add_class("nsb-shortcuts")
     # the spectra follow the region picked on the image
     image, spectra = panels["image"], panels["spectra"]

@@ -11,6 +11,7 @@ view is open, its small figures; the others are marked stale and drawn when they
 
 from __future__ import annotations
 
+import contextlib
 import html
 import time
 
@@ -268,6 +269,8 @@ class SpectraPanel(Panel):
         self.message.layout = w.Layout(height="22px", overflow="hidden")  # reserved: no jump after a fit
         self.views = {}
         self.large = {}
+        self._names = None  # spectra the views were laid out for
+        self._quiet = False
         self._stale = set()  # (spectrum name, 'small' or 'large') to draw when shown
         self.last_redraw = []
         self.last_update_seconds = 0.0
@@ -277,6 +280,8 @@ class SpectraPanel(Panel):
         self.body = w.Box([self.focus_box])
         s.model.observe(self._on_model, "change")
         s.fitting.observe(self._on_warnings, "warnings")
+        # a fit's numbers are shown as soon as it returns, before the table and the figures follow
+        s.fitting.observe(lambda _ch: self._readout(), "result")
         self.widget = w.VBox([
             w.HBox([self.fit_button, self.undo_button, self.redo_button, self.progress, self.fit_lo, self.fit_hi,
                     self.layout, self.focus], layout=w.Layout(flex_flow="row wrap")),
@@ -303,19 +308,16 @@ class SpectraPanel(Panel):
         s = self.session
         names = s.spectrum_names() if s.analysis is not None else []
         changed = change["new"].groups if change is not None else None
-        if sorted(self.views) != sorted(names) or list(self.views) != names:
-            # views of spectra still there are kept (a new region creates two figures, not all)
-            self.views = {n: self.views.get(n) or _SpectrumView(n, 390, 180, 80, self.legend.value) for n in names}
+        # the statistic first: its message reaches the browser before the figures' updates
+        self._readout()
+        self._on_warnings()
+        if names != self._names:
+            self._names = names
             regions = list(dict.fromkeys(n[:-1] for n in names))
-            # stacked by module: FPMA in the left column, FPMB in the right, one row per region
-            cells = []
-            for r in regions:
-                for m in ("A", "B"):
-                    cells.append(self.views[f"{r}{m}"].widget if f"{r}{m}" in self.views else w.HTML(""))
-            self.stack.children = cells
             old = self.focus.value
-            self.focus.options = regions
-            self.focus.value = old if old in regions else (regions[0] if regions else None)
+            with self._layout_quiet():
+                self.focus.options = regions
+                self.focus.value = old if old in regions else (regions[0] if regions else None)
             groups = list(range(1, len(names) + 1))
             self._stale = {(n, k) for n in names for k in ("small", "large")}
             self._show_layout(redraw=False)
@@ -324,13 +326,38 @@ class SpectraPanel(Panel):
             self._stale |= {(names[g - 1], k) for g in groups for k in ("small", "large")}
         self._draw_visible()
         self.last_redraw = list(groups)
-        self._readout()
-        self._on_warnings()
         self.last_update_seconds = time.perf_counter() - t0
 
+    @contextlib.contextmanager
+    def _layout_quiet(self):
+        """Focus changes inside do not redraw (the caller shows the layout once)."""
+        self._quiet = True
+        try:
+            yield
+        finally:
+            self._quiet = False
+
+    def _stacked_views(self):
+        """The small views of the stacked layout, made when that layout is shown (two figures per
+        new region: costly to create, so not while only the large view is on screen)."""
+        names = self._names
+        if list(self.views) == names:
+            return
+        # views of spectra still there are kept (a new region creates two figures, not all)
+        self.views = {n: self.views.get(n) or _SpectrumView(n, 390, 180, 80, self.legend.value) for n in names}
+        # stacked by module: FPMA in the left column, FPMB in the right, one row per region
+        cells = []
+        for r in dict.fromkeys(n[:-1] for n in names):
+            for m in ("A", "B"):
+                cells.append(self.views[f"{r}{m}"].widget if f"{r}{m}" in self.views else w.HTML(""))
+        self.stack.children = cells
+
     def _show_layout(self, redraw=True):
+        if self._quiet:
+            return
         names = self._focus_names()
         if self.layout.value == "all":
+            self._stacked_views()
             self.body.children = [self.stack]
         else:
             if list(self.large) != names:

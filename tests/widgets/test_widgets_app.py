@@ -160,7 +160,6 @@ def test_links_parameters_fit_export(app, bgd_centres, tmp_path):
     params.select("apbgd", 1)
     row = params.rows[("apbgd", 3)]
     spectra = app.panels["spectra"]
-    before = spectra.views["bgd1A"].comps["apbgd"].y.copy()
     spectra.layout.value = "all"
     before = spectra.views["bgd1A"].comps["apbgd"].y.copy()
     row.value.value = repr(2 * s.parameter("apbgd", 3).value)  # a typed cell
@@ -280,6 +279,7 @@ def test_demo_app(tmp_path, monkeypatch, data_root):
     s = app.session
     assert s.region_names("background") == ["bgd1", "bgd2", "bgd3", "bgd4"]
     assert s.region_names("source") == ["src_point"]
+    app.panels["spectra"].layout.value = "all"  # the small views are made when the stacked layout is shown
     assert len(app.panels["spectra"].views) == 8
 
 
