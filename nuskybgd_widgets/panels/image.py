@@ -24,6 +24,10 @@ from .overlays import SkyImageFigure, footprint_crop, footprint_outlines, region
 __all__ = ["ImagePanel", "MODES"]
 
 MODES = ("pan", "select") + DRAW_SHAPES + ("polygon",)
+_MODE_TIPS = {"pan": "pan and zoom the image", "select": "click a region to edit it; drag it to move, its rim to resize",
+              "circle": "drag from the centre to draw a circle", "ellipse": "drag from the centre to draw an ellipse",
+              "box": "drag from one corner to the other to draw a box",
+              "polygon": "click the vertices, then 'finish polygon' (or double-click)"}
 
 
 class ImagePanel(Panel):
@@ -52,7 +56,8 @@ class ImagePanel(Panel):
         # tools
         self.mode_buttons = {}
         for mode in MODES:
-            b = w.ToggleButton(value=mode == "pan", description=mode, tooltip=mode, layout=w.Layout(width="72px"))
+            b = w.ToggleButton(value=mode == "pan", description=mode, tooltip=_MODE_TIPS[mode],
+                               layout=w.Layout(width="auto"))
             b.add_class(f"nsb-draw-{mode}")
             b.observe(lambda ch, mode=mode: ch["new"] and self.set_mode(mode), "value")
             self.mode_buttons[mode] = b
@@ -60,8 +65,9 @@ class ImagePanel(Panel):
         self.new_role = w.Dropdown(options=["background", "source"], value="background", description="new",
                                    layout=w.Layout(width="190px"))
         self.exclude = w.Checkbox(value=False, description="exclude (from selected)", indent=False)
-        self.finish_button = w.Button(description="finish polygon", tooltip="finish polygon",
-                                      layout=w.Layout(width="120px"))
+        self.finish_button = w.Button(description="finish polygon", icon="check",
+                                      tooltip="close the polygon clicked so far (or double-click its last vertex)",
+                                      layout=w.Layout(width="auto"))
         self.finish_button.on_click(lambda _b: self.finish_polygon())
         self.stretch = w.ToggleButtons(options=["linear", "log", "asinh"], value="asinh",
                                        style={"button_width": "60px"})
@@ -76,7 +82,7 @@ class ImagePanel(Panel):
             box.observe(lambda _ch: self._draw_overlays(), "value")
         self.overlays["background model"].observe(lambda _ch: self._draw_image(), "value")
         self.module = w.ToggleButtons(options=["A", "B"], value="A", description="FPM",
-                                      style={"button_width": "40px"})
+                                      style={"button_width": "40px", "description_width": "36px"})
         self.module.observe(lambda _ch: self._on_data(), "value")
         self.readout = w.Label("").add_class("nsb-cursor-readout")
         # region editor
@@ -111,18 +117,21 @@ class ImagePanel(Panel):
         session.data.observe(self._on_data, "observation")
         session.regions.observe(self._on_regions, "items")
         session.model.observe(self._on_model, "change")
+        # rows wrap rather than cut a label (1440x900 leaves the panel the figure's width)
+        wrap = w.Layout(flex_flow="row wrap")
         tools = w.VBox([
-            w.HBox(list(self.mode_buttons.values())),
-            w.HBox([self.new_role, self.exclude, self.finish_button]),
-            w.HBox([self.stretch, self.smooth, self.module]),
-            w.HBox(list(self.overlays.values())),
+            w.HBox(list(self.mode_buttons.values()), layout=wrap),
+            w.HBox([self.new_role, self.exclude, self.finish_button], layout=wrap),
+            w.HBox([self.stretch, self.smooth, self.module], layout=wrap),
+            w.HBox(list(self.overlays.values()), layout=wrap),
         ])
         editor = w.HBox([self.region_list, w.VBox([w.HBox([self.name_box, self.rename_button]), self.role_box,
                                                    w.HBox([self.include_box, self.delete_button]),
                                                    w.HBox([self.reg_path, self.import_button]),
                                                    self.suggest_button])])
-        self.widget = w.VBox([self._header(), tools, self.figure, self.readout, editor,
-                              self.message]).add_class("nsb-image-panel")
+        # never narrower than the figure: beside the spectra it would be squeezed and cut
+        self.widget = w.VBox([self._header(), tools, self.figure, self.readout, editor, self.message],
+                             layout=w.Layout(flex="0 0 auto", width="530px")).add_class("nsb-image-panel")
         if session.observation is not None:
             self._on_data()
             self._on_regions()

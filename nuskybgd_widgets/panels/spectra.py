@@ -191,6 +191,17 @@ class _SpectrumView:
             self.zero.x = [self.x.min, self.x.max]
 
 
+def _warnings_html(items):
+    """The warnings as a collapsed list: one summary line (its height does not depend on how many
+    or how long they are), each warning wrapped in full when opened."""
+    if not items:
+        return ""
+    body = "".join(f'<li style="white-space:normal">{html.escape(x)}</li>' for x in items)
+    n = len(items)
+    return (f'<details style="color:#8a5a00"><summary style="cursor:pointer">⚠ {n} warning{"s" if n > 1 else ""} '
+            f'(click to read)</summary><ul style="margin:2px 0 4px 0;padding-left:20px">{body}</ul></details>')
+
+
 def _legend_html():
     items = "".join(f'<span style="margin-right:10px"><span style="display:inline-block;width:14px;height:3px;'
                     f'background:{SOURCE_COLOURS[s]};vertical-align:middle"></span> {s}</span>'
@@ -226,8 +237,9 @@ class SpectraPanel(Panel):
                                     disabled=True, layout=w.Layout(width="80px")).add_class("nsb-redo-button")
         self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="56px"))
         self.readout = w.HTML("", layout=w.Layout(height="40px", overflow="hidden")).add_class("nsb-stat-readout")
-        # a fixed-height box: warnings appearing after a fit scroll inside it, the layout does not jump
-        self.warnings = w.HTML("", layout=w.Layout(height="44px", overflow="auto")).add_class("nsb-message") \
+        # one line however many warnings (a fit adding some does not move the figures); opened,
+        # they wrap below it
+        self.warnings = w.HTML("", layout=w.Layout(min_height="22px")).add_class("nsb-message") \
             .add_class("nsb-fit-warnings")
         lo, hi = s.model.ignore
         self.fit_lo = w.BoundedFloatText(value=lo, min=1.6, max=165.0, step=1.0, description="fit keV",
@@ -266,7 +278,7 @@ class SpectraPanel(Panel):
         self.legend.observe(lambda ch: [v.set_legend(ch["new"]) for v in self._all_views()], "value")
         s.history.observe(self._on_history, ["can_undo", "can_redo"])
         s.model.observe(self._on_ignore, "ignore")
-        self.message.layout = w.Layout(height="22px", overflow="hidden")  # reserved: no jump after a fit
+        self.message.layout = w.Layout(min_height="22px")  # reserved: no jump after a fit; long errors wrap
         self.views = {}
         self.large = {}
         self._names = None  # spectra the views were laid out for
@@ -314,10 +326,13 @@ class SpectraPanel(Panel):
         if names != self._names:
             self._names = names
             regions = list(dict.fromkeys(n[:-1] for n in names))
-            old = self.focus.value
+            old, before = self.focus.value, set(self.focus.options)
+            # a region just drawn (or renamed) is shown large at once: the figures are drawn for
+            # it only, not first for the previous focus
+            new = [r for r in regions if r not in before]
             with self._layout_quiet():
                 self.focus.options = regions
-                self.focus.value = old if old in regions else (regions[0] if regions else None)
+                self.focus.value = new[0] if new else (old if old in regions else (regions[0] if regions else None))
             groups = list(range(1, len(names) + 1))
             self._stale = {(n, k) for n in names for k in ("small", "large")}
             self._show_layout(redraw=False)
@@ -429,7 +444,7 @@ class SpectraPanel(Panel):
         standin = "apec evaluated with the bremss stand-in"
         if s.apec_standin and not any(standin in x for x in items):
             items.insert(0, standin + " (no AtomDB); exported as bremss")
-        self.warnings.value = "".join(f'<div style="color:#8a5a00">⚠ {html.escape(x)}</div>' for x in items)
+        self.warnings.value = _warnings_html(items)
 
     def _on_history(self, _change=None):
         h = self.session.history

@@ -280,6 +280,56 @@ def test_one_screen_at_1440x900(ui):
     assert not ui.nsb_errors, ui.nsb_errors
 
 
+# Text that does not fit its box: a button, label, HTML cell or tab title wider inside than out
+# (scrollWidth > clientWidth), a dropdown whose chosen option is wider than the box, a figure
+# clipped by its panel. Hidden elements (other tabs) are skipped: each tab is checked open.
+CUT_TEXT_JS = """() => {
+  const visible = e => e.offsetParent !== null && e.getClientRects().length > 0;
+  const name = e => (e.innerText || e.title || '').trim().slice(0, 60);
+  const cut = [];
+  for (const e of document.querySelectorAll('.nsb-app button, .nsb-app label, .nsb-app .widget-label,'
+      + ' .nsb-app .widget-html, .nsb-app .widget-html-content, .nsb-app .lm-TabBar-tabLabel,'
+      + ' .nsb-app .p-TabBar-tabLabel')) {
+    if (visible(e) && e.scrollWidth > e.clientWidth + 1) cut.push([name(e), e.scrollWidth, e.clientWidth]);
+  }
+  const ctx = document.createElement('canvas').getContext('2d');
+  for (const s of document.querySelectorAll('.nsb-app select')) {
+    if (!visible(s) || s.multiple || s.size > 1 || s.selectedIndex < 0) continue;
+    const cs = getComputedStyle(s);
+    ctx.font = `${cs.fontStyle} ${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`;
+    const text = s.options[s.selectedIndex].text;
+    const need = ctx.measureText(text).width + parseFloat(cs.paddingLeft) + parseFloat(cs.paddingRight);
+    if (need > s.clientWidth) cut.push([text, Math.ceil(need), s.clientWidth]);
+  }
+  for (const f of document.querySelectorAll('.nsb-app .bqplot.figure')) {
+    const box = f.getBoundingClientRect(), panel = f.closest('.nsb-image-panel, .nsb-spectra-panel');
+    const outer = panel && panel.getBoundingClientRect();
+    if (visible(f) && outer && box.right > outer.right + 1) cut.push(['figure', box.right, outer.right]);
+  }
+  return cut;
+}"""
+
+
+def test_no_text_cut_at_1440x900(ui):
+    for title in ("Data", "Parameters", "Links", "Export"):
+        open_tab(ui, title)
+        ui.wait_for_timeout(300)  # the tab's widgets laid out
+        cut = ui.evaluate(CUT_TEXT_JS)
+        ui.locator(".nsb-tabs").screenshot(path=str(ARTIFACTS / f"ui-1-tab-{title.lower()}.png"))
+        assert not cut, f"text cut in the {title} tab (text, needed, had): {cut}"
+    # the warnings are one line, opened they wrap in full (nothing scrolls in a fixed box)
+    warnings = ui.locator(".nsb-fit-warnings")
+    if warnings.locator("summary").count():
+        height = warnings.bounding_box()["height"]
+        warnings.locator("summary").click()
+        items = warnings.locator("li")
+        assert items.count() >= 1 and all(t.strip() for t in items.all_inner_texts())
+        assert warnings.bounding_box()["height"] > height
+        assert not ui.evaluate(CUT_TEXT_JS)
+        warnings.locator("summary").click()
+    open_tab(ui, "Parameters")
+
+
 def test_drawing_tools(ui):
     n = len(region_names(ui))
     ui.locator(".nsb-draw-ellipse").click()
