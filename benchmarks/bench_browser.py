@@ -8,7 +8,8 @@ and prints, over ``--repeat`` page loads (median and max):
 * draw→spectra    mouse drag of a new circle → its spectra on screen and the statistic changed
 * drag→redraw     drag of that region by 15 sky pixels → the statistic changed
 * edit→redraw     a value typed into the parameter table (Enter) → the statistic changed
-* Fit→result      click on Fit → "… dof" in the readout
+* Fit→result      click on Fit → "… dof" in the readout (the fit's statistic, dof, goodness)
+* Fit→spectra     click on Fit → the large spectrum figure redrawn with the fitted model
 * kernel memory   RSS of the page's kernel after these steps (MB, from /proc; own server only)
 
     python benchmarks/bench_browser.py [--repeat 3] [--url http://127.0.0.1:8866/]
@@ -86,6 +87,14 @@ def _until_changed(page, before, timeout=60_000):
                            " return e && e.innerText !== b && /=/.test(e.innerText); }", arg=before, timeout=timeout)
 
 
+# Arms a watch on the large spectrum figure: set when one of its paths (data, model, axes) is
+# redrawn, i.e. the fitted model is on screen (the statistic readout may come first).
+_WATCH_PLOT = """() => { window.__nsbPlotted = false;
+  const fig = document.querySelector('.nsb-spectra-figure');
+  const obs = new MutationObserver(() => { window.__nsbPlotted = true; obs.disconnect(); });
+  obs.observe(fig, {subtree: true, attributes: true, attributeFilter: ['d']}); }"""
+
+
 def one_session(h, browser, url, server_pid, shots=None):
     """One page load and the five user steps; returns {step: seconds} and kernel MB."""
     out = {}
@@ -135,12 +144,14 @@ def one_session(h, browser, url, server_pid, shots=None):
         _until_changed(page, before)
         out["edit→redraw"] = time.perf_counter() - t
 
-        before = _readout(page)
+        page.evaluate(_WATCH_PLOT)
         t = time.perf_counter()
         page.locator(".nsb-fit-button").click()
         page.wait_for_function("() => / dof/.test(document.querySelector('.nsb-stat-readout').innerText)",
                                timeout=120_000)
         out["Fit→result"] = time.perf_counter() - t
+        page.wait_for_function("() => window.__nsbPlotted", timeout=120_000)
+        out["Fit→spectra"] = time.perf_counter() - t
         if shots:
             page.screenshot(path=str(shots / "bench-fitted.png"))
         # this page's kernel (the ones of earlier pages may still be alive: issue 20 item 4)
@@ -162,6 +173,7 @@ def main(argv=None):
     from nuskybgd_engine.demo import ensure_demo_observation
 
     proc = None
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         url, pid = args.url, None
         if url is None:
@@ -190,7 +202,8 @@ def main(argv=None):
         finally:
             if proc is not None:
                 h.stop(proc)
-    print(f"dashboard in headless chromium, 1440x900, {args.repeat} page load(s), demo observation")
+    print(f"dashboard in headless chromium, 1440x900, {args.repeat} page load(s), demo observation; "
+          f"load average {load[0]:.2f} before, {os.getloadavg()[0]:.2f} after ({os.cpu_count()} cores)")
     for step in runs[0]:
         values = [r[step] for r in runs]
         print(f"  {step:<14} median {statistics.median(values):6.2f} s   max {max(values):6.2f} s")
