@@ -239,7 +239,7 @@ class SpectraPanel(Panel):
         self.readout = w.HTML("", layout=w.Layout(height="40px", overflow="hidden")).add_class("nsb-stat-readout")
         # one line however many warnings (a fit adding some does not move the figures); opened,
         # they wrap below it
-        self.warnings = w.HTML("", layout=w.Layout(min_height="22px")).add_class("nsb-message") \
+        self.warnings = w.HTML("", layout=w.Layout(min_height="28px")).add_class("nsb-message") \
             .add_class("nsb-fit-warnings")
         lo, hi = s.model.ignore
         self.fit_lo = w.BoundedFloatText(value=lo, min=1.6, max=165.0, step=1.0, description="fit keV",
@@ -278,7 +278,7 @@ class SpectraPanel(Panel):
         self.legend.observe(lambda ch: [v.set_legend(ch["new"]) for v in self._all_views()], "value")
         s.history.observe(self._on_history, ["can_undo", "can_redo"])
         s.model.observe(self._on_ignore, "ignore")
-        self.message.layout = w.Layout(min_height="22px")  # reserved: no jump after a fit; long errors wrap
+        self.message.layout = w.Layout(min_height="28px")  # one line reserved: no jump after a fit; long errors wrap
         self.views = {}
         self.large = {}
         self._names = None  # spectra the views were laid out for
