@@ -24,7 +24,8 @@ from .overlays import SkyImageFigure, footprint_crop, footprint_outlines, region
 __all__ = ["ImagePanel", "MODES"]
 
 MODES = ("pan", "select") + DRAW_SHAPES + ("polygon",)
-_MODE_TIPS = {"pan": "pan and zoom the image", "select": "click a region to edit it; drag it to move, its rim to resize",
+_MODE_TIPS = {"pan": "pan and zoom the image",
+              "select": "click a region to edit it; drag it to move, its rim to resize",
               "circle": "drag from the centre to draw a circle", "ellipse": "drag from the centre to draw an ellipse",
               "box": "drag from one corner to the other to draw a box",
               "polygon": "click the vertices, then 'finish polygon' (or double-click)"}

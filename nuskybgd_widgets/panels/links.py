@@ -75,6 +75,9 @@ class LinksPanel(Panel):
         if not self._visible:
             self._behind = True
             return
+        self._catch_up()
+
+    def _catch_up(self):
         self._behind = False
         names = self.session.spectrum_names()
         if names != self._names:
@@ -84,28 +87,17 @@ class LinksPanel(Panel):
 
     @property
     def link_boxes(self):
-        """{(i, j): Checkbox} of the fcxb link matrix (built now if the panel was hidden)."""
+        """{(i, j): Checkbox} of the fcxb link matrix (brought up to date first if the panel was hidden)."""
         if self._behind:
-            self._visible, was = True, self._visible
-            try:
-                self._on_model()
-            finally:
-                self._visible = was
+            self._catch_up()
         return self._link_boxes
-
-    @link_boxes.setter
-    def link_boxes(self, boxes):
-        self._link_boxes = boxes
 
     @property
     def freeze_buttons(self):
-        """{(source, g): ToggleButton} of the freeze grid (built now if the panel was hidden)."""
-        self.link_boxes  # noqa: B018 - catches up
+        """{(source, g): ToggleButton} of the freeze grid (brought up to date first if the panel was hidden)."""
+        if self._behind:
+            self._catch_up()
         return self._freeze_buttons
-
-    @freeze_buttons.setter
-    def freeze_buttons(self, buttons):
-        self._freeze_buttons = buttons
 
     def _build(self, names):
         # Every widget is positional and kept from the last build: a new region adds a row and a
@@ -117,7 +109,8 @@ class LinksPanel(Panel):
             self._label(("col", k), "60px").value = name
             self._label(("row", k), "60px").value = name
             self._label(("grid", k), "70px").value = name
-        rows = [self._row("head", [self._label(("col", 0), "60px")] + [self._pool[("col", j)] for j in range(1, n + 1)])]
+        head = [self._label(("col", 0), "60px")] + [self._pool[("col", j)] for j in range(1, n + 1)]
+        rows = [self._row("head", head)]
         for i in range(1, n + 1):
             row = [self._pool[("row", i)]]
             for j in range(1, n + 1):

@@ -344,3 +344,20 @@ def test_dragging_a_reference_region_redraws_its_module(app, bgd_centres):
     im.handle_mouse("dragstart", x, y)
     im.handle_mouse("dragmove", x + 15, y)
     assert spectra.last_redraw == [s.group_index("bgd2", "A"), s.group_index("bgd2", "B")]
+
+
+@pytest.mark.slow
+def test_link_matrix_is_rebuilt_only_while_its_tab_is_open(app, bgd_centres):
+    s, links = app.session, app.panels["links"]
+    tabs = app.widget.children[1]
+    assert tabs.get_title(tabs.selected_index) != links.title  # the app opens on another tab
+    draw_circle(app, *bgd_centres[0])
+    rows = list(links.matrix.children)
+    draw_circle(app, *bgd_centres[1])
+    assert list(links.matrix.children) == rows  # hidden: a new region builds no matrix
+    tabs.selected_index = [tabs.get_title(i) for i in range(len(tabs.children))].index(links.title)
+    n = len(s.spectrum_names())
+    assert len(links.matrix.children) == n + 1 and len(links.freeze_grid.children) == n + 1
+    assert set(links.link_boxes) == {(i, j) for i in range(1, n + 1) for j in range(1, n + 1)}
+    draw_circle(app, *bgd_centres[2])  # shown: rebuilt at once
+    assert len(links.matrix.children) == len(s.spectrum_names()) + 1
