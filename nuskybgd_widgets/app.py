@@ -92,7 +92,9 @@ def build_app(data_root=None, workspace=None, demo=False):
     image, spectra = panels["image"], panels["spectra"]
     image.region_list.observe(lambda ch: _focus(spectra, ch["new"]), "value")
     root = w.VBox([
-        w.HBox([image.widget, spectra.widget], layout=w.Layout(align_items="flex-start")),
+        # both panels have fixed widths (no text length moves the image); a narrow page (a notebook
+        # cell) puts the spectra below the image instead of cutting either
+        w.HBox([image.widget, spectra.widget], layout=w.Layout(align_items="flex-start", flex_flow="row wrap")),
         tabs, keys,
     ]).add_class("nsb-app")
     return App(widget=root, session=session, panels=panels)

@@ -300,7 +300,7 @@ class SpectraPanel(Panel):
             self.readout, self.warnings, self.message,
             w.HBox([w.HTML(_legend_html()), self.legend, self.rebin, self.rebin_min, self.png_button,
                     self.svg_button], layout=w.Layout(flex_flow="row wrap")),
-            self.body]).add_class("nsb-spectra-panel")
+            self.body], layout=w.Layout(width="840px", flex="0 0 auto")).add_class("nsb-spectra-panel")
         self._on_model()
 
     # -- which views are on screen -------------------------------------------------------------------
