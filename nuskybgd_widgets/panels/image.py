@@ -82,8 +82,8 @@ class ImagePanel(Panel):
             box.add_class("nsb-overlay-" + k.replace(" ", "-"))
             box.observe(lambda _ch: self._draw_overlays(), "value")
         self.overlays["background model"].observe(lambda _ch: self._draw_image(), "value")
-        self.module = w.ToggleButtons(options=["A", "B"], value="A", description="FPM",
-                                      style={"button_width": "40px", "description_width": "36px"})
+        self.module = w.ToggleButtons(options=["A", "B"], value="A", tooltips=["FPMA", "FPMB"],
+                                      style={"button_width": "40px"})
         self.module.observe(lambda _ch: self._on_data(), "value")
         self.readout = w.Label("").add_class("nsb-cursor-readout")
         # region editor
@@ -123,7 +123,7 @@ class ImagePanel(Panel):
         tools = w.VBox([
             w.HBox(list(self.mode_buttons.values()), layout=wrap),
             w.HBox([self.new_role, self.exclude, self.finish_button], layout=wrap),
-            w.HBox([self.stretch, self.smooth, self.module], layout=wrap),
+            w.HBox([self.stretch, self.smooth, w.Label("FPM"), self.module], layout=wrap),
             w.HBox(list(self.overlays.values()), layout=wrap),
         ])
         editor = w.HBox([self.region_list, w.VBox([w.HBox([self.name_box, self.rename_button]), self.role_box,
