@@ -45,13 +45,13 @@ def _load(name, path):
 
 
 def _browser_helpers():
-    """The tests' browser helpers: chromium path and args, server start/stop (tests/conftest.py) and
-    sky→screen (tests/browser/test_dashboard_browser.py)."""
+    """The tests' browser helpers: chromium path and args, server start/stop (tests/conftest.py),
+    sky→screen and picking an image tool (tests/browser/test_dashboard_browser.py)."""
     conf = _load("_nsb_conftest", REPO / "tests" / "conftest.py")
     page = _load("_nsb_browser_tests", REPO / "tests" / "browser" / "test_dashboard_browser.py")
     return argparse.Namespace(CHROMIUM=conf.CHROMIUM, CHROMIUM_ARGS=conf.CHROMIUM_ARGS, free_port=conf._free_port,
                               stop=conf._stop, wait_listening=conf._wait_listening,
-                              sky_to_screen=page.sky_to_screen)
+                              sky_to_screen=page.sky_to_screen, use_tool=page.use_tool)
 
 
 def _kernels(server_pid):
@@ -113,7 +113,7 @@ def one_session(h, browser, url, server_pid, shots=None):
         if shots:
             page.screenshot(path=str(shots / "bench-first-view.png"))
 
-        page.locator(".nsb-draw-circle").click()
+        h.use_tool(page, "circle")
         x0, y0 = h.sky_to_screen(page, 540, 420)
         x1, y1 = h.sky_to_screen(page, 565, 420)
         before = _readout(page)
@@ -127,7 +127,7 @@ def one_session(h, browser, url, server_pid, shots=None):
         _until_changed(page, before)
         out["draw→spectra"] = time.perf_counter() - t
 
-        page.locator(".nsb-draw-select").click()
+        h.use_tool(page, "select")
         before = _readout(page)
         page.mouse.move(x0, y0)
         page.mouse.down()

@@ -60,7 +60,7 @@ class ImagePanel(Panel):
             b = w.ToggleButton(value=mode == "pan", description=mode, tooltip=_MODE_TIPS[mode],
                                layout=w.Layout(width="auto"))
             b.add_class(f"nsb-draw-{mode}")
-            b.observe(lambda ch, mode=mode: ch["new"] and self.set_mode(mode), "value")
+            b.observe(lambda ch, mode=mode: self._mode_clicked(mode, ch["new"]), "value")
             self.mode_buttons[mode] = b
         self.mode = "pan"
         self.new_role = w.Dropdown(options=["background", "source"], value="background", description="new",
@@ -218,12 +218,20 @@ class ImagePanel(Panel):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.mode = mode
+        # the figure's interaction first: once the browser shows the other buttons released, the
+        # figure already sends drags to this mode (a drag right after the click is not a pan)
+        self.view.set_interaction(pan=mode == "pan")
         for m, b in self.mode_buttons.items():
             if b.value != (m == mode):
                 b.value = m == mode
-        self.view.set_interaction(pan=mode == "pan")
         self._poly, self._drag = [], None
         self.view.show_preview()
+
+    def _mode_clicked(self, mode, pressed):
+        if pressed:
+            self.set_mode(mode)
+        elif mode == self.mode:  # the active tool clicked again stays pressed (one tool is always on)
+            self.mode_buttons[mode].value = True
 
     def _on_mouse_msg(self, _widget, content, _buffers):
         event = content.get("event")

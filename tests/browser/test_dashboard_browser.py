@@ -114,6 +114,15 @@ def sky_to_screen(page, x, y):
     return ax + (x - vx) * sx, ay + (y - vy) * sy
 
 
+def use_tool(page, mode):
+    """Click the image tool ``mode`` and wait until the kernel took it (the other tools released:
+    the figure's interaction is switched before them), so that a drag right after is not a pan."""
+    page.locator(f".nsb-draw-{mode}").click()
+    page.wait_for_function("""m => { const on = Array.from(document.querySelectorAll('.nsb-image-panel button'))
+        .filter(b => /nsb-draw-/.test(b.className) && b.classList.contains('mod-active'));
+        return on.length === 1 && on[0].classList.contains('nsb-draw-' + m); }""", arg=mode, timeout=STEP_MS)
+
+
 def open_tab(page, title):
     """Click the dashboard tab called ``title`` (Data, Parameters, Links, Export)."""
     page.locator(".nsb-tabs .lm-TabBar-tab, .nsb-tabs .p-TabBar-tab").filter(has_text=title).first.click()
@@ -131,7 +140,7 @@ def test_draw_fit_export_in_the_browser(page, server):
     readout_before = page.locator(".nsb-stat-readout").inner_text()
 
     # draw a circle background region by mouse drag on an empty part of the field
-    page.locator(".nsb-draw-circle").click()
+    use_tool(page, "circle")
     x0, y0 = sky_to_screen(page, 540, 420)
     x1, y1 = sky_to_screen(page, 565, 420)
     assert x1 - x0 > 10  # a radius of 25 sky pixels is a real drag on screen
@@ -332,13 +341,13 @@ def test_no_text_cut_at_1440x900(ui):
 
 def test_drawing_tools(ui):
     n = len(region_names(ui))
-    ui.locator(".nsb-draw-ellipse").click()
+    use_tool(ui, "ellipse")
     drag(ui, (560, 640), (590, 620))
     wait_regions(ui, n + 1)
-    ui.locator(".nsb-draw-box").click()
+    use_tool(ui, "box")
     drag(ui, (640, 560), (680, 600))
     wait_regions(ui, n + 2)
-    ui.locator(".nsb-draw-polygon").click()
+    use_tool(ui, "polygon")
     settled(ui)
     for x, y in ((420, 300), (470, 300), (450, 340)):
         sx, sy = sky_to_screen(ui, x, y)
@@ -353,7 +362,7 @@ def test_drawing_tools(ui):
 def test_resize_rename_exclude_delete(ui):
     names = region_names(ui)
     box = names[-2]  # the box drawn above, centred on (660, 580), 40 px wide
-    ui.locator(".nsb-draw-select").click()
+    use_tool(ui, "select")
     before = readout(ui)
     drag(ui, (679, 580), (700, 580))  # grab the rim: resize
     readout_changes(ui, before)
@@ -363,7 +372,7 @@ def test_resize_rename_exclude_delete(ui):
     ui.wait_for_function("() => Array.from(document.querySelectorAll('.nsb-region-list option'))"
                          ".some(o => o.textContent.trim() === 'wide')", timeout=STEP_MS)
     ui.get_by_text("exclude (from selected)").click()
-    ui.locator(".nsb-draw-circle").click()
+    use_tool(ui, "circle")
     drag(ui, (660, 580), (665, 580))
     ui.wait_for_function("() => Array.from(document.querySelectorAll('.nsb-message'))"
                          ".some(e => /excluded/.test(e.innerText))", timeout=STEP_MS)

@@ -361,3 +361,15 @@ def test_link_matrix_is_rebuilt_only_while_its_tab_is_open(app, bgd_centres):
     assert set(links.link_boxes) == {(i, j) for i in range(1, n + 1) for j in range(1, n + 1)}
     draw_circle(app, *bgd_centres[2])  # shown: rebuilt at once
     assert len(links.matrix.children) == len(s.spectrum_names()) + 1
+
+
+def test_one_image_tool_is_always_pressed():
+    image = build_app().panels["image"]
+    image.mode_buttons["circle"].value = True  # a click on 'circle'
+    assert image.mode == "circle" and [m for m, b in image.mode_buttons.items() if b.value] == ["circle"]
+    assert image.view.figure.interaction is image.view.mouse
+    image.mode_buttons["circle"].value = False  # clicked again: stays the tool
+    assert image.mode == "circle" and image.mode_buttons["circle"].value
+    image.mode_buttons["pan"].value = True
+    assert [m for m, b in image.mode_buttons.items() if b.value] == ["pan"]
+    assert image.view.figure.interaction is image.view.panzoom
