@@ -17,8 +17,9 @@ and prints, over ``--repeat`` page loads (median and max):
 Issue 20 measured before this dashboard layout (10 spectra, 2 cores): first view 9.1 s,
 draw→spectra 0.9–1.1 s (statistic 2.2–2.4 s), edit→redraw 0.12–0.19 s, Fit→result 2.4–3.0 s,
 kernel ~680 MB. Main at 9dd2a2e against the statistic-first / lazy link matrix change, interleaved
-on the same busy machine (load average 8–20): draw→spectra 1.16 → 0.48 s, drag→redraw 0.50 →
-0.08 s, edit→redraw 0.20 → 0.08 s, Fit→result 1.21 → 0.77 s, Fit→spectra 1.29 → 0.78 s (README).
+on the same busy machine (load average 6–20, 6 rounds): draw→spectra 1.12 → 0.47 s, drag→redraw
+0.29 → 0.09 s, edit→redraw 0.18 → 0.15 s, Fit→result 1.26 → 1.19 s, Fit→spectra 1.41 → 1.24 s
+(README: the fit's time is the kernel's engine work, scaled by the load).
 To compare two trees, run this script with ``PYTHONPATH`` pointing at the other tree's widgets.
 """
 
