@@ -8,14 +8,19 @@ and prints, over ``--repeat`` page loads (median and max):
 * draw→spectra    mouse drag of a new circle → its spectra on screen and the statistic changed
 * drag→redraw     drag of that region by 15 sky pixels → the statistic changed
 * edit→redraw     a value typed into the parameter table (Enter) → the statistic changed
-* Fit→result      click on Fit → "… dof" in the readout
+* Fit→result      click on Fit → "… dof" in the readout (the fit's statistic, dof, goodness)
+* Fit→spectra     click on Fit → the large spectrum figure redrawn with the fitted model
 * kernel memory   RSS of the page's kernel after these steps (MB, from /proc; own server only)
 
     python benchmarks/bench_browser.py [--repeat 3] [--url http://127.0.0.1:8866/]
 
 Issue 20 measured before this dashboard layout (10 spectra, 2 cores): first view 9.1 s,
 draw→spectra 0.9–1.1 s (statistic 2.2–2.4 s), edit→redraw 0.12–0.19 s, Fit→result 2.4–3.0 s,
-kernel ~680 MB.
+kernel ~680 MB. Main at 9dd2a2e against the statistic-first / lazy link matrix change, interleaved
+on the same busy machine (load average 6–20, 6 rounds): draw→spectra 1.12 → 0.47 s, drag→redraw
+0.29 → 0.09 s, edit→redraw 0.18 → 0.15 s, Fit→result 1.26 → 1.19 s, Fit→spectra 1.41 → 1.24 s
+(README: the fit's time is the kernel's engine work, scaled by the load).
+To compare two trees, run this script with ``PYTHONPATH`` pointing at the other tree's widgets.
 """
 
 from __future__ import annotations
@@ -41,13 +46,13 @@ def _load(name, path):
 
 
 def _browser_helpers():
-    """The tests' browser helpers: chromium path and args, server start/stop (tests/conftest.py) and
-    sky→screen (tests/browser/test_dashboard_browser.py)."""
+    """The tests' browser helpers: chromium path and args, server start/stop (tests/conftest.py),
+    sky→screen and picking an image tool (tests/browser/test_dashboard_browser.py)."""
     conf = _load("_nsb_conftest", REPO / "tests" / "conftest.py")
     page = _load("_nsb_browser_tests", REPO / "tests" / "browser" / "test_dashboard_browser.py")
     return argparse.Namespace(CHROMIUM=conf.CHROMIUM, CHROMIUM_ARGS=conf.CHROMIUM_ARGS, free_port=conf._free_port,
                               stop=conf._stop, wait_listening=conf._wait_listening,
-                              sky_to_screen=page.sky_to_screen)
+                              sky_to_screen=page.sky_to_screen, use_tool=page.use_tool)
 
 
 def _kernels(server_pid):
@@ -86,6 +91,14 @@ def _until_changed(page, before, timeout=60_000):
                            " return e && e.innerText !== b && /=/.test(e.innerText); }", arg=before, timeout=timeout)
 
 
+# Arms a watch on the large spectrum figure: set when one of its paths (data, model, axes) is
+# redrawn, i.e. the fitted model is on screen (the statistic readout may come first).
+_WATCH_PLOT = """() => { window.__nsbPlotted = false;
+  const fig = document.querySelector('.nsb-spectra-figure');
+  const obs = new MutationObserver(() => { window.__nsbPlotted = true; obs.disconnect(); });
+  obs.observe(fig, {subtree: true, attributes: true, attributeFilter: ['d']}); }"""
+
+
 def one_session(h, browser, url, server_pid, shots=None):
     """One page load and the five user steps; returns {step: seconds} and kernel MB."""
     out = {}
@@ -101,7 +114,7 @@ def one_session(h, browser, url, server_pid, shots=None):
         if shots:
             page.screenshot(path=str(shots / "bench-first-view.png"))
 
-        page.locator(".nsb-draw-circle").click()
+        h.use_tool(page, "circle")
         x0, y0 = h.sky_to_screen(page, 540, 420)
         x1, y1 = h.sky_to_screen(page, 565, 420)
         before = _readout(page)
@@ -115,7 +128,7 @@ def one_session(h, browser, url, server_pid, shots=None):
         _until_changed(page, before)
         out["draw→spectra"] = time.perf_counter() - t
 
-        page.locator(".nsb-draw-select").click()
+        h.use_tool(page, "select")
         before = _readout(page)
         page.mouse.move(x0, y0)
         page.mouse.down()
@@ -135,12 +148,14 @@ def one_session(h, browser, url, server_pid, shots=None):
         _until_changed(page, before)
         out["edit→redraw"] = time.perf_counter() - t
 
-        before = _readout(page)
+        page.evaluate(_WATCH_PLOT)
         t = time.perf_counter()
         page.locator(".nsb-fit-button").click()
         page.wait_for_function("() => / dof/.test(document.querySelector('.nsb-stat-readout').innerText)",
                                timeout=120_000)
         out["Fit→result"] = time.perf_counter() - t
+        page.wait_for_function("() => window.__nsbPlotted", timeout=120_000)
+        out["Fit→spectra"] = time.perf_counter() - t
         if shots:
             page.screenshot(path=str(shots / "bench-fitted.png"))
         # this page's kernel (the ones of earlier pages may still be alive: issue 20 item 4)
@@ -162,6 +177,7 @@ def main(argv=None):
     from nuskybgd_engine.demo import ensure_demo_observation
 
     proc = None
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         url, pid = args.url, None
         if url is None:
@@ -190,7 +206,8 @@ def main(argv=None):
         finally:
             if proc is not None:
                 h.stop(proc)
-    print(f"dashboard in headless chromium, 1440x900, {args.repeat} page load(s), demo observation")
+    print(f"dashboard in headless chromium, 1440x900, {args.repeat} page load(s), demo observation; "
+          f"load average {load[0]:.2f} before, {os.getloadavg()[0]:.2f} after ({os.cpu_count()} cores)")
     for step in runs[0]:
         values = [r[step] for r in runs]
         print(f"  {step:<14} median {statistics.median(values):6.2f} s   max {max(values):6.2f} s")

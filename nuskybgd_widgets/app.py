@@ -88,15 +88,17 @@ def build_app(data_root=None, workspace=None, demo=False):
     for i, k in enumerate(_TABS):
         tabs.set_title(i, panels[k].title)
     tabs.selected_index = _TABS.index("parameters" if session.observation is not None else "data")
+    # the link matrix (n² boxes) is rebuilt only while its tab is open
+    links = panels["links"]
+    links.set_visible(tabs.selected_index == _TABS.index("links"))
+    tabs.observe(lambda ch: links.set_visible(ch["new"] == _TABS.index("links")), "selected_index")
     keys = w.HTML(_SHORTCUTS, layout=w.Layout(height="0px", overflow="hidden")).add_class("nsb-shortcuts")
     # the spectra follow the region picked on the image
     image, spectra = panels["image"], panels["spectra"]
     image.region_list.observe(lambda ch: _focus(spectra, ch["new"]), "value")
-    # Side by side when the page (or a JupyterLab cell) holds both at their figures' widths, else the
-    # spectra wrap below the image: neither panel is squeezed under its figures.
-    image.widget.layout.flex = f"1 1 calc({image.figure.layout.width} + 20px)"
-    spectra.widget.layout.flex = f"1 1 calc({spectra.focus_box.layout.width} + 4px)"
     root = w.VBox([
+        # both panels have fixed widths (no text length moves the image); a narrow page (a notebook
+        # cell) puts the spectra below the image instead of cutting either
         w.HBox([image.widget, spectra.widget], layout=w.Layout(align_items="flex-start", flex_flow="row wrap")),
         tabs, keys,
     ]).add_class("nsb-app")

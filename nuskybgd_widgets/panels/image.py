@@ -24,6 +24,11 @@ from .overlays import SkyImageFigure, footprint_crop, footprint_outlines, region
 __all__ = ["ImagePanel", "MODES"]
 
 MODES = ("pan", "select") + DRAW_SHAPES + ("polygon",)
+_MODE_TIPS = {"pan": "pan and zoom the image",
+              "select": "click a region to edit it; drag it to move, its rim to resize",
+              "circle": "drag from the centre to draw a circle", "ellipse": "drag from the centre to draw an ellipse",
+              "box": "drag from one corner to the other to draw a box",
+              "polygon": "click the vertices, then 'finish polygon' (or double-click)"}
 
 
 class ImagePanel(Panel):
@@ -52,16 +57,18 @@ class ImagePanel(Panel):
         # tools
         self.mode_buttons = {}
         for mode in MODES:
-            b = w.ToggleButton(value=mode == "pan", description=mode, tooltip=mode, layout=w.Layout(width="72px"))
+            b = w.ToggleButton(value=mode == "pan", description=mode, tooltip=_MODE_TIPS[mode],
+                               layout=w.Layout(width="auto"))
             b.add_class(f"nsb-draw-{mode}")
-            b.observe(lambda ch, mode=mode: ch["new"] and self.set_mode(mode), "value")
+            b.observe(lambda ch, mode=mode: self._mode_clicked(mode, ch["new"]), "value")
             self.mode_buttons[mode] = b
         self.mode = "pan"
         self.new_role = w.Dropdown(options=["background", "source"], value="background", description="new",
                                    layout=w.Layout(width="190px"))
         self.exclude = w.Checkbox(value=False, description="exclude (from selected)", indent=False)
-        self.finish_button = w.Button(description="finish polygon", tooltip="finish polygon",
-                                      layout=w.Layout(width="120px"))
+        self.finish_button = w.Button(description="finish polygon", icon="check",
+                                      tooltip="close the polygon clicked so far (or double-click its last vertex)",
+                                      layout=w.Layout(width="auto"))
         self.finish_button.on_click(lambda _b: self.finish_polygon())
         self.stretch = w.ToggleButtons(options=["linear", "log", "asinh"], value="asinh",
                                        style={"button_width": "60px"})
@@ -75,7 +82,7 @@ class ImagePanel(Panel):
             box.add_class("nsb-overlay-" + k.replace(" ", "-"))
             box.observe(lambda _ch: self._draw_overlays(), "value")
         self.overlays["background model"].observe(lambda _ch: self._draw_image(), "value")
-        self.module = w.ToggleButtons(options=["A", "B"], value="A", description="FPM",
+        self.module = w.ToggleButtons(options=["A", "B"], value="A", tooltips=["FPMA", "FPMB"],
                                       style={"button_width": "40px"})
         self.module.observe(lambda _ch: self._on_data(), "value")
         # several observations: which one the image shows (counts, maps and regions follow)
@@ -120,18 +127,21 @@ class ImagePanel(Panel):
         session.data.observe(self._on_data, "observation")
         session.regions.observe(self._on_regions, "items")
         session.model.observe(self._on_model, "change")
+        # rows wrap rather than cut a label (1440x900 leaves the panel the figure's width)
+        wrap = w.Layout(flex_flow="row wrap")
         tools = w.VBox([
-            w.HBox(list(self.mode_buttons.values())),
-            w.HBox([self.new_role, self.exclude, self.finish_button]),
-            w.HBox([self.stretch, self.smooth, self.module, self.observation]),
-            w.HBox(list(self.overlays.values())),
+            w.HBox(list(self.mode_buttons.values()), layout=wrap),
+            w.HBox([self.new_role, self.exclude, self.finish_button], layout=wrap),
+            w.HBox([self.stretch, self.smooth, w.Label("FPM"), self.module, self.observation], layout=wrap),
+            w.HBox(list(self.overlays.values()), layout=wrap),
         ])
         editor = w.HBox([self.region_list, w.VBox([w.HBox([self.name_box, self.rename_button]), self.role_box,
                                                    w.HBox([self.include_box, self.delete_button]),
                                                    w.HBox([self.reg_path, self.import_button]),
                                                    self.suggest_button])])
-        self.widget = w.VBox([self._header(), tools, self.figure, self.readout, editor,
-                              self.message]).add_class("nsb-image-panel")
+        # never narrower than the figure: beside the spectra it would be squeezed and cut
+        self.widget = w.VBox([self._header(), tools, self.figure, self.readout, editor, self.message],
+                             layout=w.Layout(flex="0 0 auto", width="530px")).add_class("nsb-image-panel")
         if session.observation is not None:
             self._on_data()
             self._on_regions()
@@ -232,12 +242,20 @@ class ImagePanel(Panel):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.mode = mode
+        # the figure's interaction first: once the browser shows the other buttons released, the
+        # figure already sends drags to this mode (a drag right after the click is not a pan)
+        self.view.set_interaction(pan=mode == "pan")
         for m, b in self.mode_buttons.items():
             if b.value != (m == mode):
                 b.value = m == mode
-        self.view.set_interaction(pan=mode == "pan")
         self._poly, self._drag = [], None
         self.view.show_preview()
+
+    def _mode_clicked(self, mode, pressed):
+        if pressed:
+            self.set_mode(mode)
+        elif mode == self.mode:  # the active tool clicked again stays pressed (one tool is always on)
+            self.mode_buttons[mode].value = True
 
     def _on_mouse_msg(self, _widget, content, _buffers):
         event = content.get("event")

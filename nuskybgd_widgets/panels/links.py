@@ -41,10 +41,19 @@ class LinksPanel(Panel):
         self.statistic.observe(lambda ch: self.set_statistic(ch["new"]), "value")
         self.matrix = w.VBox()
         self.freeze_grid = w.VBox()
-        self.link_boxes, self.freeze_buttons = {}, {}
+        self._link_boxes, self._freeze_buttons = {}, {}
         self._names = None
-        self._box_pool, self._button_pool = {}, {}  # widgets reused across builds
+        self._box_pool, self._button_pool, self._pool = {}, {}, {}  # widgets reused across builds
+        head = [w.Label("", layout=w.Layout(width="70px"))]
+        for src in COMPONENTS:
+            b = w.Button(description=f"{src}: freeze all", layout=w.Layout(width="130px"))
+            b.on_click(lambda _b, src=src: self.freeze_all(src, True))
+            t = w.Button(description="thaw all", layout=w.Layout(width="70px"))
+            t.on_click(lambda _b, src=src: self.freeze_all(src, False))
+            head.append(w.HBox([b, t]))
+        self._freeze_head = w.HBox(head)
         self._syncing = False
+        self._visible, self._behind = True, False  # hidden (another tab): grids built when shown
         s.model.observe(self._on_model, ["spectra", "fcxb_links", "parameters"])
         s.model.observe(lambda _ch: self._sync(), ["fix_line_ratios", "no_solar", "negative_norms", "statistic"])
         self.widget = w.VBox([self._header(), w.HBox([self.line_ratios, self.no_solar, self.negative_norms]), self.statistic,
@@ -55,53 +64,94 @@ class LinksPanel(Panel):
 
     # -- building the grids ---------------------------------------------------------------------
 
+    def set_visible(self, on):
+        """The panel is on screen (True) or hidden in a tab (False): while hidden the grids are not
+        rebuilt on every model change (a region drawn costs no link matrix); shown, they catch up."""
+        self._visible = bool(on)
+        if self._visible and self._behind:
+            self._on_model()
+
     def _on_model(self, _change=None):
+        if not self._visible:
+            self._behind = True
+            return
+        self._catch_up()
+
+    def _catch_up(self):
+        self._behind = False
         names = self.session.spectrum_names()
         if names != self._names:
             self._names = names
             self._build(names)
         self._sync()
 
+    @property
+    def link_boxes(self):
+        """{(i, j): Checkbox} of the fcxb link matrix (brought up to date first if the panel was hidden)."""
+        if self._behind:
+            self._catch_up()
+        return self._link_boxes
+
+    @property
+    def freeze_buttons(self):
+        """{(source, g): ToggleButton} of the freeze grid (brought up to date first if the panel was hidden)."""
+        if self._behind:
+            self._catch_up()
+        return self._freeze_buttons
+
     def _build(self, names):
+        # Every widget is positional and kept from the last build: a new region adds a row and a
+        # column (a few new widgets) instead of a whole new matrix (300 widgets for 12 spectra,
+        # 0.2 s in the kernel and as many models for the browser to create).
         n = len(names)
-        cell = w.Layout(width="60px")
-        self.link_boxes = {}
-        rows = [w.HBox([w.Label("", layout=cell)] + [w.Label(x, layout=cell) for x in names])]
+        self._link_boxes = {}
+        for k, name in enumerate(names, start=1):
+            self._label(("col", k), "60px").value = name
+            self._label(("row", k), "60px").value = name
+            self._label(("grid", k), "70px").value = name
+        head = [self._label(("col", 0), "60px")] + [self._pool[("col", j)] for j in range(1, n + 1)]
+        rows = [self._row("head", head)]
         for i in range(1, n + 1):
-            row = [w.Label(names[i - 1], layout=cell)]
+            row = [self._pool[("row", i)]]
             for j in range(1, n + 1):
-                # the boxes are positional: kept from the last build (a new region adds a row and a
-                # column instead of n² new widgets)
                 box = self._box_pool.get((i, j))
                 if box is None:
                     box = self._box_pool[(i, j)] = w.Checkbox(value=False, indent=False, disabled=i == j,
-                                                              layout=cell)
+                                                              layout=w.Layout(width="60px"))
                     box.observe(lambda ch, i=i, j=j: self._box_changed(i, j, ch["new"]), "value")
-                self.link_boxes[(i, j)] = box
+                self._link_boxes[(i, j)] = box
                 row.append(box)
-            rows.append(w.HBox(row))
+            rows.append(self._row(("matrix", i), row))
         self.matrix.children = rows
-        self.freeze_buttons = {}
-        head = [w.Label("", layout=w.Layout(width="70px"))]
-        for src in COMPONENTS:
-            b = w.Button(description=f"{src}: freeze all", layout=w.Layout(width="130px"))
-            b.on_click(lambda _b, src=src: self.freeze_all(src, True))
-            t = w.Button(description="thaw all", layout=w.Layout(width="70px"))
-            t.on_click(lambda _b, src=src: self.freeze_all(src, False))
-            head.append(w.HBox([b, t]))
-        grid = [w.HBox(head)]
-        for g, name in enumerate(names, start=1):
-            row = [w.Label(name, layout=w.Layout(width="70px"))]
+        self._freeze_buttons = {}
+        grid = [self._freeze_head]
+        for g in range(1, n + 1):
+            row = [self._pool[("grid", g)]]
             for src in COMPONENTS:
                 btn = self._button_pool.get((src, g))
                 if btn is None:
                     btn = self._button_pool[(src, g)] = w.ToggleButton(value=False, description="free",
                                                                        layout=w.Layout(width="200px"))
                     btn.observe(lambda ch, src=src, g=g: self._frozen_changed(src, g, ch["new"]), "value")
-                self.freeze_buttons[(src, g)] = btn
+                self._freeze_buttons[(src, g)] = btn
                 row.append(btn)
-            grid.append(w.HBox(row))
+            grid.append(self._row(("grid", g), row))
         self.freeze_grid.children = grid
+
+    def _label(self, key, width):
+        """The pooled Label ``key`` (created once)."""
+        if key not in self._pool:
+            self._pool[key] = w.Label("", layout=w.Layout(width=width))
+        return self._pool[key]
+
+    def _row(self, key, children):
+        """The pooled HBox ``key`` holding ``children`` (only a changed list is sent)."""
+        box = self._pool.get(("hbox", key))
+        if box is None:
+            box = self._pool[("hbox", key)] = w.HBox()
+        if list(box.children) != children:
+            box.children = children
+        return box
 
     def _sync(self):
         """Widgets from the session (without firing the handlers)."""
@@ -109,10 +159,10 @@ class LinksPanel(Panel):
         self._syncing = True
         try:
             links = set(s.fcxb_links)
-            for (i, j), box in self.link_boxes.items():
+            for (i, j), box in self._link_boxes.items():
                 box.value = (i, j) in links
             states = self.norm_states
-            for (src, g), btn in self.freeze_buttons.items():
+            for (src, g), btn in self._freeze_buttons.items():
                 state = states.get((src, g), "none")
                 btn.value = state == "frozen"
                 btn.description = state

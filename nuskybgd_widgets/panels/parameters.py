@@ -138,8 +138,11 @@ class ParametersPanel(Panel):
                        _cell("<b>component.name</b>", "190px"), _cell("<b>value</b>", "96px"),
                        _cell("<b>error</b>", "84px"), _cell("<b>limits</b>", "120px"), _cell("<b>frozen</b>", "72px"),
                        _cell("<b>link</b>", "110px")])
-        session.model.observe(self._on_model, ["spectra", "parameters"])
-        session.fitting.observe(lambda _ch: self._sync(), "result")
+        # on the model's change event (after its new parameters, after the spectra panel's
+        # statistic and figures): the table is below the figures, it follows them
+        session.model.observe(self._on_model, "change")
+        # a fit always announces a change; a result dropped (new observation, reset) may not
+        session.fitting.observe(lambda ch: ch["new"] is None and self._sync(), "result")
         self.widget = w.VBox([
             w.HBox([self.component, self.spectrum, self.module, self.search, self.free_only], layout=w.Layout(flex_flow="row wrap")),
             w.HBox([buttons[k] for k in ("freeze", "thaw", "link", "all", "none", "reset")] + [self.page, self.count],
@@ -206,7 +209,7 @@ class ParametersPanel(Panel):
                 self._syncing = False
             self.selected &= {(p.source, p.index) for p in self.session.model.parameters}
             return self._build()
-        if change is not None and change["name"] == "parameters":
+        if change is not None:
             return self._sync()
         return None
 

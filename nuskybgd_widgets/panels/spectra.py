@@ -11,6 +11,7 @@ view is open, its small figures; the others are marked stale and drawn when they
 
 from __future__ import annotations
 
+import contextlib
 import html
 import time
 
@@ -190,6 +191,17 @@ class _SpectrumView:
             self.zero.x = [self.x.min, self.x.max]
 
 
+def _warnings_html(items):
+    """The warnings as a collapsed list: one summary line (its height does not depend on how many
+    or how long they are), each warning wrapped in full when opened."""
+    if not items:
+        return ""
+    body = "".join(f'<li style="white-space:normal">{html.escape(x)}</li>' for x in items)
+    n = len(items)
+    return (f'<details style="color:#8a5a00"><summary style="cursor:pointer">⚠ {n} warning{"s" if n > 1 else ""} '
+            f'(click to read)</summary><ul style="margin:2px 0 4px 0;padding-left:20px">{body}</ul></details>')
+
+
 def _legend_html():
     items = "".join(f'<span style="margin-right:10px"><span style="display:inline-block;width:14px;height:3px;'
                     f'background:{SOURCE_COLOURS[s]};vertical-align:middle"></span> {s}</span>'
@@ -227,8 +239,9 @@ class SpectraPanel(Panel):
                                     disabled=True, layout=w.Layout(width="80px")).add_class("nsb-redo-button")
         self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="56px"))
         self.readout = w.HTML("", layout=w.Layout(height="40px", overflow="hidden")).add_class("nsb-stat-readout")
-        # a fixed-height box: warnings appearing after a fit scroll inside it, the layout does not jump
-        self.warnings = w.HTML("", layout=w.Layout(height="44px", overflow="auto")).add_class("nsb-message") \
+        # one line however many warnings (a fit adding some does not move the figures); opened,
+        # they wrap below it
+        self.warnings = w.HTML("", layout=w.Layout(min_height="28px")).add_class("nsb-message") \
             .add_class("nsb-fit-warnings")
         lo, hi = s.model.ignore
         self.fit_lo = w.BoundedFloatText(value=lo, min=1.6, max=165.0, step=1.0, description="fit keV",
@@ -250,7 +263,7 @@ class SpectraPanel(Panel):
         # several observations: the stacked layout shows one observation's spectra, or all
         self.observation = w.Dropdown(options=[("all obs", "")], value="", tooltip="observation stacked",
                                       layout=w.Layout(width="150px", display="none")).add_class("nsb-spectra-observation")
-        self.observation.observe(lambda _ch: self._fill_stack(), "value")
+        self.observation.observe(lambda _ch: self.layout.value == "all" and self._stacked_views(), "value")
         self.legend = w.Checkbox(value=False, description="legend in plot", indent=False,
                                  layout=w.Layout(width="auto"))
         self.png_button = w.Button(description="PNG", tooltip="save the shown figures as PNG",
@@ -271,26 +284,31 @@ class SpectraPanel(Panel):
         self.legend.observe(lambda ch: [v.set_legend(ch["new"]) for v in self._all_views()], "value")
         s.history.observe(self._on_history, ["can_undo", "can_redo"])
         s.model.observe(self._on_ignore, "ignore")
-        self.message.layout = w.Layout(height="22px", overflow="hidden")  # reserved: no jump after a fit
+        self.message.layout = w.Layout(min_height="28px")  # one line reserved: no jump after a fit; long errors wrap
         self.views = {}
         self.large = {}
+        self._names = None  # spectra the views were laid out for
+        self._quiet = False
         self._stale = set()  # (spectrum name, 'small' or 'large') to draw when shown
         self.last_redraw = []
         self.last_update_seconds = 0.0
         # rows keep their figures' height (several observations: many rows scroll, none is squeezed)
         self.stack = w.GridBox(layout=w.Layout(grid_template_columns="repeat(2, 400px)", grid_auto_rows="max-content",
-                                               overflow="auto", height="600px", width="830px"))
+                                               overflow="auto",
+                                               height="600px", width="830px"))
         self.focus_box = w.HBox(layout=w.Layout(height="600px", width="830px", overflow="auto"))
         self.body = w.Box([self.focus_box])
         s.model.observe(self._on_model, "change")
         s.fitting.observe(self._on_warnings, "warnings")
+        # a fit's numbers are shown as soon as it returns, before the table and the figures follow
+        s.fitting.observe(lambda _ch: self._readout(), "result")
         self.widget = w.VBox([
             w.HBox([self.fit_button, self.undo_button, self.redo_button, self.progress, self.fit_lo, self.fit_hi,
                     self.layout, self.focus, self.observation], layout=w.Layout(flex_flow="row wrap")),
             self.readout, self.warnings, self.message,
             w.HBox([w.HTML(_legend_html()), self.legend, self.rebin, self.rebin_min, self.png_button,
                     self.svg_button], layout=w.Layout(flex_flow="row wrap")),
-            self.body]).add_class("nsb-spectra-panel")
+            self.body], layout=w.Layout(width="840px", flex="0 0 auto")).add_class("nsb-spectra-panel")
         self._on_model()
 
     # -- which views are on screen -------------------------------------------------------------------
@@ -310,16 +328,21 @@ class SpectraPanel(Panel):
         s = self.session
         names = s.spectrum_names() if s.analysis is not None else []
         changed = change["new"].groups if change is not None else None
-        if sorted(self.views) != sorted(names) or list(self.views) != names:
-            # views of spectra still there are kept (a new region creates two figures, not all)
-            self.views = {n: self.views.get(n) or _SpectrumView(n, 390, 180, 80, self.legend.value) for n in names}
+        # the statistic first: its message reaches the browser before the figures' updates
+        self._readout()
+        self._on_warnings()
+        if names != self._names:
+            self._names = names
             regions = list(dict.fromkeys(n[:-1] for n in names))
-            self._fill_stack()
-            old = self.focus.value
-            self.focus.options = regions
-            # several observations: '<key>_<region>' names; the box grows so that none is cut
-            self.focus.layout.width = f"{min(200, max(110, 30 + 8 * max(map(len, regions), default=0)))}px"
-            self.focus.value = old if old in regions else (regions[0] if regions else None)
+            old, before = self.focus.value, set(self.focus.options)
+            # a region just drawn (or renamed) is shown large at once: the figures are drawn for
+            # it only, not first for the previous focus
+            new = [r for r in regions if r not in before]
+            with self._layout_quiet():
+                self.focus.options = regions
+                # several observations: '<key>_<region>' names; the box grows so that none is cut
+                self.focus.layout.width = f"{min(200, max(110, 30 + 8 * max(map(len, regions), default=0)))}px"
+                self.focus.value = new[0] if new else (old if old in regions else (regions[0] if regions else None))
             groups = list(range(1, len(names) + 1))
             self._stale = {(n, k) for n in names for k in ("small", "large")}
             self._show_layout(redraw=False)
@@ -328,9 +351,25 @@ class SpectraPanel(Panel):
             self._stale |= {(names[g - 1], k) for g in groups for k in ("small", "large")}
         self._draw_visible()
         self.last_redraw = list(groups)
-        self._readout()
-        self._on_warnings()
         self.last_update_seconds = time.perf_counter() - t0
+
+    @contextlib.contextmanager
+    def _layout_quiet(self):
+        """Focus changes inside do not redraw (the caller shows the layout once)."""
+        self._quiet = True
+        try:
+            yield
+        finally:
+            self._quiet = False
+
+    def _stacked_views(self):
+        """The small views of the stacked layout, made when that layout is shown (two figures per
+        new region: costly to create, so not while only the large view is on screen)."""
+        names = self._names
+        if list(self.views) != names:
+            # views of spectra still there are kept (a new region creates two figures, not all)
+            self.views = {n: self.views.get(n) or _SpectrumView(n, 390, 180, 80, self.legend.value) for n in names}
+        self._fill_stack()
 
     def _fill_stack(self):
         """Stacked by module: FPMA in the left column, FPMB in the right, one row per region (of the
@@ -342,7 +381,6 @@ class SpectraPanel(Panel):
             old = self.observation.value
             self.observation.options = options
             self.observation.value = old if old in [v for _k, v in options] else ""
-        self._show_filters()
         key = self.observation.value
         cells = []
         for r in dict.fromkeys(n[:-1] for n in self.views if not key or keys.get(n) == key):
@@ -359,9 +397,12 @@ class SpectraPanel(Panel):
         self.focus.layout.display = "none" if stacked else None
 
     def _show_layout(self, redraw=True):
+        if self._quiet:
+            return
         self._show_filters()
         names = self._focus_names()
         if self.layout.value == "all":
+            self._stacked_views()
             self.body.children = [self.stack]
         else:
             if list(self.large) != names:
@@ -433,7 +474,7 @@ class SpectraPanel(Panel):
         standin = "apec evaluated with the bremss stand-in"
         if s.apec_standin and not any(standin in x for x in items):
             items.insert(0, standin + " (no AtomDB); exported as bremss")
-        self.warnings.value = "".join(f'<div style="color:#8a5a00">⚠ {html.escape(x)}</div>' for x in items)
+        self.warnings.value = _warnings_html(items)
 
     def _on_history(self, _change=None):
         h = self.session.history

@@ -63,3 +63,12 @@ def drag(page, start, end, steps=6):
 def wait_regions(page, n):
     page.wait_for_function("n => document.querySelectorAll('.nsb-region-list option').length === n", arg=n,
                            timeout=STEP_MS)
+
+
+def use_tool(page, mode):
+    """Click the image tool ``mode`` and wait until the kernel took it (the other tools released:
+    the figure's interaction is switched before them), so that a drag right after is not a pan."""
+    page.locator(f".nsb-draw-{mode}").click()
+    page.wait_for_function("""m => { const on = Array.from(document.querySelectorAll('.nsb-image-panel button'))
+        .filter(b => /nsb-draw-/.test(b.className) && b.classList.contains('mod-active'));
+        return on.length === 1 && on[0].classList.contains('nsb-draw-' + m); }""", arg=mode, timeout=STEP_MS)

@@ -33,7 +33,7 @@ import pytest
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 PlaywrightTimeout = playwright_sync.TimeoutError
 
-from .pages import STEP_MS, drag, readout, readout_changes, settled, wait_regions
+from .pages import STEP_MS, drag, readout, readout_changes, settled, use_tool, wait_regions
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -215,7 +215,7 @@ def test_dashboard_notebook_fit_and_drag_in_jupyterlab(notebook):
     n = p.locator(".nsb-region-list option").count()
     titles = p.locator(".nsb-spectra-figure").all_text_contents()
     before = readout(p)
-    p.locator(".nsb-draw-circle").click()
+    use_tool(p, "circle")
     drag(p, (540, 420), (565, 420))
     wait_regions(p, n + 1)
     p.wait_for_function("before => Array.from(document.querySelectorAll('.nsb-spectra-figure'))"
@@ -223,7 +223,7 @@ def test_dashboard_notebook_fit_and_drag_in_jupyterlab(notebook):
     readout_changes(p, before)
     # drag the new region elsewhere: the statistic and its spectra follow
     before, marks = readout(p), spectra_marks(p)
-    p.locator(".nsb-draw-select").click()
+    use_tool(p, "select")
     drag(p, (540, 420), (570, 450))
     readout_changes(p, before)
     p.wait_for_function(f"m => ({MARKS_JS})() !== m", arg=marks, timeout=STEP_MS)

@@ -131,8 +131,8 @@ def test_joint_fit_and_tables(joint):
     table.search.value = ""
     # the spectra panel shows every spectrum of both observations, stacked A | B
     sp = joint.panels["spectra"]
+    sp.layout.value = "all"  # the small views are made when the stacked layout is shown
     assert sorted(sp.views) == sorted(s.spectrum_names())
-    sp.layout.value = "all"
     assert len(sp.stack.children) == 2 * 2 * len(CIRCLES)
     assert [v for _k, v in sp.observation.options] == ["", V1, V2] and sp.observation.layout.display is None
     sp.observation.value = V2  # the stacked view's observation filter

@@ -160,7 +160,6 @@ def test_links_parameters_fit_export(app, bgd_centres, tmp_path):
     params.select("apbgd", 1)
     row = params.rows[("apbgd", 3)]
     spectra = app.panels["spectra"]
-    before = spectra.views["bgd1A"].comps["apbgd"].y.copy()
     spectra.layout.value = "all"
     before = spectra.views["bgd1A"].comps["apbgd"].y.copy()
     row.value.value = repr(2 * s.parameter("apbgd", 3).value)  # a typed cell
@@ -280,6 +279,7 @@ def test_demo_app(tmp_path, monkeypatch, data_root):
     s = app.session
     assert s.region_names("background") == ["bgd1", "bgd2", "bgd3", "bgd4"]
     assert s.region_names("source") == ["src_point"]
+    app.panels["spectra"].layout.value = "all"  # the small views are made when the stacked layout is shown
     assert len(app.panels["spectra"].views) == 8
 
 
@@ -344,3 +344,32 @@ def test_dragging_a_reference_region_redraws_its_module(app, bgd_centres):
     im.handle_mouse("dragstart", x, y)
     im.handle_mouse("dragmove", x + 15, y)
     assert spectra.last_redraw == [s.group_index("bgd2", "A"), s.group_index("bgd2", "B")]
+
+
+@pytest.mark.slow
+def test_link_matrix_is_rebuilt_only_while_its_tab_is_open(app, bgd_centres):
+    s, links = app.session, app.panels["links"]
+    tabs = app.widget.children[1]
+    assert tabs.get_title(tabs.selected_index) != links.title  # the app opens on another tab
+    draw_circle(app, *bgd_centres[0])
+    rows = list(links.matrix.children)
+    draw_circle(app, *bgd_centres[1])
+    assert list(links.matrix.children) == rows  # hidden: a new region builds no matrix
+    tabs.selected_index = [tabs.get_title(i) for i in range(len(tabs.children))].index(links.title)
+    n = len(s.spectrum_names())
+    assert len(links.matrix.children) == n + 1 and len(links.freeze_grid.children) == n + 1
+    assert set(links.link_boxes) == {(i, j) for i in range(1, n + 1) for j in range(1, n + 1)}
+    draw_circle(app, *bgd_centres[2])  # shown: rebuilt at once
+    assert len(links.matrix.children) == len(s.spectrum_names()) + 1
+
+
+def test_one_image_tool_is_always_pressed():
+    image = build_app().panels["image"]
+    image.mode_buttons["circle"].value = True  # a click on 'circle'
+    assert image.mode == "circle" and [m for m, b in image.mode_buttons.items() if b.value] == ["circle"]
+    assert image.view.figure.interaction is image.view.mouse
+    image.mode_buttons["circle"].value = False  # clicked again: stays the tool
+    assert image.mode == "circle" and image.mode_buttons["circle"].value
+    image.mode_buttons["pan"].value = True
+    assert [m for m, b in image.mode_buttons.items() if b.value] == ["pan"]
+    assert image.view.figure.interaction is image.view.panzoom
