@@ -108,8 +108,8 @@ def add_server_arguments(parser):
                         f"its kernel (default {DEFAULT_PREHEAT})")
     g.add_argument("--refill-quiet", type=_seconds, default=DEFAULT_REFILL_QUIET, metavar="SECONDS",
                    help="replace a pre-heated kernel a page took only after this long without a new page and "
-                        "with no kernel busy, one kernel at a time, so that building the next pool kernel does not "
-                        f"slow the pages of a burst (default {DEFAULT_REFILL_QUIET})")
+                        "without kernel activity, one kernel at a time, so that building the next pool kernel does "
+                        f"not slow the pages of a burst (default {DEFAULT_REFILL_QUIET})")
     g.add_argument("--base-url", type=_base_url, metavar="PATH",
                    help="path under which a reverse proxy publishes the dashboard (e.g. /nuskybgd/) when it "
                         "strips that prefix before forwarding; the server itself keeps answering at /")
@@ -165,8 +165,9 @@ def _pool_keeping_kernel_manager():
     * A page's kernel taken from the pool counts as active from that moment (:meth:`taken`): it may have
       waited longer than the idle timeout, and the page connects only once its scripts have loaded.
     * Pool kernels start one at a time, each after ``refill_quiet`` seconds without a new page
-      (:meth:`page_requested`) and with no kernel busy, so building the next pool kernel (imports,
-      maps, spectra: seconds of CPU) does not compete with the pages of a burst.
+      (:meth:`page_requested`) and without a message from any kernel (pages of a burst still loading
+      their widgets, a fit), so building the next pool kernel (imports, maps, spectra: seconds of CPU)
+      does not compete with the pages of a burst.
     """
     # lazy: the Jupyter server costs a second that `nuskybgd-dashboard --help` should not pay
     from jupyter_server._tz import utcnow  # the clock the culler compares last_activity with
@@ -216,9 +217,15 @@ def _pool_keeping_kernel_manager():
                 self._refill_lock = asyncio.Lock()
             await self._refill_lock.acquire()
             deadline = time.monotonic() + REFILL_MAX_WAIT
-            while time.monotonic() < deadline and (
-                    self._busy() or time.monotonic() - getattr(self, "_last_page", -1e9) < self.refill_quiet):
+            while time.monotonic() < deadline and not self._quiet():
                 await asyncio.sleep(0.5)
+
+        def _quiet(self):
+            """No kernel busy, none active (a message from any kernel) and no page asked for in ``refill_quiet`` s."""
+            if self._busy() or time.monotonic() - getattr(self, "_last_page", -1e9) < self.refill_quiet:
+                return False
+            last = getattr(self, "last_kernel_activity", None)
+            return last is None or (utcnow() - last).total_seconds() >= self.refill_quiet
 
         async def _release_when_built(self, kernel_id):
             """Keep the refill lock until the new pool kernel has run its notebook (busy, then idle)."""
