@@ -228,8 +228,10 @@ async def run(args):
                     # warm-up: the demo observation is simulated and its products cached on first use
                     ctx, page, t = await open_page(browser, url)
                     await close_page(ctx, page)
+                    filled = await wait_pool(url, args.preheat, 600)
                     base_kernels = await wait_kernels(url, args.preheat, 30)
-                    print(f"warm-up page (cold caches): {t:.1f} s; kernels after it closed: {base_kernels}")
+                    print(f"warm-up page (cold caches): {t:.1f} s; pool of {args.preheat} filled {fmt(filled)} s "
+                          f"later; kernels then: {base_kernels}")
                     print(f"server {url} · {os.cpu_count()} cores · preheat {args.preheat} · cull-idle "
                           f"{args.cull_idle} s · refill-quiet {args.refill_quiet} s · product cache "
                           f"{'off' if args.no_product_cache else 'on'}")
