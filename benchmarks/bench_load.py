@@ -260,6 +260,9 @@ async def run(args):
                             await close_page(ctx, page)
                             await wait_kernels(url, base_kernels, 15)
                             curve.append(memory(server)[1])
+                            if len(curve) % 10 == 0:  # partial results survive an interrupted run
+                                print(f"    view {i + 1}: first view {t:.1f} s, server+kernels RSS {curve[-1]:.0f} MiB, "
+                                      f"load {load_average()}", flush=True)
                         k = len(curve)
                         slope = statistics.linear_regression(range(k), curve).slope if k > 1 else 0.0
                         marks = sorted({0, k // 4, k // 2, 3 * k // 4, k - 1})
