@@ -168,6 +168,7 @@ def _pool_keeping_kernel_manager():
       (:meth:`page_requested`) and without a message from any kernel (pages of a burst still loading
       their widgets, a fit), so building the next pool kernel (imports, maps, spectra: seconds of CPU)
       does not compete with the pages of a burst.
+    * When the server stops, a kernel in the middle of a cell is stopped at once (see :meth:`shutdown_all`).
     """
     # lazy: the Jupyter server costs a second that `nuskybgd-dashboard --help` should not pay
     from jupyter_server._tz import utcnow  # the clock the culler compares last_activity with
@@ -242,6 +243,18 @@ def _pool_keeping_kernel_manager():
                     await asyncio.sleep(0.25)
             finally:
                 self._refill_lock.release()
+
+        async def shutdown_all(self, now=False):
+            # A kernel stopped while it runs a cell (a pool kernel building its page, a fit) logs a zmq
+            # traceback when its reply finds the sockets closed; the server is going away, so such a
+            # kernel is stopped at once instead, and the others politely.
+            for kernel_id, kernel in list(self._kernels.items()):
+                if getattr(kernel, "execution_state", "") in ("busy", "starting"):
+                    try:
+                        await ensure_async(super().shutdown_kernel(kernel_id, now=True))
+                    except Exception as exc:  # noqa: BLE001 - shutting down: log it and stop the others
+                        self.log.warning("could not stop kernel %s: %s", kernel_id, exc)
+            return await ensure_async(super().shutdown_all(now=now))
 
         async def start_kernel(self, *args, **kwargs):
             if (kwargs.get("env") or {}).get("VOILA_PREHEAT") != "True":

@@ -199,6 +199,30 @@ def test_pool_kernels_start_one_at_a_time_after_quiet(monkeypatch):
     assert pool_starts[1][2] >= built[pool_starts[0][1]]  # one pool kernel at a time
 
 
+def test_server_stop_kills_kernels_in_the_middle_of_a_cell(monkeypatch):
+    from types import SimpleNamespace
+
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    km = server._pool_keeping_kernel_manager()()
+    km._kernels = {"building": SimpleNamespace(execution_state="busy"),
+                   "page": SimpleNamespace(execution_state="idle")}
+    calls = []
+
+    async def shutdown_kernel(self, kernel_id, now=False, restart=False):
+        calls.append((kernel_id, now))
+        self._kernels.pop(kernel_id)
+
+    async def shutdown_all(self, now=False):
+        for kid in list(self._kernels):
+            await shutdown_kernel(self, kid, now=now)
+
+    monkeypatch.setattr(AsyncMappingKernelManager, "shutdown_kernel", shutdown_kernel)
+    monkeypatch.setattr(AsyncMappingKernelManager, "shutdown_all", shutdown_all)
+    _in_own_loop(km.shutdown_all())
+    assert calls == [("building", True), ("page", False)]
+
+
 @pytest.mark.parametrize("argv", [["--cull-idle", "-5"], ["--cull-idle", "soon"], ["--user-header", "X User"],
                                   ["--preheat", "-1"], ["--base-url", "nuskybgd/../x"], ["--refill-quiet", "-1"],
                                   ["--refill-quiet", "later"]])
