@@ -44,6 +44,10 @@ DEFAULT_PREHEAT = 1
 DEFAULT_REFILL_QUIET = 5
 #: A refill waits for quiet at most this long (a server that never quiets still gets its pool back).
 REFILL_MAX_WAIT = 120
+#: Seconds Voila waits, after the dashboard cell has run, for the rest of its output. The cell's last
+#: output (the app's view) comes after ~2000 widget messages; Voila's default of 4 s ran out on a busy
+#: machine, and the page then showed no dashboard at all, with no error (the "stuck page").
+IOPUB_TIMEOUT = 180
 #: URL (under the base URL) of the health probe.
 HEALTH_PATH = "/nuskybgd/health"
 #: ``session`` (one subfolder per page, the default when served), ``shared`` (the workspace itself).
@@ -134,6 +138,7 @@ def header_env_name(header):
 
 def configure(cfg, args):
     """Add the serving settings of ``args`` (see :func:`add_server_arguments`) to the traitlets ``cfg``."""
+    cfg.VoilaExecutor.iopub_timeout = IOPUB_TIMEOUT  # waits only while output is still arriving
     if args.cull_idle > 0:
         cfg.MappingKernelManager.cull_idle_timeout = int(args.cull_idle)
         cfg.MappingKernelManager.cull_interval = max(1, min(60, int(args.cull_idle) // 2))

@@ -67,6 +67,7 @@ def test_server_settings_from_the_command_line():
     assert 0 < km.cull_interval <= 60
     assert cfg.VoilaConfiguration.preheat_kernel is True and cfg.VoilaConfiguration.default_pool_size == 2
     assert cfg.MappingKernelManager.refill_quiet == 7.5
+    assert cfg.VoilaExecutor.iopub_timeout >= 60  # the dashboard's view arrives after ~2000 widget messages
     assert server._pool_keeping_kernel_manager()(config=cfg).refill_quiet == 7.5  # the manager reads it
     assert cfg.VoilaConfiguration.http_header_envs == ["X-Forwarded-User"]
     assert "base_url" not in cfg.Voila
