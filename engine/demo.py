@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from .errors import BadFileError
+from .simulate import SimulationSpec, simulate_observation
 
 __all__ = ["DEMO_SPEC", "demo_root", "ensure_demo_observation"]
 
@@ -54,8 +55,6 @@ def ensure_demo_observation(root=None, *, progress=None):
             return obsdir
         raise BadFileError("exists but is not the nuskybgd demo observation; choose another directory "
                            "(NUSKYBGD_DEMO_DIR)", path=obsdir)
-    from .simulate import SimulationSpec, simulate_observation  # lazy: the simulator only when the demo is made
-
     root.mkdir(parents=True, exist_ok=True)
     simulate_observation(root, SimulationSpec(**DEMO_SPEC), progress=progress)
     return obsdir

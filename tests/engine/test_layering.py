@@ -26,8 +26,6 @@ LAZY_IMPORTS = {
         "the PyXspec backend (and its .xcm export) is loaded only when asked for",
     ("nuskybgd_engine.batch.observation", "nuskybgd_engine.suggest"):
         "an install without suggest still runs regions='given' (tested by hiding the module)",
-    ("nuskybgd_engine.demo", "nuskybgd_engine.simulate"):
-        "the simulator (astropy.coordinates, ~0.4 s) only when the demo is made, not in every dashboard kernel",
 }
 
 #: The CLI imports every step's module to build its parser; each step imports the engine inside
