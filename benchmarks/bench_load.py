@@ -8,7 +8,13 @@ own browser context (its own cookies: a separate observer), and measures
 * memory per kernel: RSS and USS (private) of each kernel process (psutil);
 * Fit latency under load: all N click Fit together, until their statistic shows `` dof``;
 * kernels alive after the pages close (through ``/nuskybgd/health``, which starts none), at once
-  and after a short grace period.
+  and after a short grace period;
+* the load average of the machine (other jobs share its cores) next to each round.
+
+Before each round it waits (bounded) until the pool of pre-heated kernels is full again
+(``pool_ready`` of the health probe), and says how long that took: a round measures a server that
+had time to refill, as observers arriving minutes apart find it. At the end it counts the server
+log's warnings and errors (culled kernels, failed cells).
 
 Then ``--views`` successive single page views (open, ready, close) with the memory of the server
 and its kernels after each, summarised as a curve (first/middle/last and the slope per view).
@@ -19,6 +25,7 @@ Needs ``/usr/bin/chromium`` and the ``playwright`` package (never ``playwright i
 Usage::
 
     python benchmarks/bench_load.py [--users 1 2 4 8] [--views 100] [--preheat N] [--cull-idle S]
+                                    [--refill-quiet S] [--no-product-cache]
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from pathlib import Path
 
 import psutil
 
-from nuskybgd_widgets.server import DEFAULT_PREHEAT
+from nuskybgd_widgets.server import DEFAULT_PREHEAT, DEFAULT_REFILL_QUIET
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -86,9 +93,10 @@ def memory(server):
     return kernels, total
 
 
-def start_server(base, extra):
+def start_server(base, extra, product_cache=True):
     port = free_port()
-    env = dict(os.environ, NUSKYBGD_DEMO_DIR=str(base / "demo"))
+    env = dict(os.environ, NUSKYBGD_DEMO_DIR=str(base / "demo"),
+               NUSKYBGD_PRODUCT_CACHE=str(base / "products") if product_cache else "off")
     log = open(base / "server.log", "wb")  # noqa: SIM115 - closed in stop_server
     proc = subprocess.Popen([sys.executable, "-m", "nuskybgd_widgets.dashboard", "--demo", "--port", str(port),
                              "--workspace", str(base / "workspace"), "--no-browser", *extra],
@@ -147,6 +155,26 @@ async def fit(page):
     return time.perf_counter() - t0
 
 
+async def wait_pool(url, want, seconds=240):
+    """Seconds until ``want`` pre-heated kernels wait ready (or ``seconds`` passed: then None)."""
+    t0 = time.monotonic()
+    while health(url).get("pool_ready", want) < want:
+        if time.monotonic() - t0 > seconds:
+            return None
+        await asyncio.sleep(0.5)
+    return time.monotonic() - t0
+
+
+def load_average():
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def log_problems(path):
+    """Counts of the server log's culling, warning and error lines."""
+    text = path.read_text(errors="replace")
+    return {"culled": text.count("Culling"), "warnings": text.count("[W "), "errors": text.count("[E ")}
+
+
 async def wait_kernels(url, at_most, seconds):
     """Kernel count once it is at most ``at_most``, or after ``seconds``."""
     deadline = time.monotonic() + seconds
@@ -189,8 +217,9 @@ async def run(args):
     with tempfile.TemporaryDirectory(prefix="nsb-load-") as tmp:
         base = Path(tmp)
         (base / "workspace").mkdir()
-        extra = ["--cull-idle", str(args.cull_idle), "--preheat", str(args.preheat)]
-        proc, log, url = start_server(base, extra)
+        extra = ["--cull-idle", str(args.cull_idle), "--preheat", str(args.preheat),
+                 "--refill-quiet", str(args.refill_quiet)]
+        proc, log, url = start_server(base, extra, product_cache=not args.no_product_cache)
         server = psutil.Process(proc.pid)
         try:
             async with async_playwright() as pw:
@@ -199,21 +228,28 @@ async def run(args):
                     # warm-up: the demo observation is simulated and its products cached on first use
                     ctx, page, t = await open_page(browser, url)
                     await close_page(ctx, page)
+                    filled = await wait_pool(url, args.preheat, 600)
                     base_kernels = await wait_kernels(url, args.preheat, 30)
-                    print(f"warm-up page (cold caches): {t:.1f} s; kernels after it closed: {base_kernels}")
+                    print(f"warm-up page (cold caches): {t:.1f} s; pool of {args.preheat} filled {fmt(filled)} s "
+                          f"later; kernels then: {base_kernels}")
                     print(f"server {url} · {os.cpu_count()} cores · preheat {args.preheat} · cull-idle "
-                          f"{args.cull_idle} s")
+                          f"{args.cull_idle} s · refill-quiet {args.refill_quiet} s · product cache "
+                          f"{'off' if args.no_product_cache else 'on'}")
                     print("  N  ready  first view med/max (s)  RSS/USS per kernel (MiB)  Fit med/max (s)  "
-                          "kernels after close (at once / 15 s)")
+                          "kernels after close (at once / 15 s)  pool refill (s)  load avg 1/5/15 min")
                     for n in args.users:
+                        refill = await wait_pool(url, args.preheat)
+                        load = load_average()
                         r = await round_of(browser, url, server, n, base_kernels)
                         print(f"{r['n']:>3}  {r['ready']}/{n}  {fmt(r['first_median'])} / {fmt(r['first_max'])}"
                               f"{'':14}{fmt(r['rss_per_kernel'], '.0f')} / {fmt(r['uss_per_kernel'], '.0f')}"
                               f"{'':17}{fmt(r['fit_median'], '.2f')} / {fmt(r['fit_max'], '.2f')}"
-                              f"{'':9}{r['kernels_after_close']} / {r['kernels_after_15s']}", flush=True)
+                              f"{'':9}{r['kernels_after_close']} / {r['kernels_after_15s']}"
+                              f"{'':26}{fmt(refill)}{'':12}{load}", flush=True)
                     if args.views:
                         curve, times, failed = [], [], 0
                         for i in range(args.views):
+                            await wait_pool(url, args.preheat, 60)  # observers one after another: warm
                             try:
                                 ctx, page, t = await open_page(browser, url)
                             except Exception as exc:  # noqa: BLE001 - counted and reported, the loop goes on
@@ -224,12 +260,16 @@ async def run(args):
                             await close_page(ctx, page)
                             await wait_kernels(url, base_kernels, 15)
                             curve.append(memory(server)[1])
+                            if len(curve) % 10 == 0:  # partial results survive an interrupted run
+                                print(f"    view {i + 1}: first view {t:.1f} s, server+kernels RSS {curve[-1]:.0f} MiB, "
+                                      f"load {load_average()}", flush=True)
                         k = len(curve)
                         slope = statistics.linear_regression(range(k), curve).slope if k > 1 else 0.0
                         marks = sorted({0, k // 4, k // 2, 3 * k // 4, k - 1})
                         if not curve:
                             print(f"{args.views} successive page views: none ready")
                             return
+                        print(f"load average {load_average()}")
                         print(f"{k} successive page views ({failed} failed): first view median "
                               f"{statistics.median(times):.1f} s, max {max(times):.1f} s; server+kernels RSS after view "
                               + ", ".join(f"#{i + 1}: {curve[i]:.0f}" for i in marks)
@@ -239,15 +279,20 @@ async def run(args):
                     await browser.close()
         finally:
             stop_server(proc, log)
+            print("server log: " + ", ".join(f"{v} {k}" for k, v in log_problems(base / "server.log").items()))
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--users", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--users", type=int, nargs="*", default=[1, 2, 4, 8], help="concurrent observers per round")
     p.add_argument("--views", type=int, default=100, help="successive single page views (0: none)")
     p.add_argument("--preheat", type=int, default=DEFAULT_PREHEAT,
                    help=f"pre-heated kernels (nuskybgd-dashboard --preheat; default {DEFAULT_PREHEAT})")
     p.add_argument("--cull-idle", type=float, default=60, help="nuskybgd-dashboard --cull-idle")
+    p.add_argument("--refill-quiet", type=float, default=DEFAULT_REFILL_QUIET,
+                   help=f"nuskybgd-dashboard --refill-quiet (default {DEFAULT_REFILL_QUIET})")
+    p.add_argument("--no-product-cache", action="store_true",
+                   help="every kernel computes the observation's maps ($NUSKYBGD_PRODUCT_CACHE=off)")
     args = p.parse_args(argv)
     if not Path(CHROMIUM).is_file():
         raise SystemExit(f"{CHROMIUM} not found (.ci/install-browser)")

@@ -15,6 +15,7 @@ from .io.aspect import read_aspect
 from .io.events import read_events
 from .io.gti import apply_gti, read_gti
 from .maps import aspect_from_events, aspect_histogram, make_counts_image, make_instrument_map, project_maps
+from .productcache import load_products, product_key, store_products
 
 __all__ = ["ModuleProducts", "ObservationProducts", "find_observation_files", "prepare_observation"]
 
@@ -131,25 +132,39 @@ def prepare_observation(obsdir, *, obsid=None, band=(3.0, 20.0), modules=("A", "
             say(ev.dropped_note())
         if gti is not None:
             ev = apply_gti(ev, gti)
-        say(f"FPM{m}: counts image {band[0]:g}-{band[1]:g} keV")
-        image = make_counts_image(ev, *band)
-        say(f"FPM{m}: instrument map")
-        imap = make_instrument_map(ev)
-        say(f"FPM{m}: aspect histogram")
         good = read_gti(f["gti"]) if f["gti"] is not None else ev.gti
         if good is None:
             raise BadFileError("no GTI file and no GTI extension in the event file", path=f["events"])
         if gti is not None:
             good = good.intersect(ev.gti)  # ev.gti is already the event GTI x the user GTIs
-        if f["det1"] is None or not ev.frame.celestial:
-            # No det1 file, or solar X/Y events (the det1 file tracks RA/Dec pixels): measure it.
-            say(f"FPM{m}: aspect and roll measured from the events")
-            track = aspect_from_events(read_events(f["events"], module=m, columns=("TIME", "X", "Y", "DET1X", "DET1Y"),
-                                                   drop_invalid=drop_invalid), good).track
+        key = product_key(f, module=m, band=band, gtis=[good] + ([ev.gti] if ev.gti is not None else []),
+                          drop_invalid=drop_invalid)
+        made = load_products(*key)
+        if made is not None:
+            say(f"FPM{m}: maps from the product cache")
         else:
-            track = read_aspect(f["det1"], module=m)
-        hist = aspect_histogram(track, good)
-        say(f"FPM{m}: projecting aperture and detector maps")
-        maps = project_maps(image.header, imap, hist, module=m, ref_shape=image.image.shape)
-        products[m] = ModuleProducts(m, ev, image, imap, hist, maps, files=dict(f))
+            made = _module_maps(m, f, ev, good, band, drop_invalid, say)
+            store_products(*key, made)
+        products[m] = ModuleProducts(m, ev, made["image"], made["instrument_map"], made["aspect"], made["maps"],
+                                     files=dict(f))
     return ObservationProducts(obsid=obsid, root=Path(obsdir), band=tuple(float(b) for b in band), modules=products)
+
+
+def _module_maps(m, f, ev, good, band, drop_invalid, say):
+    """Counts image, instrument map, aspect histogram and projected maps of one module (not cached)."""
+    say(f"FPM{m}: counts image {band[0]:g}-{band[1]:g} keV")
+    image = make_counts_image(ev, *band)
+    say(f"FPM{m}: instrument map")
+    imap = make_instrument_map(ev)
+    say(f"FPM{m}: aspect histogram")
+    if f["det1"] is None or not ev.frame.celestial:
+        # No det1 file, or solar X/Y events (the det1 file tracks RA/Dec pixels): measure it.
+        say(f"FPM{m}: aspect and roll measured from the events")
+        track = aspect_from_events(read_events(f["events"], module=m, columns=("TIME", "X", "Y", "DET1X", "DET1Y"),
+                                               drop_invalid=drop_invalid), good).track
+    else:
+        track = read_aspect(f["det1"], module=m)
+    hist = aspect_histogram(track, good)
+    say(f"FPM{m}: projecting aperture and detector maps")
+    maps = project_maps(image.header, imap, hist, module=m, ref_shape=image.image.shape)
+    return {"image": image, "instrument_map": imap, "aspect": hist, "maps": maps}

@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 from regions import CirclePixelRegion, PixCoord
 from scipy.ndimage import label, maximum_position, uniform_filter
-from scipy.signal import fftconvolve
 
 from .constants import PIXEL_ARCSEC
 from .errors import BadConfigError, BadRegionError, FitError
@@ -205,6 +204,10 @@ def detect_sources(obs, *, modules=None, threshold=THRESHOLD, box=BOX, margin=MA
 
 
 def _conv(image, kernel):
+    from scipy.signal import (
+        fftconvolve,  # lazy: scipy.signal (+ scipy.stats) costs ~0.5 s of every dashboard kernel's start
+    )
+
     out = fftconvolve(np.asarray(image, float), kernel, mode="same")
     out[np.abs(out) < 1e-9] = 0.0
     return out

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -32,13 +33,21 @@ from pathlib import Path
 
 from nuskybgd_engine.errors import BadConfigError, BadFileError
 
-__all__ = ["DEFAULT_CULL_IDLE", "DEFAULT_PREHEAT", "ENV_USER_HEADER", "ENV_WORKSPACE_MODE", "HEALTH_PATH", "add_server_arguments",
+__all__ = ["DEFAULT_CULL_IDLE", "DEFAULT_PREHEAT", "DEFAULT_REFILL_QUIET", "ENV_USER_HEADER", "ENV_WORKSPACE_MODE", "HEALTH_PATH", "add_server_arguments",
            "configure", "dashboard_voila", "header_env_name", "server_environment", "session_workspace"]
 
 #: Seconds a kernel may stay idle without any page connected before it is shut down.
 DEFAULT_CULL_IDLE = 300
 #: Kernels kept started with the dashboard built, waiting for the next page.
 DEFAULT_PREHEAT = 1
+#: Seconds without a new page (and with no kernel busy) before a taken pre-heated kernel is replaced.
+DEFAULT_REFILL_QUIET = 5
+#: A refill waits for quiet at most this long (a server that never quiets still gets its pool back).
+REFILL_MAX_WAIT = 120
+#: Seconds Voila waits, after the dashboard cell has run, for the rest of its output. The cell's last
+#: output (the app's view) comes after ~2000 widget messages; Voila's default of 4 s ran out on a busy
+#: machine, and the page then showed no dashboard at all, with no error (the "stuck page").
+IOPUB_TIMEOUT = 180
 #: URL (under the base URL) of the health probe.
 HEALTH_PATH = "/nuskybgd/health"
 #: ``session`` (one subfolder per page, the default when served), ``shared`` (the workspace itself).
@@ -101,6 +110,10 @@ def add_server_arguments(parser):
                    help="keep N kernels started with the dashboard already built, so a new page shows in a few "
                         "seconds; each holds a kernel's memory (~600 MB) while it waits; 0: every page starts "
                         f"its kernel (default {DEFAULT_PREHEAT})")
+    g.add_argument("--refill-quiet", type=_seconds, default=DEFAULT_REFILL_QUIET, metavar="SECONDS",
+                   help="replace a pre-heated kernel a page took only after this long without a new page and "
+                        "without kernel activity, one kernel at a time, so that building the next pool kernel does "
+                        f"not slow the pages of a burst (default {DEFAULT_REFILL_QUIET})")
     g.add_argument("--base-url", type=_base_url, metavar="PATH",
                    help="path under which a reverse proxy publishes the dashboard (e.g. /nuskybgd/) when it "
                         "strips that prefix before forwarding; the server itself keeps answering at /")
@@ -125,6 +138,7 @@ def header_env_name(header):
 
 def configure(cfg, args):
     """Add the serving settings of ``args`` (see :func:`add_server_arguments`) to the traitlets ``cfg``."""
+    cfg.VoilaExecutor.iopub_timeout = IOPUB_TIMEOUT  # waits only while output is still arriving
     if args.cull_idle > 0:
         cfg.MappingKernelManager.cull_idle_timeout = int(args.cull_idle)
         cfg.MappingKernelManager.cull_interval = max(1, min(60, int(args.cull_idle) // 2))
@@ -134,6 +148,7 @@ def configure(cfg, args):
         cfg.VoilaConfiguration.preheat_kernel = True
         cfg.VoilaConfiguration.default_pool_size = int(args.preheat)
         cfg.VoilaConfiguration.multi_kernel_manager_class = _pool_keeping_kernel_manager()
+        cfg.MappingKernelManager.refill_quiet = float(args.refill_quiet)
     if args.user_header:
         cfg.VoilaConfiguration.http_header_envs = [args.user_header]
     if args.base_url:
@@ -148,15 +163,28 @@ def _ready(task):
 
 
 def _pool_keeping_kernel_manager():
-    """jupyter_server's kernel manager that never culls a pre-heated kernel still waiting for its page.
+    """jupyter_server's kernel manager that looks after Voila's pool of pre-heated kernels.
 
-    Voila refills its pool only when a page takes a kernel, so a culled waiting kernel would leave the
-    pool empty and the next observer waiting for a cold start.
+    * A pre-heated kernel still waiting for its page is never culled: Voila refills its pool only when a
+      page takes a kernel, so a culled waiting kernel would leave the next observer a cold start.
+    * A page's kernel taken from the pool counts as active from that moment (:meth:`taken`): it may have
+      waited longer than the idle timeout, and the page connects only once its scripts have loaded.
+    * Pool kernels start one at a time, each after ``refill_quiet`` seconds without a new page
+      (:meth:`page_requested`) and without a message from any kernel (pages of a burst still loading
+      their widgets, a fit), so building the next pool kernel (imports, maps, spectra: seconds of CPU)
+      does not compete with the pages of a burst.
+    * When the server stops, a kernel in the middle of a cell is stopped at once (see :meth:`shutdown_all`).
     """
     # lazy: the Jupyter server costs a second that `nuskybgd-dashboard --help` should not pay
+    from jupyter_server._tz import utcnow  # the clock the culler compares last_activity with
     from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+    from jupyter_server.utils import ensure_async
+    from traitlets import Float
 
     class PoolKeepingKernelManager(AsyncMappingKernelManager):
+        refill_quiet = Float(DEFAULT_REFILL_QUIET, config=True,
+                             help="Seconds without a new page, with no kernel busy, before a pool kernel starts.")
+
         def _waiting_in_pool(self, kernel_id):
             return any(_ready(task) and task.result().get("kernel_id") == kernel_id
                        for pool in getattr(self, "_pools", {}).values() for task in pool)  # voila's pre-heat pools
@@ -165,6 +193,85 @@ def _pool_keeping_kernel_manager():
             if self._waiting_in_pool(kernel_id):
                 return None
             return await super().cull_kernel_if_idle(kernel_id)
+
+        def taken(self, kernel_id):
+            """A page took pool kernel ``kernel_id``: idle time starts now."""
+            kernel = self._kernels.get(kernel_id)
+            if kernel is not None:
+                kernel.last_activity = utcnow()
+
+        def page_requested(self):
+            """A page was asked for (pool kernels wait for quiet)."""
+            self._last_page = time.monotonic()
+
+        def pool_ready(self):
+            """Pre-heated kernels waiting with their dashboard built (started, not busy)."""
+            n = 0
+            for pool in getattr(self, "_pools", {}).values():
+                for task in pool:
+                    if _ready(task):
+                        kernel = self._kernels.get(task.result().get("kernel_id"))
+                        n += kernel is not None and getattr(kernel, "execution_state", "") == "idle"
+            return n
+
+        def _busy(self):
+            return any(getattr(k, "execution_state", "") in ("busy", "starting") for k in self._kernels.values())
+
+        async def _refill_turn(self):
+            """Wait for quiet, then hold the refill lock (released when the new kernel has built its page)."""
+            if not hasattr(self, "_refill_lock"):
+                self._refill_lock = asyncio.Lock()
+            await self._refill_lock.acquire()
+            deadline = time.monotonic() + REFILL_MAX_WAIT
+            while time.monotonic() < deadline and not self._quiet():
+                await asyncio.sleep(0.5)
+
+        def _quiet(self):
+            """No kernel busy, none active (a message from any kernel) and no page asked for in ``refill_quiet`` s."""
+            if self._busy() or time.monotonic() - getattr(self, "_last_page", -1e9) < self.refill_quiet:
+                return False
+            last = getattr(self, "last_kernel_activity", None)
+            return last is None or (utcnow() - last).total_seconds() >= self.refill_quiet
+
+        async def _release_when_built(self, kernel_id):
+            """Keep the refill lock until the new pool kernel has run its notebook (busy, then idle)."""
+            try:
+                deadline, seen_busy = time.monotonic() + REFILL_MAX_WAIT, False
+                while time.monotonic() < deadline:
+                    kernel = self._kernels.get(kernel_id)
+                    if kernel is None:
+                        break
+                    state = getattr(kernel, "execution_state", "")
+                    seen_busy = seen_busy or state == "busy"
+                    if seen_busy and state == "idle":
+                        break
+                    await asyncio.sleep(0.25)
+            finally:
+                self._refill_lock.release()
+
+        async def shutdown_all(self, now=False):
+            # A kernel stopped while it runs a cell (a pool kernel building its page, a fit) logs a zmq
+            # traceback when its reply finds the sockets closed; the server is going away, so such a
+            # kernel is stopped at once instead, and the others politely.
+            for kernel_id, kernel in list(self._kernels.items()):
+                if getattr(kernel, "execution_state", "") in ("busy", "starting"):
+                    try:
+                        await ensure_async(super().shutdown_kernel(kernel_id, now=True))
+                    except Exception as exc:  # noqa: BLE001 - shutting down: log it and stop the others
+                        self.log.warning("could not stop kernel %s: %s", kernel_id, exc)
+            return await ensure_async(super().shutdown_all(now=now))
+
+        async def start_kernel(self, *args, **kwargs):
+            if (kwargs.get("env") or {}).get("VOILA_PREHEAT") != "True":
+                return await ensure_async(super().start_kernel(*args, **kwargs))  # a page's own kernel: at once
+            await self._refill_turn()
+            try:
+                kernel_id = await ensure_async(super().start_kernel(*args, **kwargs))
+            except BaseException:
+                self._refill_lock.release()
+                raise
+            asyncio.get_running_loop().create_task(self._release_when_built(kernel_id))
+            return kernel_id
 
     return PoolKeepingKernelManager
 
@@ -248,25 +355,36 @@ def dashboard_voila():
 
         async def get(self, path=None):
             self.xsrf_token  # noqa: B018 - the property sets the cookie when the browser has none
+            if hasattr(self.kernel_manager, "page_requested"):
+                self.kernel_manager.page_requested()
             return await super().get(path=path)
 
         def should_use_rendered_notebook(self, *args, **kwargs):
-            # Voila 0.5 hands every page the next pool entry even while it is still being built, so a
+            # Voila 0.5 hands every page the next pool entry even while it is still being started, so a
             # burst of pages queues behind one kernel at a time (at 8 observers most pages time out).
-            # Only a kernel that is ready is taken; otherwise the page starts its own at once.
+            # Only a started kernel is taken (Voila pops the first entry: a ready one is moved there);
+            # otherwise the page starts its own at once.
             if not super().should_use_rendered_notebook(*args, **kwargs):
                 return False
             pool = getattr(self.kernel_manager, "_pools", {}).get(self.notebook_path) or []
-            return bool(pool) and _ready(pool[0])
+            ready = next((i for i, task in enumerate(pool) if _ready(task)), None)
+            if ready is None:
+                return False
+            pool.insert(0, pool.pop(ready))
+            if hasattr(self.kernel_manager, "taken"):
+                self.kernel_manager.taken(pool[0].result()["kernel_id"])
+            return True
 
     class HealthHandler(tornado.web.RequestHandler):
-        """``GET /nuskybgd/health``: the server is up; how many kernels run. Starts none."""
+        """``GET /nuskybgd/health``: the server is up; how many kernels run, how many pre-heated ones wait
+        ready for a page. Starts none."""
 
         def get(self):
             km = self.settings["kernel_manager"]
             self.set_header("Content-Type", "application/json")
             self.set_header("Cache-Control", "no-store")
-            self.finish(json.dumps({"status": "ok", "kernels": len(km.list_kernel_ids()),
+            pool = km.pool_ready() if hasattr(km, "pool_ready") else 0
+            self.finish(json.dumps({"status": "ok", "kernels": len(km.list_kernel_ids()), "pool_ready": pool,
                                     "uptime_s": round(time.time() - started, 1)}))
 
     class DashboardVoila(Voila):

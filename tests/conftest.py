@@ -145,14 +145,16 @@ def event_file(tmp_path):
 
 
 def pytest_configure(config):
-    """Keep the tests out of the user's caches: the demo observation and the response cache go to
-    temporary directories."""
+    """Keep the tests out of the user's caches: the demo observation, the response cache and the
+    product cache go to temporary directories."""
     import tempfile
 
     if "NUSKYBGD_DEMO_DIR" not in os.environ:
         os.environ["NUSKYBGD_DEMO_DIR"] = tempfile.mkdtemp(prefix="nuskybgd-demo-tests-")
     if "NUSKYBGD_RESPONSE_CACHE" not in os.environ:
         os.environ["NUSKYBGD_RESPONSE_CACHE"] = tempfile.mkdtemp(prefix="nuskybgd-responses-tests-")
+    if "NUSKYBGD_PRODUCT_CACHE" not in os.environ:
+        os.environ["NUSKYBGD_PRODUCT_CACHE"] = tempfile.mkdtemp(prefix="nuskybgd-products-tests-")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ pytest.importorskip("nuskybgd_widgets.app", reason="the dashboard app (nuskybgd_
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
+from nuskybgd_widgets.server import DEFAULT_PREHEAT  # noqa: E402 - after the skips above
+
 
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):
@@ -393,13 +395,16 @@ def kernels(server):
     return reported["kernels"], len(procs)
 
 
-def stable_kernels(server, seconds=60):
-    """The kernel count once the server is settled (a pre-heated pool may be refilling)."""
+def stable_kernels(server, seconds=180):
+    """The kernel count once the server is settled: the pre-heated pool full again (its refill waits for
+    quiet, then builds a kernel) and the count unchanged."""
     deadline = time.monotonic() + seconds
     last = None
     while time.monotonic() < deadline:
         now = kernels(server)
-        if now == last and now[0] == now[1]:
+        with urllib.request.urlopen(server["url"] + "nuskybgd/health", timeout=10) as r:
+            pool_full = json.load(r)["pool_ready"] >= DEFAULT_PREHEAT
+        if now == last and now[0] == now[1] and pool_full:
             return now
         last = now
         time.sleep(3)

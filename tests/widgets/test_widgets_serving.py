@@ -59,13 +59,16 @@ def test_app_from_environment_uses_a_session_folder(tmp_path, monkeypatch):
 def test_server_settings_from_the_command_line():
     from traitlets.config import Config
 
-    args = build_parser().parse_args(["--demo", "--cull-idle", "120", "--preheat", "2",
+    args = build_parser().parse_args(["--demo", "--cull-idle", "120", "--preheat", "2", "--refill-quiet", "7.5",
                                       "--user-header", "X-Forwarded-User"])
     cfg = server.configure(Config(), args)
     km = cfg.MappingKernelManager
     assert (km.cull_idle_timeout, km.cull_connected, km.cull_busy) == (120, False, False)
     assert 0 < km.cull_interval <= 60
     assert cfg.VoilaConfiguration.preheat_kernel is True and cfg.VoilaConfiguration.default_pool_size == 2
+    assert cfg.MappingKernelManager.refill_quiet == 7.5
+    assert cfg.VoilaExecutor.iopub_timeout >= 60  # the dashboard's view arrives after ~2000 widget messages
+    assert server._pool_keeping_kernel_manager()(config=cfg).refill_quiet == 7.5  # the manager reads it
     assert cfg.VoilaConfiguration.http_header_envs == ["X-Forwarded-User"]
     assert "base_url" not in cfg.Voila
     proxied = server.configure(Config(), build_parser().parse_args(["--base-url", "/nuskybgd"]))
@@ -74,7 +77,7 @@ def test_server_settings_from_the_command_line():
                                                server.ENV_USER_HEADER: "X-Forwarded-User"}
     default = build_parser().parse_args([])
     assert default.cull_idle == server.DEFAULT_CULL_IDLE and not default.shared_workspace
-    assert default.preheat == server.DEFAULT_PREHEAT
+    assert default.preheat == server.DEFAULT_PREHEAT and default.refill_quiet == server.DEFAULT_REFILL_QUIET
     off = server.configure(Config(), build_parser().parse_args(["--cull-idle", "0", "--shared-workspace",
                                                                 "--preheat", "0"]))
     assert "cull_idle_timeout" not in off.MappingKernelManager and "preheat_kernel" not in off.VoilaConfiguration
@@ -102,8 +105,128 @@ def test_culling_spares_preheated_kernels_waiting_for_a_page():
     assert km._waiting_in_pool("waiting") and not km._waiting_in_pool("taken")
 
 
+def _in_own_loop(coro, timeout=60):
+    """Run ``coro`` on a loop of its own in a thread (an earlier test may leave one running here)."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        return ex.submit(asyncio.run, coro).result(timeout=timeout)
+
+
+def test_a_page_taking_a_pool_kernel_restarts_its_idle_clock_and_the_pool_counts_ready_kernels():
+    import asyncio
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from jupyter_server._tz import utcnow
+
+    km = server._pool_keeping_kernel_manager()()
+    long_ago = utcnow() - timedelta(hours=1)
+    km._kernels = {"a": SimpleNamespace(last_activity=long_ago, execution_state="idle"),
+                   "b": SimpleNamespace(last_activity=long_ago, execution_state="busy")}
+
+    async def check():
+        loop = asyncio.get_running_loop()
+        entries = []
+        for kid in ("a", "b", None):
+            f = loop.create_future()
+            if kid:
+                f.set_result({"kernel_id": kid})
+            entries.append(f)
+        km._pools = {"dashboard.ipynb": entries}
+        return km.pool_ready()
+
+    assert _in_own_loop(check()) == 1  # "b" still builds its page, the third is not started
+    km.taken("a")
+    assert (utcnow() - km._kernels["a"].last_activity).total_seconds() < 5  # not culled as idle for an hour
+    assert km._kernels["b"].last_activity == long_ago
+    km.taken("gone")  # a kernel that went away meanwhile: nothing to do
+
+
+def test_pool_kernels_start_one_at_a_time_after_quiet(monkeypatch):
+    """A refill waits for quiet (no page asked for, no kernel message) and the next waits until the
+    previous pool kernel has run its notebook (busy, then idle); a page's own kernel starts at once."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    cls = server._pool_keeping_kernel_manager()
+    km = cls(refill_quiet=0.3)
+    km._kernels = {}
+    events = []
+
+    async def fake_start(self, *args, env=None, **kwargs):
+        kid = f"k{len(self._kernels)}"
+        events.append(("start", kid, time.monotonic()))
+        kernel = SimpleNamespace(execution_state="starting")
+        self._kernels[kid] = kernel
+
+        async def run_notebook():  # what Voila then does in a pool kernel
+            await asyncio.sleep(0.3)
+            kernel.execution_state = "busy"
+            await asyncio.sleep(0.5)
+            kernel.execution_state = "idle"
+            events.append(("built", kid, time.monotonic()))
+
+        asyncio.get_running_loop().create_task(run_notebook())
+        return kid
+
+    monkeypatch.setattr(AsyncMappingKernelManager, "start_kernel", fake_start)
+
+    async def burst():
+        km.page_requested()
+        pool = {"env": {"VOILA_PREHEAT": "True"}}
+        t0 = time.monotonic()
+        first = asyncio.create_task(km.start_kernel(**pool))
+        second = asyncio.create_task(km.start_kernel(**pool))
+        page = await km.start_kernel(env={"VOILA_PREHEAT": "False"})  # a page's own kernel: no waiting
+        page_at = time.monotonic() - t0
+        km._kernels[page].execution_state = "idle"
+        await asyncio.gather(first, second)
+        while len([e for e in events if e[0] == "built"]) < 3:
+            await asyncio.sleep(0.05)
+        return t0, page_at
+
+    t0, page_at = _in_own_loop(burst())
+    assert page_at < 0.25
+    starts = [e for e in events if e[0] == "start"]
+    built = {e[1]: e[2] for e in events if e[0] == "built"}
+    pool_starts = starts[1:]  # the page's kernel started first
+    assert starts[0][1] == "k0" and len(pool_starts) == 2
+    assert pool_starts[0][2] - t0 >= 0.3  # waited for quiet after the page request
+    assert pool_starts[1][2] >= built[pool_starts[0][1]]  # one pool kernel at a time
+
+
+def test_server_stop_kills_kernels_in_the_middle_of_a_cell(monkeypatch):
+    from types import SimpleNamespace
+
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    km = server._pool_keeping_kernel_manager()()
+    km._kernels = {"building": SimpleNamespace(execution_state="busy"),
+                   "page": SimpleNamespace(execution_state="idle")}
+    calls = []
+
+    async def shutdown_kernel(self, kernel_id, now=False, restart=False):
+        calls.append((kernel_id, now))
+        self._kernels.pop(kernel_id)
+
+    async def shutdown_all(self, now=False):
+        for kid in list(self._kernels):
+            await shutdown_kernel(self, kid, now=now)
+
+    monkeypatch.setattr(AsyncMappingKernelManager, "shutdown_kernel", shutdown_kernel)
+    monkeypatch.setattr(AsyncMappingKernelManager, "shutdown_all", shutdown_all)
+    _in_own_loop(km.shutdown_all())
+    assert calls == [("building", True), ("page", False)]
+
+
 @pytest.mark.parametrize("argv", [["--cull-idle", "-5"], ["--cull-idle", "soon"], ["--user-header", "X User"],
-                                  ["--preheat", "-1"], ["--base-url", "nuskybgd/../x"]])
+                                  ["--preheat", "-1"], ["--base-url", "nuskybgd/../x"], ["--refill-quiet", "-1"],
+                                  ["--refill-quiet", "later"]])
 def test_bad_server_options_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(argv)
