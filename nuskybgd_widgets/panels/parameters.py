@@ -32,8 +32,35 @@ def format_value(v, digits=5):
     return f"{v:.{digits}g}"
 
 
-def _cell(text, width, cls=None):
-    box = w.HTML(text, layout=w.Layout(width=width, overflow="hidden")).add_class("nsb-cell")
+class _SharedLooks:
+    """Layouts and styles shared by every row of the table.
+
+    Each widget's layout and style is a model of its own sent to the browser; one per column
+    instead of one per cell takes ~570 of the ~2000 models of a first view away.
+    """
+
+    def __init__(self):
+        self._made = {}
+
+    def layout(self, **kw):
+        key = ("layout", *sorted(kw.items()))
+        if key not in self._made:
+            self._made[key] = w.Layout(**kw)
+        return self._made[key]
+
+    def style(self, widget_class):
+        """A style for ``widget_class`` (w.HTML, w.Checkbox, ...): the class its ``style`` trait takes."""
+        if widget_class not in self._made:
+            self._made[widget_class] = widget_class.class_traits()["style"].klass()
+        return self._made[widget_class]
+
+
+def _cell(text, width, cls=None, looks=None):
+    if looks is None:
+        box = w.HTML(text, layout=w.Layout(width=width, overflow="hidden"))
+    else:
+        box = w.HTML(text, layout=looks.layout(width=width, overflow="hidden"), style=looks.style(w.HTML))
+    box.add_class("nsb-cell")
     if cls:
         box.add_class(cls)
     return box
@@ -45,20 +72,23 @@ class _Row:
 
     def __init__(self, panel):
         self.key = None
-        self.select = w.Checkbox(indent=False, layout=w.Layout(width="24px"))
-        self.label = _cell("", "92px")
-        self.spectrum = _cell("", "76px")
-        self.name = _cell("", "190px")
-        self.value = w.Text(continuous_update=False, layout=w.Layout(width="96px")).add_class("nsb-param-value")
-        self.error = _cell("", "84px", cls="nsb-param-error")
-        self.limits = _cell("", "120px")
-        self.frozen = w.Checkbox(indent=False, description="frozen", layout=w.Layout(width="72px"))
-        self.link = _cell("", "110px")
+        looks = panel._looks
+        self.select = w.Checkbox(indent=False, layout=looks.layout(width="24px"), style=looks.style(w.Checkbox))
+        self.label = _cell("", "92px", looks=looks)
+        self.spectrum = _cell("", "76px", looks=looks)
+        self.name = _cell("", "190px", looks=looks)
+        self.value = w.Text(continuous_update=False, layout=looks.layout(width="96px"),
+                            style=looks.style(w.Text)).add_class("nsb-param-value")
+        self.error = _cell("", "84px", cls="nsb-param-error", looks=looks)
+        self.limits = _cell("", "120px", looks=looks)
+        self.frozen = w.Checkbox(indent=False, description="frozen", layout=looks.layout(width="72px"),
+                                 style=looks.style(w.Checkbox))
+        self.link = _cell("", "110px", looks=looks)
         self.value.observe(lambda ch: panel._value_typed(self, ch["new"]), "value")
         self.frozen.observe(lambda ch: panel._frozen_changed(self, ch["new"]), "value")
         self.select.observe(lambda ch: panel._selected(self, ch["new"]), "value")
         self.widget = w.HBox([self.select, self.label, self.spectrum, self.name, self.value, self.error,
-                              self.limits, self.frozen, self.link]).add_class("nsb-param-row")
+                              self.limits, self.frozen, self.link], layout=looks.layout()).add_class("nsb-param-row")
 
     def bind(self, p, selected):
         """Show parameter ``p`` (a ParameterRow) in this row."""
@@ -132,6 +162,7 @@ class ParametersPanel(Panel):
         self.selected = set()
         self.rows = {}
         self._pool = []  # row widgets, reused page after page
+        self._looks = _SharedLooks()  # one layout/style model per column, not per cell
         self.table = w.VBox().add_class("nsb-param-table")
         self._syncing = False
         head = w.HBox([_cell("", "24px"), _cell("<b>param</b>", "92px"), _cell("<b>spectrum</b>", "76px"),

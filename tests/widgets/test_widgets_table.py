@@ -202,3 +202,19 @@ def test_observation_dropdown_lists_the_data_root(app, data_root):
     assert OBSID in values and any("demo" in k for k, _v in choice.options)
     assert choice.value == OBSID  # what is loaded
     assert not app.session.history.can_undo  # a load starts a new history
+
+
+def test_rows_share_their_layouts_and_styles(app):
+    """A page of rows sends one layout and one style model per column, not one per cell (each is a
+    model the browser must create on the first view); editing a row still changes that row only."""
+    table = app.panels["parameters"]
+    rows = list(table.rows.values())
+    assert len(rows) == PAGE
+    cells = [c for r in rows for c in r.widget.children]
+    layouts = {id(c.layout) for c in cells} | {id(r.widget.layout) for r in rows}
+    styles = {id(c.style) for c in cells}
+    assert len(layouts) <= len(rows[0].widget.children) + 1 and len(styles) <= 3
+    first, second = next((a, b) for a, b in zip(rows, rows[1:]) if not a.value.disabled and a.key != b.key)
+    kept, old = second.value.value, app.session.model.row(*first.key).value
+    first.value.value = format_value(0.5 * old if old else 1e-3)
+    assert app.session.model.row(*first.key).value != old and second.value.value == kept
