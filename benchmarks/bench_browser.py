@@ -47,9 +47,9 @@ def _load(name, path):
 
 def _browser_helpers():
     """The tests' browser helpers: chromium path and args, server start/stop (tests/conftest.py),
-    sky→screen and picking an image tool (tests/browser/test_dashboard_browser.py)."""
+    sky→screen and picking an image tool (tests/browser/pages.py)."""
     conf = _load("_nsb_conftest", REPO / "tests" / "conftest.py")
-    page = _load("_nsb_browser_tests", REPO / "tests" / "browser" / "test_dashboard_browser.py")
+    page = _load("_nsb_browser_pages", REPO / "tests" / "browser" / "pages.py")
     return argparse.Namespace(CHROMIUM=conf.CHROMIUM, CHROMIUM_ARGS=conf.CHROMIUM_ARGS, free_port=conf._free_port,
                               stop=conf._stop, wait_listening=conf._wait_listening,
                               sky_to_screen=page.sky_to_screen, use_tool=page.use_tool)
