@@ -303,8 +303,8 @@ def _drop_or_refuse(header, cols, path, drop_invalid):
         row = int(np.argmax(mask))
         rng = f"{'' if lo is None else f'{lo:g}'}..{'' if hi is None else f'{hi:g}'}"
         raise BadFileError(f"{int(mask.sum())} events have {name} outside TLMIN..TLMAX = {rng} (first: row {row + 1}, "
-                           f"{name} = {cols[name][row]}); damaged file? --drop-invalid (drop_invalid=True) leaves "
-                           "them out", path=path, extension="EVENTS", field=name)
+                           f"{name} = {cols[name][row]}); damaged file? --drop-invalid (drop_invalid=True, the "
+                           "dashboard's 'drop invalid events') leaves them out", path=path, extension="EVENTS", field=name)
     any_bad = np.logical_or.reduce([mask for mask, _, _ in bad.values()])
     keep = ~any_bad
     dropped = {name: int(mask.sum()) for name, (mask, _, _) in bad.items()}

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from nuskybgd_engine.demo import ensure_demo_observation
-from nuskybgd_engine.errors import BadConfigError, BadFileError, NuSkyBgdError
+from nuskybgd_engine.errors import BadConfigError, NuSkyBgdError
 from nuskybgd_engine.io.gti import gti_paths, read_gti
 from nuskybgd_engine.observation import prepare_observation
 from traitlets import Any, Bool, HasTraits, Tuple, Unicode
@@ -149,16 +149,8 @@ class DataState(HasTraits):
                 if progress:
                     progress("cached")
             else:
-                try:
-                    obs = prepare_observation(path, band=band, modules=modules, progress=progress,
-                                              gti=[str(p) for p in gti_files] or None, drop_invalid=bool(drop_invalid))
-                except BadFileError as exc:
-                    if "TLMIN..TLMAX" not in exc.reason or drop_invalid:
-                        raise
-                    reason = exc.reason.split("; damaged file?")[0]
-                    raise BadFileError(f"{reason}; damaged file? tick 'drop invalid events' (drop_invalid=True) "
-                                       "to leave them out", path=exc.path, extension=exc.extension,
-                                       field=exc.field) from None
+                obs = prepare_observation(path, band=band, modules=modules, progress=progress,
+                                          gti=[str(p) for p in gti_files] or None, drop_invalid=bool(drop_invalid))
                 _OBS_CACHE[key] = obs
                 while len(_OBS_CACHE) > _OBS_CACHE_SIZE:
                     _OBS_CACHE.popitem(last=False)
