@@ -10,9 +10,33 @@ from nuskybgd_engine.errors import NuSkyBgdError
 
 from ..user_api import UserApi
 
-__all__ = ["Panel", "guarded"]
+__all__ = ["Panel", "SharedLooks", "guarded"]
 
 _COLOURS = {"error": "#b00020", "warning": "#8a5a00", "info": "#1b5e20"}
+
+
+class SharedLooks:
+    """Layouts and styles shared by the many alike cells of a table or grid.
+
+    Each widget's layout and style is a model of its own that the browser must create; one per
+    column instead of one per cell (the parameter table: ~570 of the ~2000 models of a first view).
+    Never mutate a shared one for a single cell.
+    """
+
+    def __init__(self):
+        self._made = {}
+
+    def layout(self, **kw):
+        key = ("layout", *sorted(kw.items()))
+        if key not in self._made:
+            self._made[key] = w.Layout(**kw)
+        return self._made[key]
+
+    def style(self, widget_class):
+        """A style for ``widget_class`` (w.HTML, w.Checkbox, ...): the class its ``style`` trait takes."""
+        if widget_class not in self._made:
+            self._made[widget_class] = widget_class.class_traits()["style"].klass()
+        return self._made[widget_class]
 
 
 def guarded(method):

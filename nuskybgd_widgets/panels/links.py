@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipywidgets as w
 
 from ..state import COMPONENTS
-from .base import Panel, guarded
+from .base import Panel, SharedLooks, guarded
 
 __all__ = ["LinksPanel"]
 
@@ -44,6 +44,7 @@ class LinksPanel(Panel):
         self._link_boxes, self._freeze_buttons = {}, {}
         self._names = None
         self._box_pool, self._button_pool, self._pool = {}, {}, {}  # widgets reused across builds
+        self._looks = SharedLooks()  # one layout/style model for all alike cells
         head = [w.Label("", layout=w.Layout(width="70px"))]
         for src in COMPONENTS:
             b = w.Button(description=f"{src}: freeze all", layout=w.Layout(width="130px"))
@@ -117,7 +118,8 @@ class LinksPanel(Panel):
                 box = self._box_pool.get((i, j))
                 if box is None:
                     box = self._box_pool[(i, j)] = w.Checkbox(value=False, indent=False, disabled=i == j,
-                                                              layout=w.Layout(width="60px"))
+                                                              layout=self._looks.layout(width="60px"),
+                                                              style=self._looks.style(w.Checkbox))
                     box.observe(lambda ch, i=i, j=j: self._box_changed(i, j, ch["new"]), "value")
                 self._link_boxes[(i, j)] = box
                 row.append(box)
@@ -141,7 +143,7 @@ class LinksPanel(Panel):
     def _label(self, key, width):
         """The pooled Label ``key`` (created once)."""
         if key not in self._pool:
-            self._pool[key] = w.Label("", layout=w.Layout(width=width))
+            self._pool[key] = w.Label("", layout=self._looks.layout(width=width), style=self._looks.style(w.Label))
         return self._pool[key]
 
     def _row(self, key, children):

@@ -17,7 +17,7 @@ import ipywidgets as w
 from nuskybgd_engine.errors import BadConfigError
 
 from ..state import COMPONENTS
-from .base import Panel, guarded
+from .base import Panel, SharedLooks, guarded
 
 __all__ = ["ParametersPanel", "format_value"]
 
@@ -30,29 +30,6 @@ def format_value(v, digits=5):
     if v is None or not math.isfinite(v):
         return "—" if v is None else str(v)
     return f"{v:.{digits}g}"
-
-
-class _SharedLooks:
-    """Layouts and styles shared by every row of the table.
-
-    Each widget's layout and style is a model of its own sent to the browser; one per column
-    instead of one per cell takes ~570 of the ~2000 models of a first view away.
-    """
-
-    def __init__(self):
-        self._made = {}
-
-    def layout(self, **kw):
-        key = ("layout", *sorted(kw.items()))
-        if key not in self._made:
-            self._made[key] = w.Layout(**kw)
-        return self._made[key]
-
-    def style(self, widget_class):
-        """A style for ``widget_class`` (w.HTML, w.Checkbox, ...): the class its ``style`` trait takes."""
-        if widget_class not in self._made:
-            self._made[widget_class] = widget_class.class_traits()["style"].klass()
-        return self._made[widget_class]
 
 
 def _cell(text, width, cls=None, looks=None):
@@ -162,7 +139,7 @@ class ParametersPanel(Panel):
         self.selected = set()
         self.rows = {}
         self._pool = []  # row widgets, reused page after page
-        self._looks = _SharedLooks()  # one layout/style model per column, not per cell
+        self._looks = SharedLooks()  # one layout/style model per column, not per cell
         self.table = w.VBox().add_class("nsb-param-table")
         self._syncing = False
         head = w.HBox([_cell("", "24px"), _cell("<b>param</b>", "92px"), _cell("<b>spectrum</b>", "76px"),
