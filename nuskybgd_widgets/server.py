@@ -158,8 +158,17 @@ def configure(cfg, args):
 
 
 def _ready(task):
-    """A pre-heat pool entry (an asyncio future) whose kernel is started and its dashboard built."""
+    """A pre-heat pool entry (an asyncio future) whose kernel is started (its dashboard may still be building)."""
     return task.done() and not task.cancelled() and task.exception() is None
+
+
+def _built(task):
+    """A started pool entry whose notebook has run: Voila's entry resolves as soon as the kernel starts and
+    carries the rendering as a second task (``"task"``), which ends once the dashboard is built."""
+    if not _ready(task):
+        return False
+    render = task.result().get("task")
+    return render is None or (render.done() and not render.cancelled() and render.exception() is None)
 
 
 def _pool_keeping_kernel_manager():
@@ -209,7 +218,7 @@ def _pool_keeping_kernel_manager():
             n = 0
             for pool in getattr(self, "_pools", {}).values():
                 for task in pool:
-                    if _ready(task):
+                    if _built(task):
                         kernel = self._kernels.get(task.result().get("kernel_id"))
                         n += kernel is not None and getattr(kernel, "execution_state", "") == "idle"
             return n
@@ -367,7 +376,9 @@ def dashboard_voila():
             if not super().should_use_rendered_notebook(*args, **kwargs):
                 return False
             pool = getattr(self.kernel_manager, "_pools", {}).get(self.notebook_path) or []
-            ready = next((i for i, task in enumerate(pool) if _ready(task)), None)
+            # a built kernel first, else one still building its page (sooner than a new one)
+            ready = next((i for i, task in enumerate(pool) if _built(task)),
+                         next((i for i, task in enumerate(pool) if _ready(task)), None))
             if ready is None:
                 return False
             pool.insert(0, pool.pop(ready))

@@ -124,20 +124,26 @@ def test_a_page_taking_a_pool_kernel_restarts_its_idle_clock_and_the_pool_counts
     km = server._pool_keeping_kernel_manager()()
     long_ago = utcnow() - timedelta(hours=1)
     km._kernels = {"a": SimpleNamespace(last_activity=long_ago, execution_state="idle"),
-                   "b": SimpleNamespace(last_activity=long_ago, execution_state="busy")}
+                   "b": SimpleNamespace(last_activity=long_ago, execution_state="busy"),
+                   "c": SimpleNamespace(last_activity=long_ago, execution_state="idle")}
 
     async def check():
         loop = asyncio.get_running_loop()
         entries = []
-        for kid in ("a", "b", None):
+        for kid, rendered in (("a", True), ("b", True), ("c", False), (None, False)):
             f = loop.create_future()
             if kid:
-                f.set_result({"kernel_id": kid})
+                render = loop.create_future()  # Voila's rendering of the notebook in that kernel
+                if rendered:
+                    render.set_result(None)
+                f.set_result({"kernel_id": kid, "task": render})
             entries.append(f)
         km._pools = {"dashboard.ipynb": entries}
         return km.pool_ready()
 
-    assert _in_own_loop(check()) == 1  # "b" still builds its page, the third is not started
+    # "b" runs a cell, "c" is idle between its start and its notebook's run (Voila's entry resolves
+    # when the kernel starts), the fourth is not started: one kernel waits ready
+    assert _in_own_loop(check()) == 1
     km.taken("a")
     assert (utcnow() - km._kernels["a"].last_activity).total_seconds() < 5  # not culled as idle for an hour
     assert km._kernels["b"].last_activity == long_ago
