@@ -16,6 +16,21 @@ Before each round it waits (bounded) until the pool of pre-heated kernels is ful
 had time to refill, as observers arriving minutes apart find it. At the end it counts the server
 log's warnings and errors (culled kernels, failed cells).
 
+Two kinds of observer (``--client``):
+
+* ``browser``: a headless Chromium page, as an observer sees it. Its browser runs on the same two
+  cores as the server here (observers' browsers run on their own machines), and an empty Voila page
+  alone costs ~3 s of Chromium CPU: at N = 8 the browsers need most of the machine.
+* ``protocol``: what the page asks of the server, without drawing it (:class:`ProtocolObserver`):
+  the page, every static file a browser page loaded (recorded once from a real page), the kernel's
+  websocket (Jupyter's v1 protocol, as the page speaks it), ``kernel_info``, the widget manager's
+  ``request_states``, ready when the statistic's state holds ``=``; Fit is a click message to the
+  Fit button, done when the statistic says `` dof``; closing posts Voila's shutdown call with the
+  ``_xsrf`` cookie, as the page's ``beforeunload`` does. This measures the server's part on two
+  cores, with N observers' browsers elsewhere.
+
+``both`` runs a protocol round and a browser round for each N.
+
 Then ``--views`` successive single page views (open, ready, close) with the memory of the server
 and its kernels after each, summarised as a curve (first/middle/last and the slope per view).
 Every wait is bounded; everything runs on 127.0.0.1 and the server is stopped at the end.
@@ -25,15 +40,17 @@ Needs ``/usr/bin/chromium`` and the ``playwright`` package (never ``playwright i
 Usage::
 
     python benchmarks/bench_load.py [--users 1 2 4 8] [--views 100] [--preheat N] [--cull-idle S]
-                                    [--refill-quiet S] [--no-product-cache]
+                                    [--refill-quiet S] [--no-product-cache] [--client browser|protocol|both]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -41,10 +58,18 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 import psutil
+from jupyter_server.services.kernels.connection.base import (
+    deserialize_msg_from_ws_v1,
+    serialize_msg_to_ws_v1,
+)
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.websocket import websocket_connect
 
 from nuskybgd_widgets.server import DEFAULT_PREHEAT, DEFAULT_REFILL_QUIET
 
@@ -155,6 +180,133 @@ async def fit(page):
     return time.perf_counter() - t0
 
 
+async def record_assets(browser, url):
+    """Paths of the static files (scripts, styles, fonts, images) one browser page loads."""
+    ctx = await browser.new_context(viewport={"width": 1440, "height": 900})
+    page = await ctx.new_page()
+    seen = []
+    page.on("requestfinished", lambda r: seen.append(r) if r.resource_type in ("script", "stylesheet", "font", "image")
+            and r.url.startswith(url) else None)
+    await page.goto(url, timeout=READY_MS)
+    await page.wait_for_function(READY_JS, timeout=READY_MS)
+    await asyncio.sleep(1)
+    await close_page(ctx, page)
+    return list(dict.fromkeys(urllib.parse.urlsplit(r.url)._replace(scheme="", netloc="").geturl() for r in seen))
+
+
+class ProtocolObserver:
+    """One observer speaking the page's protocol to the server, drawing nothing (see the module's text).
+
+    Parameters
+    ----------
+    url : str
+        The dashboard's URL.
+    assets : list of str
+        Static files to fetch after the page (:func:`record_assets`), six at a time as a browser does.
+    """
+
+    def __init__(self, url, assets):
+        self.url, self.assets = url, assets
+        self.http = AsyncHTTPClient(force_instance=True, max_clients=6)
+        self.cookies = {}
+        self.session = uuid.uuid4().hex
+        self.models = {}  # comm id -> widget state
+        self.ws = self.kernel = None
+
+    def _headers(self):
+        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+
+    def _keep_cookies(self, response):
+        for line in response.headers.get_list("Set-Cookie"):
+            name, _, rest = line.partition("=")
+            self.cookies[name.strip()] = rest.split(";", 1)[0]
+
+    async def _get(self, path):
+        response = await self.http.fetch(self.url.rstrip("/") + path, headers=self._headers(),
+                                         request_timeout=READY_MS / 1000)
+        self._keep_cookies(response)
+        return response
+
+    def _send(self, msg_type, content, metadata=None, channel="shell"):
+        header = {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "session": self.session, "username": "",
+                  "date": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), "version": "5.2"}
+        parts = [json.dumps(x).encode() for x in (header, {}, metadata or {}, content)]
+        self.ws.write_message(serialize_msg_to_ws_v1(parts, channel), binary=True)
+        return header["msg_id"]
+
+    async def _receive(self):
+        """The next (msg_type, content) from the kernel, widget states kept up to date."""
+        frame = await self.ws.read_message()
+        if frame is None:
+            raise ConnectionError("the kernel's websocket closed")
+        _, parts = deserialize_msg_from_ws_v1(frame)
+        header, content = json.loads(parts[0]), json.loads(parts[3])
+        kind = header["msg_type"]
+        data = content.get("data") or {}
+        if kind == "comm_open":
+            self.models[content["comm_id"]] = dict(data.get("state") or {})
+        elif kind == "comm_msg" and data.get("method") == "update_states":
+            for comm_id, entry in data.get("states", {}).items():
+                self.models[comm_id] = dict(entry.get("state") or {})
+        elif kind == "comm_msg" and data.get("method") == "update":
+            self.models.setdefault(content["comm_id"], {}).update(data.get("state") or {})
+        return kind, content
+
+    def _find(self, dom_class):
+        return next((cid for cid, st in self.models.items() if dom_class in (st.get("_dom_classes") or ())), None)
+
+    def _readout(self):
+        cid = self._find("nsb-stat-readout")
+        return "" if cid is None else str(self.models[cid].get("value", ""))
+
+    async def open(self):
+        """Seconds until the dashboard's state has arrived with the demo's statistic."""
+        t0 = time.perf_counter()
+        page = (await self._get("/")).body.decode()
+        found = re.search(r'"kernelId":\s*"([0-9a-f-]+)"', page)
+        if not found:
+            raise RuntimeError("the page names no kernel")
+        self.kernel = found.group(1)
+        await asyncio.gather(*(self._get(path) for path in self.assets))
+        ws_url = self.url.replace("http://", "ws://").rstrip("/") + \
+            f"/api/kernels/{self.kernel}/channels?session_id={self.session}"
+        self.ws = await websocket_connect(HTTPRequest(ws_url, headers=self._headers()),
+                                          subprotocols=["v1.kernel.websocket.jupyter.org"])
+        self._send("kernel_info_request", {})
+        control = uuid.uuid4().hex
+        self._send("comm_open", {"comm_id": control, "target_name": "jupyter.widget.control", "data": {}},
+                   metadata={"version": "1.0.0"})  # the widget control protocol's version
+        self._send("comm_msg", {"comm_id": control, "data": {"method": "request_states"}})
+        deadline = time.monotonic() + READY_MS / 1000
+        while "=" not in self._readout():
+            if time.monotonic() > deadline:
+                raise TimeoutError("no dashboard state within the time limit")
+            await asyncio.wait_for(self._receive(), timeout=READY_MS / 1000)
+        self._send("comm_close", {"comm_id": control, "data": {}})
+        return time.perf_counter() - t0
+
+    async def fit(self):
+        """Click Fit; seconds until the statistic says `` dof``."""
+        button = self._find("nsb-fit-button")
+        t0 = time.perf_counter()
+        self._send("comm_msg", {"comm_id": button, "data": {"method": "custom", "content": {"event": "click"}}})
+        while " dof" not in self._readout():
+            await asyncio.wait_for(self._receive(), timeout=FIT_MS / 1000)
+        return time.perf_counter() - t0
+
+    async def close(self):
+        """Voila's shutdown call with the ``_xsrf`` cookie (the page's ``beforeunload``), then hang up."""
+        try:
+            if self.kernel is not None:
+                body = urllib.parse.urlencode({"_xsrf": self.cookies.get("_xsrf", "")})
+                await self.http.fetch(self.url.rstrip("/") + f"/voila/api/shutdown/{self.kernel}", method="POST",
+                                      body=body, headers=self._headers(), raise_error=False)
+        finally:
+            if self.ws is not None:
+                self.ws.close()
+            self.http.close()
+
+
 async def wait_pool(url, want, seconds=240):
     """Seconds until ``want`` pre-heated kernels wait ready (or ``seconds`` passed: then None)."""
     t0 = time.monotonic()
@@ -185,17 +337,46 @@ async def wait_kernels(url, at_most, seconds):
         await asyncio.sleep(0.5)
 
 
-async def round_of(browser, url, server, n, baseline_kernels):
-    opened = await asyncio.gather(*(open_page(browser, url) for _ in range(n)), return_exceptions=True)
+class BrowserObserver:
+    """One observer in its own Chromium context (its own cookies), as :class:`ProtocolObserver`."""
+
+    def __init__(self, browser, url):
+        self.browser, self.url = browser, url
+        self.ctx = self.page = None
+
+    async def open(self):
+        self.ctx, self.page, t = await open_page(self.browser, self.url)
+        return t
+
+    async def fit(self):
+        return await fit(self.page)
+
+    async def close(self):
+        if self.page is not None:
+            await close_page(self.ctx, self.page)
+
+
+async def _opened(observer):
+    try:
+        return observer, await observer.open()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await observer.close()  # a failed page must not keep its kernel
+        raise
+
+
+async def round_of(make, url, server, n, baseline_kernels):
+    """N observers made by ``make()`` open at once, fit at once, close."""
+    opened = await asyncio.gather(*(_opened(make()) for _ in range(n)), return_exceptions=True)
     ok = [o for o in opened if not isinstance(o, BaseException)]
     for o in opened:
         if isinstance(o, BaseException):
-            print(f"    a page failed: {str(o).splitlines()[0]}", flush=True)
-    firsts = [o[2] for o in ok]
+            print(f"    a page failed: {(str(o) or type(o).__name__).splitlines()[0]}", flush=True)
+    firsts = [o[1] for o in ok]
     kernels, total = memory(server)
-    fits = await asyncio.gather(*(fit(o[1]) for o in ok), return_exceptions=True)
+    fits = await asyncio.gather(*(o[0].fit() for o in ok), return_exceptions=True)
     fit_s = [f for f in fits if not isinstance(f, BaseException)]
-    await asyncio.gather(*(close_page(ctx, page) for ctx, page, _ in ok))
+    await asyncio.gather(*(o[0].close() for o in ok))
     alive_now = health(url)["kernels"]
     alive_later = await wait_kernels(url, baseline_kernels, 15)
     return {"n": n, "ready": len(ok), "first_median": statistics.median(firsts) if firsts else None,
@@ -235,17 +416,25 @@ async def run(args):
                     print(f"server {url} · {os.cpu_count()} cores · preheat {args.preheat} · cull-idle "
                           f"{args.cull_idle} s · refill-quiet {args.refill_quiet} s · product cache "
                           f"{'off' if args.no_product_cache else 'on'}")
-                    print("  N  ready  first view med/max (s)  RSS/USS per kernel (MiB)  Fit med/max (s)  "
+                    assets = await record_assets(browser, url) if args.client != "browser" else []
+                    kinds = {"browser": ["browser"], "protocol": ["protocol"], "both": ["protocol", "browser"]}
+                    makers = {"browser": lambda: BrowserObserver(browser, url),
+                              "protocol": lambda: ProtocolObserver(url, assets)}
+                    if assets:
+                        print(f"protocol observers fetch the page and the {len(assets)} static files of a browser page")
+                        await wait_kernels(url, base_kernels, 30)
+                    print("  N  client    ready  first view med/max (s)  RSS/USS per kernel (MiB)  Fit med/max (s)  "
                           "kernels after close (at once / 15 s)  pool refill (s)  load avg 1/5/15 min")
                     for n in args.users:
-                        refill = await wait_pool(url, args.preheat)
-                        load = load_average()
-                        r = await round_of(browser, url, server, n, base_kernels)
-                        print(f"{r['n']:>3}  {r['ready']}/{n}  {fmt(r['first_median'])} / {fmt(r['first_max'])}"
-                              f"{'':14}{fmt(r['rss_per_kernel'], '.0f')} / {fmt(r['uss_per_kernel'], '.0f')}"
-                              f"{'':17}{fmt(r['fit_median'], '.2f')} / {fmt(r['fit_max'], '.2f')}"
-                              f"{'':9}{r['kernels_after_close']} / {r['kernels_after_15s']}"
-                              f"{'':26}{fmt(refill)}{'':12}{load}", flush=True)
+                        for kind in kinds[args.client]:
+                            refill = await wait_pool(url, args.preheat)
+                            load = load_average()
+                            r = await round_of(makers[kind], url, server, n, base_kernels)
+                            print(f"{r['n']:>3}  {kind:<8}  {r['ready']}/{n}  {fmt(r['first_median'])} / "
+                                  f"{fmt(r['first_max'])}{'':14}{fmt(r['rss_per_kernel'], '.0f')} / "
+                                  f"{fmt(r['uss_per_kernel'], '.0f')}{'':17}{fmt(r['fit_median'], '.2f')} / "
+                                  f"{fmt(r['fit_max'], '.2f')}{'':9}{r['kernels_after_close']} / "
+                                  f"{r['kernels_after_15s']}{'':26}{fmt(refill)}{'':12}{load}", flush=True)
                     if args.views:
                         curve, times, failed = [], [], 0
                         for i in range(args.views):
@@ -291,6 +480,8 @@ def main(argv=None):
     p.add_argument("--cull-idle", type=float, default=60, help="nuskybgd-dashboard --cull-idle")
     p.add_argument("--refill-quiet", type=float, default=DEFAULT_REFILL_QUIET,
                    help=f"nuskybgd-dashboard --refill-quiet (default {DEFAULT_REFILL_QUIET})")
+    p.add_argument("--client", choices=("browser", "protocol", "both"), default="browser",
+                   help="observers as Chromium pages, as protocol clients drawing nothing, or both (see above)")
     p.add_argument("--no-product-cache", action="store_true",
                    help="every kernel computes the observation's maps ($NUSKYBGD_PRODUCT_CACHE=off)")
     args = p.parse_args(argv)
