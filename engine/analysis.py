@@ -239,7 +239,7 @@ class BackgroundAnalysis:
                 # Norms inside their limits satisfy the likelihood equations the variance correction uses.
                 inside = [j for j, (s, k) in enumerate(free)
                           if self.state[s][k].hard_min < self.state[s][k].value < self.state[s][k].hard_max]
-                res.expected, res.expected_sigma = cstat_expectation(models, [x[:, inside] for x in design])
+                res.expected, res.expected_sigma = cstat_expectation(models, design, columns=inside)
             else:  # shape parameters free: Kaastra's fixed-model spread (larger), mean lowered by p
                 res.expected, res.expected_sigma = cstat_expectation(models)
                 res.expected -= len(free)
