@@ -8,7 +8,8 @@ and prints, over ``--repeat`` page loads (median and max):
 * draw→spectra    mouse drag of a new circle → its spectra on screen and the statistic changed
 * drag→redraw     drag of that region by 15 sky pixels → the statistic changed
 * edit→redraw     a value typed into the parameter table (Enter) → the statistic changed
-* Fit→result      click on Fit → "… dof" in the readout (the fit's statistic, dof, goodness)
+* Fit→result      click on Fit → "… dof" in the readout (the fit's statistic and dof, shown at the optimum)
+* Fit→goodness    click on Fit → the readout with the goodness (errors computed, the result complete)
 * Fit→spectra     click on Fit → the large spectrum figure redrawn with the fitted model
 * kernel memory   RSS of the page's kernel after these steps (MB, from /proc; own server only)
 
@@ -154,6 +155,9 @@ def one_session(h, browser, url, server_pid, shots=None):
         page.wait_for_function("() => / dof/.test(document.querySelector('.nsb-stat-readout').innerText)",
                                timeout=120_000)
         out["Fit→result"] = time.perf_counter() - t
+        page.wait_for_function("() => /correct model gives/.test(document.querySelector('.nsb-stat-readout').innerText)",
+                               timeout=120_000)
+        out["Fit→goodness"] = time.perf_counter() - t
         page.wait_for_function("() => window.__nsbPlotted", timeout=120_000)
         out["Fit→spectra"] = time.perf_counter() - t
         if shots:

@@ -300,7 +300,9 @@ class SpectraPanel(Panel):
         self.body = w.Box([self.focus_box])
         s.model.observe(self._on_model, "change")
         s.fitting.observe(self._on_warnings, "warnings")
-        # a fit's numbers are shown as soon as it returns, before the table and the figures follow
+        # a fit's statistic is shown as soon as its optimum is found; errors, goodness, the table
+        # and the figures follow
+        s.fitting.observe(lambda ch: self._readout_optimum(ch["new"]), "optimum")
         s.fitting.observe(lambda _ch: self._readout(), "result")
         self.widget = w.VBox([
             w.HBox([self.fit_button, self.undo_button, self.redo_button, self.progress, self.fit_lo, self.fit_hi,
@@ -448,10 +450,20 @@ class SpectraPanel(Panel):
 
     # -- readouts ------------------------------------------------------------------------------------
 
+    def _band(self):
+        lo, hi = self.session.model.ignore
+        return f" <span style='color:#555'>(fit {lo:g}–{hi:g} keV)</span>"
+
+    def _readout_optimum(self, out):
+        """The statistic of the fit under way (a FitOutput), before its goodness is known."""
+        if out is not None:
+            state = "converged" if out.converged else "NOT converged"
+            follow = "errors and goodness follow" if out.statistic == "cstat" else "errors follow"
+            self.readout.value = f"{out.statistic} = {out.stat:.2f} / {out.dof} dof ({state}; {follow}…){self._band()}"
+
     def _readout(self):
         s = self.session
-        lo, hi = s.model.ignore
-        band = f" <span style='color:#555'>(fit {lo:g}–{hi:g} keV)</span>"
+        band = self._band()
         if s.analysis is None:
             self.readout.value = "<i>no background spectra: load data and add background regions</i>"
             return
