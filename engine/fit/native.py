@@ -57,13 +57,17 @@ _SINGULAR_RCOND = 1e-12
 # ---------------------------------------------------------------------------------------------
 
 def _float_array(value, field, ndim=None):
+    """``value`` as a float array (not copied if it is one already), checked finite."""
     try:
-        arr = np.array(value, dtype=float)
+        arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError) as exc:
         raise FitError(f"cannot convert to numbers ({exc})", field=field) from None
     if ndim is not None and arr.ndim != ndim:
         raise FitError(f"expected a {ndim}-D array, got shape {arr.shape}", field=field)
-    if not np.all(np.isfinite(arr)):
+    # a finite sum has no NaN or infinity in it (one pass, no temporary); else check each value
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = arr.sum()
+    if not np.isfinite(total) and not np.all(np.isfinite(arr)):
         raise FitError("contains NaN or infinite values", field=field)
     return arr
 
@@ -109,6 +113,8 @@ class LinearProblem:
         Parameter limits, shape (n_free,); default 0 and +inf (normalisations).
     names : list of str, optional
         Parameter names for reports.
+
+    Float arrays are used as given, not copied: do not change them while the problem is in use.
     """
 
     def __init__(self, data, design, offset=None, lower=None, upper=None, *, names=None):
@@ -164,7 +170,7 @@ class LinearProblem:
         self._blocks = []
         start = 0
         for a in As:
-            cols = np.flatnonzero(np.any(a != 0, axis=0))
+            cols = np.flatnonzero(a.any(axis=0))
             self._blocks.append((slice(start, start + a.shape[0]), cols, np.ascontiguousarray(a[:, cols])))
             start += a.shape[0]
         self._A = None

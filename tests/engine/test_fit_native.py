@@ -263,6 +263,9 @@ def test_linear_problem_validation():
         LinearProblem(d, [np.ones((10, 2))], lower=[1, 0], upper=[0, 1])
     with pytest.raises(FitError, match=r"data\[0\]"):
         LinearProblem([np.array([1.0, np.nan])], [np.ones((2, 1))])
+    with pytest.raises(FitError, match=r"design\[0\]"):
+        LinearProblem(d, [np.array([[np.inf, -np.inf]] + [[1.0, 1.0]] * 9)])
+    LinearProblem([np.array([1e308, 1e308])], [np.ones((2, 1))])  # finite values whose sum overflows
     with pytest.raises(FitError, match=r"design\[1\]"):
         LinearProblem([np.ones(3), np.ones(3)], [np.ones((3, 2)), np.ones((3, 3))])
     with pytest.raises(FitError, match=r"data\[0\]"):
