@@ -116,6 +116,10 @@ class _SpectrumView:
         self.residuals.add_class("nsb-residual-figure")
         self.widget = w.VBox([self.figure, self.residuals])
         self._binning = None
+        # Each model sends its changed traits in one message when an update ends, in this order:
+        # the total model first, then the components, data, residuals and the scales and axes.
+        self._synced = [self.total, *self.comps.values(), self.data, self.err, self.shade, self.resid, self.off_hi,
+                        self.off_lo, self.zero, self.x, self.y, self.r, self.r_axis, self.figure, self.residuals]
 
     def set_legend(self, on):
         for mark in (*self.comps.values(), self.total):
@@ -161,7 +165,9 @@ class _SpectrumView:
         tot = model * scale
         resid = (counts - model) / sigma
         limit = residual_range(resid)
-        with self.figure.hold_sync(), self.residuals.hold_sync():
+        with contextlib.ExitStack() as held:
+            for model in reversed(self._synced):  # released last in, first out
+                held.enter_context(model.hold_sync())
             self.data.x, self.data.y = centre[has], rate[has]
             if has.any():
                 self.err.x = np.column_stack([centre[has], centre[has]])
