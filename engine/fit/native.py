@@ -13,6 +13,8 @@ Linear fast path (:func:`fit_linear`)
     which does not depend on the overall scale of the start, so presets wrong by factors
     1e-4..1e4 are corrected in one or two steps (plain Newton only doubles a too-small value per
     iteration). Once a step changes the statistic by less than 1 the exact Newton step is used.
+    The products with A run over each spectrum's non-zero design columns (its own norms and the
+    shared ones), not over the stacked matrix.
 
 Convergence
     XSPEC's ``leven`` stops when an iteration lowers the statistic by <= the critical delta
