@@ -26,8 +26,8 @@ on the same busy machine (load average 6–20, 6 rounds): draw→spectra 1.12 �
 0.29 → 0.09 s, edit→redraw 0.18 → 0.15 s, Fit→result 1.26 → 1.19 s, Fit→spectra 1.41 → 1.24 s
 (README: the fit's time is the kernel's engine work, scaled by the load).
 Main at 3f0637a against the branch that shows the statistic at the optimum (block-sparse linear fit,
-C-stat expectation over the non-zero columns), interleaved, load average 3.5–17, 4 rounds of 3 pages:
-Fit→result 0.40–1.17 → 0.11–0.24 s, Fit→goodness (the whole result) 0.40–1.17 → 0.17–0.28 s,
+C-stat expectation over the non-zero columns), interleaved, load average 4–17, 5 rounds of 3 pages:
+Fit→result 0.40–1.17 → 0.11–0.24 s, Fit→goodness (the whole result) 0.40–1.17 → 0.16–0.28 s,
 Fit→spectra 0.44–1.20 → 0.20–0.29 s; timed as before (this script before that branch: Playwright's
 click() included, Fit clicked while the edit's figures are still drawn), load 3.5–6, 3 rounds:
 Fit→result 0.76–1.59 → 0.34–0.81 s. Where the rest goes (kernel trace, load 1–2): from the click
