@@ -30,10 +30,11 @@ C-stat expectation over the non-zero columns), interleaved, load average 4–17,
 Fit→result 0.40–1.17 → 0.11–0.24 s, Fit→goodness (the whole result) 0.40–1.17 → 0.16–0.28 s,
 Fit→spectra 0.44–1.20 → 0.20–0.29 s; timed as before (this script before that branch: Playwright's
 click() included, Fit clicked while the edit's figures are still drawn), load 3.5–6, 3 rounds:
-Fit→result 0.76–1.59 → 0.34–0.81 s. Where the rest goes (kernel trace, load 1–2): from the click
-event ~0.03 s to reach the kernel, then 0.17 s in it to the statistic (the analysis' design matrices
-0.04 s, the Newton iterations 0.08 s of which 0.05 s the six A^T W A products, the rest bookkeeping);
-the goodness 0.04–0.07 s later; the figures 0.05–0.1 s of Chromium drawing after that.
+Fit→result 0.76–1.59 → 0.34–0.81 s. Where the rest goes (kernel trace, load 1–2, its logging
+included): from the click event ~0.03 s to reach the kernel, then 0.17 s in it to the statistic
+(the analysis' design matrices 0.04 s, the Newton iterations 0.08 s of which 0.05 s the six
+A^T W A products, the rest bookkeeping); the goodness 0.04–0.07 s later; the figures 0.05–0.1 s
+of Chromium drawing after that.
 To compare two trees, run this script with ``PYTHONPATH`` pointing at the other tree's widgets.
 """
 

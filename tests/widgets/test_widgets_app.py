@@ -175,8 +175,8 @@ def test_links_parameters_fit_export(app, bgd_centres, tmp_path):
     assert f"{s.result.dof} dof" in spectra.readout.value
     assert f"a correct model gives {s.result.expected:.1f}" in spectra.readout.value
     first = next((text, busy) for text, busy in shown if " dof" in text)
-    assert first == (f"cstat = {s.result.value:.2f} / {s.result.dof} dof (converged; errors and goodness follow…)"
-                     f"{spectra._band()}", True)
+    statistic = f"cstat = {s.result.value:.2f} / {s.result.dof} dof (converged; errors and goodness follow…)"
+    assert first == (statistic + spectra._band(), True)
     assert "stand-in" in spectra.warnings.value
     # Export buttons
     ex = app.panels["export"]
