@@ -465,7 +465,8 @@ class SpectraPanel(Panel):
         if out is not None:
             state = "converged" if out.converged else "NOT converged"
             follow = "errors and goodness follow" if out.statistic == "cstat" else "errors follow"
-            self.readout.value = f"{out.statistic} = {out.stat:.2f} / {out.dof} dof ({state}; {follow}…){self._band()}"
+            text = f"{out.statistic} = {out.stat:.2f} / {out.dof} dof ({state}; {follow}…)"
+            self.readout.value = text + self._band()
 
     def _readout(self):
         s = self.session
