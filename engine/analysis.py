@@ -140,19 +140,21 @@ class BackgroundAnalysis:
 
     # -- fitting --------------------------------------------------------------------------------
 
-    def fit(self, statistic="cstat", backend="native", *, max_iter=200, tol=1e-4):
+    def fit(self, statistic="cstat", backend="native", *, max_iter=200, tol=1e-4, on_optimum=None):
         """Fit the free parameters; the model state is updated to the best fit.
 
         A fit that does not converge raises :class:`FitError` with the reason (and leaves the
         state at the last iterate, so the user can inspect it); it is never silently accepted.
+        ``on_optimum(FitOutput)`` (native backend) is called as soon as the fitted values are set,
+        before errors, goodness and warnings are derived: a dashboard shows the statistic first.
         """
         if statistic not in ("cstat", "chi"):
             raise BadConfigError(f"statistic must be cstat or chi, got {statistic!r}", field="statistic")
         engine = get_backend(backend)
         with _single_thread_blas():
-            return self._fit(engine, statistic, backend, max_iter=max_iter, tol=tol)
+            return self._fit(engine, statistic, backend, max_iter=max_iter, tol=tol, on_optimum=on_optimum)
 
-    def _fit(self, engine, statistic, backend, *, max_iter, tol):
+    def _fit(self, engine, statistic, backend, *, max_iter, tol, on_optimum=None):
         if hasattr(engine, "fit_analysis"):
             result = engine.fit_analysis(self, statistic)
             self.result = result
@@ -179,6 +181,8 @@ class BackgroundAnalysis:
             problem = GeneralProblem(model_fn, data, lower, upper, theta0, names=names)
         out = engine.fit(problem, statistic, theta0, max_iter=max_iter, tol=tol)
         self.model.set_free_values(free, out.theta)
+        if on_optimum is not None:
+            on_optimum(out)
         result = self.result_from_fit(out, free, statistic, backend, design=design)
         self.result = result
         if not out.converged:
@@ -239,7 +243,7 @@ class BackgroundAnalysis:
                 # Norms inside their limits satisfy the likelihood equations the variance correction uses.
                 inside = [j for j, (s, k) in enumerate(free)
                           if self.state[s][k].hard_min < self.state[s][k].value < self.state[s][k].hard_max]
-                res.expected, res.expected_sigma = cstat_expectation(models, [x[:, inside] for x in design])
+                res.expected, res.expected_sigma = cstat_expectation(models, design, columns=inside)
             else:  # shape parameters free: Kaastra's fixed-model spread (larger), mean lowered by p
                 res.expected, res.expected_sigma = cstat_expectation(models)
                 res.expected -= len(free)

@@ -125,7 +125,7 @@ def cstat_moments(model, *, with_covariance=False):
     return (out[0], out[1], out[2]) if with_covariance else (out[0], out[1])
 
 
-def cstat_expectation(models, designs=None):
+def cstat_expectation(models, designs=None, *, columns=None):
     """What a correct model's C-stat averages, and its standard deviation, summed over spectra.
 
     Parameters
@@ -136,6 +136,8 @@ def cstat_expectation(models, designs=None):
         For each spectrum, ``∂model/∂θ`` over its noticed bins (n_bins × p), θ the free norms of
         the fit. Given, the mean is lowered by ``p`` and the variance by the part the fit removes
         (module docstring). Without it: Kaastra's fixed-model mean and variance.
+    columns : sequence of int, optional
+        Use only these columns of the designs (e.g. the norms inside their limits); default all.
 
     Returns
     -------
@@ -149,8 +151,8 @@ def cstat_expectation(models, designs=None):
         if len(designs) != len(models):
             raise FitError(f"{len(designs)} design matrices for {len(models)} spectra", field="designs")
     total_mean = total_var = 0.0
-    p = 0
-    c = V = None
+    p = n_cols = 0
+    c = V = sel = None
     for i, m in enumerate(models):
         mean, var, cov = cstat_moments(m, with_covariance=True)
         total_mean += float(mean.sum())
@@ -163,13 +165,19 @@ def cstat_expectation(models, designs=None):
             raise FitError(f"design of spectrum {i + 1} has shape {x.shape}, expected ({mu.size}, p)",
                            field="designs")
         if c is None:
-            p = x.shape[1]
+            n_cols = x.shape[1]
+            sel = np.arange(n_cols) if columns is None else np.asarray(columns, dtype=int).reshape(-1)
+            if np.any((sel < 0) | (sel >= n_cols)):
+                raise FitError(f"columns must lie in 0..{n_cols - 1}", field="columns")
+            p = sel.size
             c, V = np.zeros(p), np.zeros((p, p))
-        elif x.shape[1] != p:
+        elif x.shape[1] != n_cols:
             raise FitError("design matrices have different numbers of parameters", field="designs")
-        w = x / mu[:, None]
-        c += w.T @ cov
-        V += (w * mu[:, None]).T @ w
+        # a spectrum's design is zero outside its own norms (and the shared ones): sum over those
+        used = np.flatnonzero(np.any(x != 0, axis=0)[sel])
+        w = x[:, sel[used]] / mu[:, None]
+        c[used] += w.T @ cov
+        V[np.ix_(used, used)] += (w * mu[:, None]).T @ w
     if c is not None and p:
         total_mean -= p
         total_var -= float(c @ np.linalg.pinv(V, rcond=1e-12, hermitian=True) @ c)

@@ -13,6 +13,8 @@ Linear fast path (:func:`fit_linear`)
     which does not depend on the overall scale of the start, so presets wrong by factors
     1e-4..1e4 are corrected in one or two steps (plain Newton only doubles a too-small value per
     iteration). Once a step changes the statistic by less than 1 the exact Newton step is used.
+    The products with A run over each spectrum's non-zero design columns (its own norms and the
+    shared ones), not over the stacked matrix.
 
 Convergence
     XSPEC's ``leven`` stops when an iteration lowers the statistic by <= the critical delta
@@ -57,13 +59,17 @@ _SINGULAR_RCOND = 1e-12
 # ---------------------------------------------------------------------------------------------
 
 def _float_array(value, field, ndim=None):
+    """``value`` as a float array (not copied if it is one already), checked finite."""
     try:
-        arr = np.array(value, dtype=float)
+        arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError) as exc:
         raise FitError(f"cannot convert to numbers ({exc})", field=field) from None
     if ndim is not None and arr.ndim != ndim:
         raise FitError(f"expected a {ndim}-D array, got shape {arr.shape}", field=field)
-    if not np.all(np.isfinite(arr)):
+    # a finite sum has no NaN or infinity in it (one pass, no temporary); else check each value
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = arr.sum()
+    if not np.isfinite(total) and not np.all(np.isfinite(arr)):
         raise FitError("contains NaN or infinite values", field=field)
     return arr
 
@@ -109,6 +115,8 @@ class LinearProblem:
         Parameter limits, shape (n_free,); default 0 and +inf (normalisations).
     names : list of str, optional
         Parameter names for reports.
+
+    Float arrays are used as given, not copied: do not change them while the problem is in use.
     """
 
     def __init__(self, data, design, offset=None, lower=None, upper=None, *, names=None):
@@ -157,8 +165,49 @@ class LinearProblem:
         self.n_bins = [d.size for d in ds]
         # Stacked arrays: the statistics are sums over bins, so spectra can be concatenated.
         self.d = np.concatenate(ds)
-        self.A = np.ascontiguousarray(np.vstack(As))
         self.o = np.concatenate(os_)
+        # Each spectrum's design is zero outside the columns of its own norms (and the shared
+        # ones): the products run over these column blocks, not the stacked matrix (the demo's
+        # 8 spectra use 33 of 72 columns each, so ~4x fewer operations per Newton step).
+        self._blocks = []
+        start = 0
+        for a in As:
+            cols = np.flatnonzero(a.any(axis=0))
+            self._blocks.append((slice(start, start + a.shape[0]), cols, np.ascontiguousarray(a[:, cols])))
+            start += a.shape[0]
+        self._A = None
+
+    @property
+    def A(self):
+        """The stacked design matrix, shape (sum of n_bins, n_free)."""
+        if self._A is None:
+            self._A = np.ascontiguousarray(np.vstack(self.design))
+        return self._A
+
+    def product(self, theta):
+        """``A theta`` (stacked)."""
+        out = np.empty(self.d.size)
+        for rows, cols, a in self._blocks:
+            out[rows] = a @ theta[cols]
+        return out
+
+    def counts(self, theta):
+        """Stacked model counts ``A theta + o``."""
+        return self.product(theta) + self.o
+
+    def gradient(self, r):
+        """``A^T r`` for a per-bin vector r (stacked)."""
+        g = np.zeros(self.n_free)
+        for rows, cols, a in self._blocks:
+            g[cols] += a.T @ r[rows]
+        return g
+
+    def curvature(self, w):
+        """``A^T diag(w) A`` for per-bin weights w (stacked)."""
+        H = np.zeros((self.n_free, self.n_free))
+        for rows, cols, a in self._blocks:
+            H[np.ix_(cols, cols)] += a.T @ (a * w[rows, None])
+        return H
 
     def model(self, theta):
         """Model counts per spectrum for parameters ``theta`` (list of arrays)."""
@@ -353,19 +402,19 @@ def _at_bound(theta, lo, hi):
     return (theta <= lo) | (theta >= hi)
 
 
-def _initial_theta(theta0, lo, hi, d, A, o):
+def _initial_theta(theta0, lo, hi, d, product, o):
     """Starting values: theta0 clipped into the limits; without theta0 (or a zero model), a
-    common scale of ones that matches the total counts."""
+    common scale of ones that matches the total counts. ``product(theta)`` is ``A theta``."""
     n = lo.size
     if theta0 is not None:
         theta = _float_array(theta0, "theta0", ndim=1)
         if theta.size != n:
             raise FitError(f"{theta.size} starting values for {n} parameters", field="theta0")
         theta = np.clip(theta, lo, hi)
-        if np.any(A @ theta != 0) or n == 0:
+        if np.any(product(theta) != 0) or n == 0:
             return theta
     theta = np.clip(np.ones(n), lo, hi)
-    total = float(np.sum(A @ theta))
+    total = float(np.sum(product(theta)))
     excess = float(np.sum(d) - np.sum(o))
     if total > 0 and excess > 0:
         theta = np.clip(theta * excess / total, lo, hi)
@@ -401,11 +450,11 @@ def fit_linear(problem, statistic="cstat", theta0=None, *, max_iter=200, tol=1e-
         stat.validate(d, field=f"data[{g}]")
     if not (tol > 0):
         raise FitError(f"tol must be > 0, got {tol!r}", field="tol")
-    A, d, o = problem.A, problem.d, problem.o
+    d = problem.d
     lo, hi = problem.lower, problem.upper
     n = problem.n_free
-    theta = _initial_theta(theta0, lo, hi, d, A, o)
-    m = A @ theta + o
+    theta = _initial_theta(theta0, lo, hi, d, problem.product, problem.o)
+    m = problem.counts(theta)
     f = stat.value(d, m)
     # Fisher scoring first only where it differs from the exact Hessian (cstat).
     fisher = stat.name == "cstat"
@@ -417,15 +466,15 @@ def fit_linear(problem, statistic="cstat", theta0=None, *, max_iter=200, tol=1e-
     while not converged and n_iter < max_iter:
         n_iter += 1
         w = stat.fisher_diag(d, m) if fisher else stat.hessian_diag(d, m)
-        g = A.T @ stat.gradient(d, m)
-        H = A.T @ (A * w[:, None])
+        g = problem.gradient(stat.gradient(d, m))
+        H = problem.curvature(w)
         delta = _box_qp(H, g, lo - theta, hi - theta)
         gd = float(g @ delta)
         pred = -(gd + 0.5 * float(delta @ H @ delta))
         if not fisher and pred <= tol:
             # At the optimum to within the critical delta: take the last (tiny) step if it helps.
             trial = np.clip(theta + delta, lo, hi)
-            mt = A @ trial + o
+            mt = problem.counts(trial)
             ft = stat.value(d, mt)
             if ft <= f:
                 theta, m, f = trial, mt, ft
@@ -441,7 +490,7 @@ def fit_linear(problem, statistic="cstat", theta0=None, *, max_iter=200, tol=1e-
         alpha, accepted = 1.0, False
         while alpha > 1e-12:
             trial = np.clip(theta + alpha * delta, lo, hi)
-            mt = A @ trial + o
+            mt = problem.counts(trial)
             ft = stat.value(d, mt)
             if ft <= f + 1e-4 * alpha * gd:
                 accepted = True
@@ -460,14 +509,15 @@ def fit_linear(problem, statistic="cstat", theta0=None, *, max_iter=200, tol=1e-
     else:
         if not converged:
             message = f"not converged after {max_iter} iterations"
-    return _finish(problem.A, d, m, theta, f, stat, lo, hi, n_iter, converged, message,
+    return _finish(problem.curvature, d, m, theta, f, stat, lo, hi, n_iter, converged, message,
                    names=problem.names, n_bins=d.size, method="newton",
                    context={"problem": problem, "statistic": stat.name, "tol": tol})
 
 
-def _finish(J, d, m, theta, f, stat, lo, hi, n_iter, converged, message, *, names, n_bins,
+def _finish(curvature, d, m, theta, f, stat, lo, hi, n_iter, converged, message, *, names, n_bins,
             method, context):
-    """Covariance, limits, degeneracy check and the FitOutput.
+    """Covariance, limits, degeneracy check and the FitOutput; ``curvature(w)`` is
+    ``J^T diag(w) J`` for the Jacobian J of the model counts at the solution.
 
     Two kinds of undetermined parameters are told apart:
 
@@ -483,8 +533,8 @@ def _finish(J, d, m, theta, f, stat, lo, hi, n_iter, converged, message, *, name
     at_bound = _at_bound(theta, lo, hi) if n else np.zeros(0, bool)
     fixed = lo >= hi
     if n:
-        H = J.T @ (J * stat.hessian_diag(d, m)[:, None])
-        F = J.T @ (J * stat.fisher_diag(d, m)[:, None])
+        H = curvature(stat.hessian_diag(d, m))
+        F = curvature(stat.fisher_diag(d, m))
     else:
         H = F = np.zeros((0, 0))
     diag_f = np.diag(F)
@@ -676,7 +726,8 @@ def fit_general(model_fn, data, theta0, lower, upper, *, statistic="cstat", jac=
         J = jacobian(theta, m)
     context = {"problem": GeneralProblem(model_fn, ds, lo, hi, theta, jac, names),
                "statistic": stat.name, "tol": tol}
-    return _finish(J, d, m, theta, f, stat, lo, hi, n_iter, converged, message, names=names,
+    return _finish(lambda w: J.T @ (J * w[:, None]), d, m, theta, f, stat, lo, hi, n_iter, converged, message,
+                   names=names,
                    n_bins=N, method="leven", context=context)
 
 

@@ -116,6 +116,10 @@ class _SpectrumView:
         self.residuals.add_class("nsb-residual-figure")
         self.widget = w.VBox([self.figure, self.residuals])
         self._binning = None
+        # Each model sends its changed traits in one message when an update ends, in this order:
+        # the total model first, then the components, data, residuals and the scales and axes.
+        self._synced = [self.total, *self.comps.values(), self.data, self.err, self.shade, self.resid, self.off_hi,
+                        self.off_lo, self.zero, self.x, self.y, self.r, self.r_axis, self.figure, self.residuals]
 
     def set_legend(self, on):
         for mark in (*self.comps.values(), self.total):
@@ -161,7 +165,9 @@ class _SpectrumView:
         tot = model * scale
         resid = (counts - model) / sigma
         limit = residual_range(resid)
-        with self.figure.hold_sync(), self.residuals.hold_sync():
+        with contextlib.ExitStack() as held:
+            for model in reversed(self._synced):  # released last in, first out
+                held.enter_context(model.hold_sync())
             self.data.x, self.data.y = centre[has], rate[has]
             if has.any():
                 self.err.x = np.column_stack([centre[has], centre[has]])
@@ -300,7 +306,9 @@ class SpectraPanel(Panel):
         self.body = w.Box([self.focus_box])
         s.model.observe(self._on_model, "change")
         s.fitting.observe(self._on_warnings, "warnings")
-        # a fit's numbers are shown as soon as it returns, before the table and the figures follow
+        # a fit's statistic is shown as soon as its optimum is found; errors, goodness, the table
+        # and the figures follow
+        s.fitting.observe(lambda ch: self._readout_optimum(ch["new"]), "optimum")
         s.fitting.observe(lambda _ch: self._readout(), "result")
         self.widget = w.VBox([
             w.HBox([self.fit_button, self.undo_button, self.redo_button, self.progress, self.fit_lo, self.fit_hi,
@@ -448,10 +456,21 @@ class SpectraPanel(Panel):
 
     # -- readouts ------------------------------------------------------------------------------------
 
+    def _band(self):
+        lo, hi = self.session.model.ignore
+        return f" <span style='color:#555'>(fit {lo:g}–{hi:g} keV)</span>"
+
+    def _readout_optimum(self, out):
+        """The statistic of the fit under way (a FitOutput), before its goodness is known."""
+        if out is not None:
+            state = "converged" if out.converged else "NOT converged"
+            follow = "errors and goodness follow" if out.statistic == "cstat" else "errors follow"
+            text = f"{out.statistic} = {out.stat:.2f} / {out.dof} dof ({state}; {follow}…)"
+            self.readout.value = text + self._band()
+
     def _readout(self):
         s = self.session
-        lo, hi = s.model.ignore
-        band = f" <span style='color:#555'>(fit {lo:g}–{hi:g} keV)</span>"
+        band = self._band()
         if s.analysis is None:
             self.readout.value = "<i>no background spectra: load data and add background regions</i>"
             return

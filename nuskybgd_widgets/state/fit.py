@@ -33,6 +33,9 @@ class FitState(HasTraits):
     warnings = List()
     #: True while fitting.
     busy = Bool(False)
+    #: The engine's FitOutput (statistic, dof, convergence) of the fit under way, set as soon as its
+    #: optimum is found, before the errors and goodness that make ``result``; None otherwise.
+    optimum = Any(None, allow_none=True)
 
     def __init__(self, model, say=None):
         super().__init__()
@@ -72,7 +75,7 @@ class FitState(HasTraits):
                     self._start_values_applied = True
                 except NuSkyBgdError as exc:
                     self._say(f"image-based starting values not used: {exc}", "warning")
-            result = an.fit(self.model.statistic)
+            result = an.fit(self.model.statistic, on_optimum=self._found)
         except FitError as exc:
             with self.hold_trait_notifications():
                 self.result = an.result
@@ -81,11 +84,15 @@ class FitState(HasTraits):
             raise
         finally:
             self.busy = False
+            self.optimum = None
         with self.hold_trait_notifications():
             self.result = result
             self.warnings = list(result.warnings)
         self.model.announce(None, "fit")
         return result
+
+    def _found(self, out):
+        self.optimum = out
 
     def need_current(self):
         """The analysis, fitted for the current model; else FitError asking for a fit."""

@@ -93,6 +93,30 @@ def test_fitted_models_scatter_as_predicted_with_the_design():
     assert z_fixed.std(ddof=1) < 0.75
 
 
+def test_block_designs_and_column_selection_match_the_dense_formula():
+    """Spectra whose designs are zero outside their own norms, a subset of the columns used: the
+    same numbers as the module docstring's formula written out densely on the selected columns."""
+    rng = np.random.default_rng(5)
+    models, designs = [], []
+    for g in range(3):
+        x = np.zeros((120, 7))
+        cols = [0, 1 + 2 * g, 2 + 2 * g]
+        x[:, cols] = rng.uniform(0.01, 2.0, (120, 3))
+        designs.append(x)
+        models.append(x @ rng.uniform(0.5, 1.5, 7))
+    columns = [0, 2, 3, 5, 6]
+    mean, var, cov = (np.concatenate(a) for a in zip(*(cstat_moments(m, with_covariance=True) for m in models)))
+    mu, X = np.concatenate(models), np.vstack(designs)[:, columns]
+    c, V = (X / mu[:, None]).T @ cov, X.T @ (X / mu[:, None])
+    want_sigma = np.sqrt(var.sum() - c @ np.linalg.solve(V, c))
+    expected, sigma = cstat_expectation(models, designs, columns=columns)
+    assert expected == pytest.approx(mean.sum() - len(columns), rel=1e-12)
+    assert sigma == pytest.approx(want_sigma, rel=1e-10)
+    assert cstat_expectation(models, [x[:, columns] for x in designs]) == pytest.approx((expected, sigma), rel=1e-12)
+    with pytest.raises(FitError, match="columns"):
+        cstat_expectation(models, designs, columns=[7])
+
+
 def test_design_errors():
     m = np.ones(10)
     with pytest.raises(FitError, match="designs"):

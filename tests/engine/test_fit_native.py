@@ -99,6 +99,43 @@ def test_fit_linear_matches_scipy_optimum():
     np.testing.assert_allclose(out.theta, ref.x, atol=0.02 * out.errors.max())
 
 
+def block_problem(rng, n_spec=4, shared=2, own=3):
+    """Spectra with norms of their own and shared ones (the dashboard's shape): each design is
+    zero outside its spectrum's columns; some bins of used columns are zero too."""
+    n = shared + n_spec * own
+    truth = rng.uniform(0.5, 2.0, n)
+    data, design = [], []
+    for g in range(n_spec):
+        nb = 150 + 40 * g
+        a = np.zeros((nb, n))
+        cols = [*range(shared), *range(shared + g * own, shared + (g + 1) * own)]
+        a[:, cols] = templates(len(cols), nb) * 4e3 * rng.uniform(0.5, 1.5, len(cols))
+        a[: 10 * (g + 1), cols[-1]] = 0.0
+        design.append(a)
+        data.append(rng.poisson(a @ truth).astype(float))
+    return LinearProblem(data, design), truth
+
+
+def test_block_structured_design_matches_dense_algebra_and_scipy():
+    rng = np.random.default_rng(21)
+    problem, truth = block_problem(rng)
+    A = np.vstack(problem.design)
+    x, r = rng.uniform(0.1, 3.0, A.shape[1]), rng.normal(size=A.shape[0])
+    w = rng.uniform(0.0, 2.0, A.shape[0])
+    np.testing.assert_allclose(problem.counts(x), A @ x, rtol=1e-13)
+    np.testing.assert_allclose(problem.gradient(r), A.T @ r, rtol=1e-12, atol=1e-12 * np.abs(A.T @ r).max())
+    np.testing.assert_allclose(problem.curvature(w), A.T @ (A * w[:, None]), rtol=1e-12)
+    out = fit_linear(problem, "cstat")
+    ref = scipy_cstat_fit(problem, truth)
+    assert out.converged, out.message
+    assert out.stat <= ref.fun + 1e-6
+    np.testing.assert_allclose(out.theta, ref.x, atol=0.02 * out.errors.max())
+    # covariance (C/2 = -ln L): the inverse of the dense observed curvature at the optimum
+    m = A @ out.theta
+    cov = np.linalg.inv(A.T @ (A * (problem.d / m ** 2)[:, None]))
+    np.testing.assert_allclose(out.covariance, cov, rtol=1e-8, atol=1e-10 * np.abs(cov).max())
+
+
 def test_pulls_over_200_seeds_are_standard_normal():
     pulls = []
     for seed in range(200):
@@ -226,6 +263,9 @@ def test_linear_problem_validation():
         LinearProblem(d, [np.ones((10, 2))], lower=[1, 0], upper=[0, 1])
     with pytest.raises(FitError, match=r"data\[0\]"):
         LinearProblem([np.array([1.0, np.nan])], [np.ones((2, 1))])
+    with pytest.raises(FitError, match=r"design\[0\]"):
+        LinearProblem(d, [np.array([[np.inf, -np.inf]] + [[1.0, 1.0]] * 9)])
+    LinearProblem([np.array([1e308, 1e308])], [np.ones((2, 1))])  # finite values whose sum overflows
     with pytest.raises(FitError, match=r"design\[1\]"):
         LinearProblem([np.ones(3), np.ones(3)], [np.ones((3, 2)), np.ones((3, 3))])
     with pytest.raises(FitError, match=r"data\[0\]"):

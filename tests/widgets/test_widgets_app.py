@@ -167,11 +167,16 @@ def test_links_parameters_fit_export(app, bgd_centres, tmp_path):
     np.testing.assert_allclose(spectra.views["bgd1A"].comps["apbgd"].y, 2 * before, rtol=1e-9)
     params.reset()
     assert not s.fix_line_ratios or True
-    # Fit button
+    # Fit button: the statistic is shown at the optimum (the fit still busy), then with its goodness
+    shown = []
+    spectra.readout.observe(lambda ch: shown.append((ch["new"], s.fitting.busy)), "value")
     spectra.fit()
     assert s.fit_is_current and s.result.converged
     assert f"{s.result.dof} dof" in spectra.readout.value
     assert f"a correct model gives {s.result.expected:.1f}" in spectra.readout.value
+    first = next((text, busy) for text, busy in shown if " dof" in text)
+    statistic = f"cstat = {s.result.value:.2f} / {s.result.dof} dof (converged; errors and goodness follow…)"
+    assert first == (statistic + spectra._band(), True)
     assert "stand-in" in spectra.warnings.value
     # Export buttons
     ex = app.panels["export"]
