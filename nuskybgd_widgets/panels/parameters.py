@@ -35,7 +35,7 @@ def format_value(v, digits=5):
 # Column widths (px). Read-only neighbours share one HTML cell of fixed-width spans: a widget per
 # cell made every row ten browser models; now six (the first view's largest table).
 _IDENT = (("param", 92), ("spectrum", 76), ("component.name", 190))
-_VALUE, _SELECT, _FROZEN = 96, 24, 48
+_VALUE, _SELECT, _FROZEN = 96, 24, 60
 _TAIL = (("error", 84), ("limits", 120), ("link", 110))
 _GAP = 4  # the margins between two widgets of a row (2 px each)
 _SPAN = ('<span class="{cls}" title="{tip}" style="display:inline-block;width:{w}px;overflow:hidden;'
