@@ -3,7 +3,7 @@
 Rows are the session's :class:`~..state.model.ParameterRow` snapshot, filtered by component,
 spectrum, module and a name/detector search, one page at a time (the demo has 808 parameters;
 a page of widgets stays fast). Each row: index, spectrum, component.name (full name in the
-tooltip), value (editable, 5 significant digits), ± error of the last fit, limits, frozen, link.
+tooltip), value (editable, 5 significant digits), frozen, ± error of the last fit, limits, link.
 Freeze/thaw/link act on a row or on the ticked rows; undo/redo are the session's.
 """
 
@@ -32,48 +32,61 @@ def format_value(v, digits=5):
     return f"{v:.{digits}g}"
 
 
-def _cell(text, width, cls=None, looks=None):
-    if looks is None:
-        box = w.HTML(text, layout=w.Layout(width=width, overflow="hidden"))
-    else:
-        box = w.HTML(text, layout=looks.layout(width=width, overflow="hidden"), style=looks.style(w.HTML))
-    box.add_class("nsb-cell")
-    if cls:
-        box.add_class(cls)
-    return box
+# Column widths (px). Read-only neighbours share one HTML cell of fixed-width spans: a widget per
+# cell made every row ten browser models; now six (the first view's largest table).
+_IDENT = (("param", 92), ("spectrum", 76), ("component.name", 190))
+_VALUE, _SELECT, _FROZEN = 96, 24, 60
+_TAIL = (("error", 84), ("limits", 120), ("link", 110))
+_GAP = 4  # the margins between two widgets of a row (2 px each)
+_SPAN = ('<span class="{cls}" title="{tip}" style="display:inline-block;width:{w}px;overflow:hidden;'
+         'text-overflow:ellipsis;white-space:nowrap;vertical-align:middle">{text}</span>')
+
+
+def _spans(cells, tip=""):
+    """One HTML string of fixed-width spans: ``cells`` = [(text, width, class)]."""
+    return "".join(_SPAN.format(cls=cls, tip=tip, w=width, text=text) for text, width, cls in cells)
+
+
+def _header():
+    gap = _GAP
+    cells = [("", _SELECT + gap, "")]
+    cells += [(f"<b>{name}</b>", width, "") for name, width in _IDENT[:-1]]
+    cells += [(f"<b>{_IDENT[-1][0]}</b>", _IDENT[-1][1] + gap, ""), ("<b>value</b>", _VALUE + gap, ""),
+              ("<b>frozen</b>", _FROZEN + gap, "")]
+    cells += [(f"<b>{name}</b>", width, "") for name, width in _TAIL]
+    return w.HTML(_spans(cells), layout=w.Layout(overflow="hidden")).add_class("nsb-param-head")
 
 
 class _Row:
     """The widgets of one table row; re-bound to another parameter when the page changes (widgets
-    are costly to create, cheap to update)."""
+    are costly to create, cheap to update). ``error`` is the text of the error column."""
 
     def __init__(self, panel):
         self.key = None
+        self.error = ""
         looks = panel._looks
-        self.select = w.Checkbox(indent=False, layout=looks.layout(width="24px"), style=looks.style(w.Checkbox))
-        self.label = _cell("", "92px", looks=looks)
-        self.spectrum = _cell("", "76px", looks=looks)
-        self.name = _cell("", "190px", looks=looks)
-        self.value = w.Text(continuous_update=False, layout=looks.layout(width="96px"),
-                            style=looks.style(w.Text)).add_class("nsb-param-value")
-        self.error = _cell("", "84px", cls="nsb-param-error", looks=looks)
-        self.limits = _cell("", "120px", looks=looks)
-        self.frozen = w.Checkbox(indent=False, description="frozen", layout=looks.layout(width="72px"),
+        self.select = w.Checkbox(indent=False, layout=looks.layout(width=f"{_SELECT}px"),
                                  style=looks.style(w.Checkbox))
-        self.link = _cell("", "110px", looks=looks)
+        self.ident = w.HTML("", layout=looks.layout(width=f"{sum(x for _, x in _IDENT)}px", overflow="hidden"),
+                            style=looks.style(w.HTML))
+        self.value = w.Text(continuous_update=False, layout=looks.layout(width=f"{_VALUE}px"),
+                            style=looks.style(w.Text)).add_class("nsb-param-value")
+        self.frozen = w.Checkbox(indent=False, tooltip="frozen", layout=looks.layout(width=f"{_FROZEN}px"),
+                                 style=looks.style(w.Checkbox))
+        self.tail = w.HTML("", layout=looks.layout(width=f"{sum(x for _, x in _TAIL)}px", overflow="hidden"),
+                           style=looks.style(w.HTML))
         self.value.observe(lambda ch: panel._value_typed(self, ch["new"]), "value")
         self.frozen.observe(lambda ch: panel._frozen_changed(self, ch["new"]), "value")
         self.select.observe(lambda ch: panel._selected(self, ch["new"]), "value")
-        self.widget = w.HBox([self.select, self.label, self.spectrum, self.name, self.value, self.error,
-                              self.limits, self.frozen, self.link], layout=looks.layout()).add_class("nsb-param-row")
+        self.widget = w.HBox([self.select, self.ident, self.value, self.frozen, self.tail],
+                             layout=looks.layout()).add_class("nsb-param-row")
 
     def bind(self, p, selected):
         """Show parameter ``p`` (a ParameterRow) in this row."""
         self.key = (p.source, p.index)
-        full = html.escape(f"{p.source}:p{p.index} {p.component}.{p.name} ({p.spectrum})")
-        self.label.value = f'<span title="{full}">{p.source}:p{p.index}</span>'
-        self.spectrum.value = f'<span title="{full}">{html.escape(p.spectrum)}</span>'
-        self.name.value = f'<span title="{full}">{html.escape(f"{p.component}.{p.name}")}</span>'
+        full = html.escape(f"{p.source}:p{p.index} {p.component}.{p.name} ({p.spectrum})", quote=True)
+        texts = (f"{p.source}:p{p.index}", p.spectrum, f"{p.component}.{p.name}")
+        self.ident.value = _spans([(html.escape(t), width, "") for t, (_, width) in zip(texts, _IDENT)], tip=full)
         self.select.value = self.key in selected
 
     def show(self, p, error):
@@ -81,9 +94,9 @@ class _Row:
         self.value.disabled = p.link is not None
         self.frozen.value = p.frozen
         self.frozen.disabled = p.link is not None
-        self.error.value = f"± {format_value(error, 2)}" if error is not None and math.isfinite(error) else ""
-        self.limits.value = f"[{format_value(p.hard_min, 3)}, {format_value(p.hard_max, 3)}]"
-        self.link.value = html.escape(p.link or "")
+        self.error = f"± {format_value(error, 2)}" if error is not None and math.isfinite(error) else ""
+        tail = (self.error, f"[{format_value(p.hard_min, 3)}, {format_value(p.hard_max, 3)}]", p.link or "")
+        self.tail.value = _spans([(html.escape(t), width, f"nsb-param-{name}") for t, (name, width) in zip(tail, _TAIL)])
 
 
 class ParametersPanel(Panel):
@@ -142,10 +155,7 @@ class ParametersPanel(Panel):
         self._looks = SharedLooks()  # one layout/style model per column, not per cell
         self.table = w.VBox().add_class("nsb-param-table")
         self._syncing = False
-        head = w.HBox([_cell("", "24px"), _cell("<b>param</b>", "92px"), _cell("<b>spectrum</b>", "76px"),
-                       _cell("<b>component.name</b>", "190px"), _cell("<b>value</b>", "96px"),
-                       _cell("<b>error</b>", "84px"), _cell("<b>limits</b>", "120px"), _cell("<b>frozen</b>", "72px"),
-                       _cell("<b>link</b>", "110px")])
+        head = _header()
         # on the model's change event (after its new parameters, after the spectra panel's
         # statistic and figures): the table is below the figures, it follows them
         session.model.observe(self._on_model, "change")

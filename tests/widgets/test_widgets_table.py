@@ -118,12 +118,12 @@ def test_errors_after_a_fit_and_undo_redo(app):
     spectra.fit()
     fitted = s.model.parameters
     table.select("apbgd")
-    errors = [r.error.value for r in table.rows.values()]
+    errors = [r.error for r in table.rows.values()]
     assert all(e.startswith("± ") for e in errors), errors
     # undo the fit: the edited values; undo the edit: the start; redo both
     assert s.undo() == "fit"
     assert s.parameter("apbgd", 3).value == 0.02 and not s.fit_is_current
-    assert all(r.error.value == "" for r in table.rows.values())  # no error for values not fitted
+    assert all(r.error == "" for r in table.rows.values())  # no error for values not fitted
     spectra.undo_button.click()
     assert s.model.parameters == start and "undid: edit" in spectra.message.value
     assert s.redo() == "edit" and s.parameter("apbgd", 3).value == 0.02
