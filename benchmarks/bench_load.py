@@ -439,15 +439,17 @@ async def run(args):
                         curve, times, failed = [], [], 0
                         for i in range(args.views):
                             await wait_pool(url, args.preheat, 60)  # observers one after another: warm
-                            try:
-                                ctx, page, t = await open_page(browser, url)
+                            try:  # a protocol round's views speak the protocol too (the first kind of --client)
+                                observer, t = await _opened(makers[kinds[args.client][0]]())
                             except Exception as exc:  # noqa: BLE001 - counted and reported, the loop goes on
                                 failed += 1
-                                print(f"    view {i + 1} failed: {str(exc).splitlines()[0]}", flush=True)
+                                print(f"    view {i + 1} failed: {(str(exc) or type(exc).__name__).splitlines()[0]}",
+                                      flush=True)
                                 continue
                             times.append(t)
-                            await close_page(ctx, page)
+                            await observer.close()
                             await wait_kernels(url, base_kernels, 15)
+                            await wait_pool(url, args.preheat, 60)  # the same state after every view: pool full
                             curve.append(memory(server)[1])
                             if len(curve) % 10 == 0:  # partial results survive an interrupted run
                                 print(f"    view {i + 1}: first view {t:.1f} s, server+kernels RSS {curve[-1]:.0f} MiB, "
