@@ -482,7 +482,7 @@ def main(argv=None):
     p.add_argument("--cull-idle", type=float, default=60, help="nuskybgd-dashboard --cull-idle")
     p.add_argument("--refill-quiet", type=float, default=DEFAULT_REFILL_QUIET,
                    help=f"nuskybgd-dashboard --refill-quiet (default {DEFAULT_REFILL_QUIET})")
-    p.add_argument("--client", choices=("browser", "protocol", "both"), default="browser",
+    p.add_argument("--client", choices=("browser", "protocol", "both"), default="both",
                    help="observers as Chromium pages, as protocol clients drawing nothing, or both (see above)")
     p.add_argument("--no-product-cache", action="store_true",
                    help="every kernel computes the observation's maps ($NUSKYBGD_PRODUCT_CACHE=off)")
