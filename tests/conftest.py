@@ -16,9 +16,27 @@ def shared_dir():
     return Path(env) if env else _DEFAULT_SHARED
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """The whole suite (``python -m pytest``, no paths given) runs on two pytest-xdist workers, one test file
+    per worker at a time (its module fixtures built once), the longest files first (:data:`LONGEST_FIRST`).
+
+    Half of the suite's time is spent waiting on other processes (browser pages, servers, kernels, CLI
+    runs, a virtual environment's install), which the second worker fills. Runs given paths, ``-n``,
+    ``--pdb`` or ``--collect-only`` are left as asked (``-n 0``: one process). Runs before xdist's own hook
+    (both ``tryfirst``; a conftest registers later).
+    """
+    opt = config.option
+    if (not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput")
+            or config.args_source != pytest.Config.ArgsSource.TESTPATHS or opt.numprocesses is not None
+            or opt.dist != "no" or opt.collectonly or opt.usepdb):
+        return
+    opt.numprocesses, opt.dist, opt.loadscopereorder = 2, "loadfile", False
+
+
 #: The modules that take longest (about 30 s to 3 min each), longest first. They are run first, so that with
-#: ``-n 2 --dist loadfile`` (pyproject's addopts) the two workers end together instead of one of them
-#: starting a long module when the other has nothing left. Only the order changes: every test still runs.
+#: two workers (:func:`pytest_cmdline_main`) the two end together instead of one of them starting a long
+#: module when the other has nothing left. Only the order changes: every test still runs.
 LONGEST_FIRST = (
     "browser/test_dashboard_browser.py", "browser/test_fresh_install.py", "engine/test_seed_quickstart.py",
     "engine/test_batch.py", "browser/test_jupyterlab.py", "engine/test_fitcache.py", "widgets/test_notebooks.py",
