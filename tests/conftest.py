@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,11 +20,12 @@ def shared_dir():
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config):
-    """The whole suite (``python -m pytest``, no paths given) runs on two pytest-xdist workers, one test file
+    """The whole suite (``python -m pytest``, no paths given) runs on three pytest-xdist workers, one test file
     per worker at a time (its module fixtures built once), the longest files first (:data:`LONGEST_FIRST`).
 
-    Half of the suite's time is spent waiting on other processes (browser pages, servers, kernels, CLI
-    runs, a virtual environment's install), which the second worker fills. Runs given paths, ``-n``,
+    Much of the suite's time is spent waiting on other processes (browser pages, servers, kernels, CLI
+    runs, a virtual environment's install): on 2 cores, measured, one worker 12-20 min, two 9.5 min, three
+    6.1 min (the cores still 24 % idle). Runs given paths, ``-n``,
     ``--pdb`` or ``--collect-only`` are left as asked (``-n 0``: one process). Runs before xdist's own hook
     (both ``tryfirst``; a conftest registers later).
     """
@@ -31,12 +34,12 @@ def pytest_cmdline_main(config):
             or config.args_source != pytest.Config.ArgsSource.TESTPATHS or opt.numprocesses is not None
             or opt.dist != "no" or opt.collectonly or opt.usepdb):
         return
-    opt.numprocesses, opt.dist, opt.loadscopereorder = 2, "loadfile", False
+    opt.numprocesses, opt.dist, opt.loadscopereorder = 3, "loadfile", False
 
 
-#: The modules that take longest (about 30 s to 3 min each), longest first. They are run first, so that with
-#: two workers (:func:`pytest_cmdline_main`) the two end together instead of one of them starting a long
-#: module when the other has nothing left. Only the order changes: every test still runs.
+#: The modules that take longest (about 30 s to 3 min each), longest first. They are run first, so that the
+#: workers (:func:`pytest_cmdline_main`) end together instead of one of them starting a long module when the
+#: others have nothing left. Only the order changes: every test still runs.
 LONGEST_FIRST = (
     "browser/test_dashboard_browser.py", "browser/test_fresh_install.py", "engine/test_seed_quickstart.py",
     "engine/test_batch.py", "browser/test_jupyterlab.py", "engine/test_fitcache.py", "widgets/test_notebooks.py",
@@ -181,22 +184,36 @@ def event_file(tmp_path):
     return make
 
 
+_MADE_HERE = []  # the temporary directories this process made (removed when it ends)
+
+
+def _temporary(prefix):
+    path = tempfile.mkdtemp(prefix=prefix)
+    _MADE_HERE.append(path)
+    return path
+
+
 def pytest_configure(config):
     """Keep the tests out of the user's caches: the demo observation, the response cache and the
-    product cache go to temporary directories."""
-    import tempfile
-
-    # One demo directory per test process: two pytest-xdist workers simulating the demo into the same
+    product cache go to temporary directories, removed at the end (a product cache holds up to 2 GiB)."""
+    # One demo directory per test process: pytest-xdist workers simulating the demo into the same
     # directory would race (one sees the other's half-written observation). The caches are shared: their
     # writes are atomic.
     process = os.environ.get("PYTEST_XDIST_WORKER", "main")
     if "NUSKYBGD_DEMO_DIR" not in os.environ or os.environ.get("NUSKYBGD_TESTS_DEMO_OF", process) != process:
-        os.environ["NUSKYBGD_DEMO_DIR"] = tempfile.mkdtemp(prefix="nuskybgd-demo-tests-")
+        os.environ["NUSKYBGD_DEMO_DIR"] = _temporary("nuskybgd-demo-tests-")
         os.environ["NUSKYBGD_TESTS_DEMO_OF"] = process
     if "NUSKYBGD_RESPONSE_CACHE" not in os.environ:
-        os.environ["NUSKYBGD_RESPONSE_CACHE"] = tempfile.mkdtemp(prefix="nuskybgd-responses-tests-")
+        os.environ["NUSKYBGD_RESPONSE_CACHE"] = _temporary("nuskybgd-responses-tests-")
     if "NUSKYBGD_PRODUCT_CACHE" not in os.environ:
-        os.environ["NUSKYBGD_PRODUCT_CACHE"] = tempfile.mkdtemp(prefix="nuskybgd-products-tests-")
+        os.environ["NUSKYBGD_PRODUCT_CACHE"] = _temporary("nuskybgd-products-tests-")
+
+
+def pytest_unconfigure(config):
+    """Remove the temporary directories of :func:`pytest_configure` (xdist's main process ends after its
+    workers, so the shared caches go last)."""
+    for path in _MADE_HERE:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,7 +409,6 @@ def write_table():
 
 
 import json  # noqa: E402
-import shutil  # noqa: E402
 
 from nuskybgd_engine.calibration.products import load_rmf  # noqa: E402
 from nuskybgd_engine.io.ogip import write_pha, write_rmf  # noqa: E402
