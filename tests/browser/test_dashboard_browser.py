@@ -158,21 +158,36 @@ def test_draw_fit_export_in_the_browser(page, server):
     assert not page.nsb_errors, page.nsb_errors
 
 
+@pytest.fixture(scope="module")
+def refusing(browser, server):
+    """One dashboard page for the refused paths below (a refused load leaves the app as it was)."""
+    p = open_dashboard(browser, server["url"], {"width": 1600, "height": 1200})
+    try:
+        yield p
+    finally:
+        p.screenshot(path=str(ARTIFACTS / "dashboard-refusals-final.png"), full_page=True)
+        p.close()
+
+
 @pytest.mark.parametrize("typed, why", [
     ("../outside", "not allowed"),
     ("escape", "symbolic link"),
     ("{outside}", "outside"),
 ], ids=["dotdot", "symlink", "absolute"])
-def test_path_traversal_is_refused_visibly(page, server, typed, why):
+def test_path_traversal_is_refused_visibly(refusing, server, typed, why):
+    page = refusing
     typed = typed.format(outside=server["outside"])
     open_tab(page, "Data")
     status_before = page.locator(".nsb-data-status").inner_text()
+    shown_before = page.locator(".nsb-message").all_inner_texts()
     box = page.locator(".nsb-path-input input")
     box.fill(typed)
     box.press("Enter")
     page.locator(".nsb-load-button").click()
-    page.wait_for_function("why => Array.from(document.querySelectorAll('.nsb-message'))"
-                           ".some(e => e.innerText.includes(why))", arg=why, timeout=STEP_MS)
+    # a new message naming what was typed and why (the page is shared: an earlier one must not count)
+    page.wait_for_function("([why, typed, before]) => Array.from(document.querySelectorAll('.nsb-message'))"
+                           ".map(e => e.innerText).some(s => !before.includes(s) && s.includes(typed)"
+                           " && s.includes(why))", arg=[why, typed, shown_before], timeout=STEP_MS)
     shot(page, f"5-refused-{why.replace(' ', '-')}")
     assert why in messages(page)
     assert page.locator(".nsb-data-status").inner_text() == status_before  # nothing was opened

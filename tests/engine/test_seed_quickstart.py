@@ -244,13 +244,22 @@ def _run(block, cwd, env):
     return out
 
 
-@pytest.fixture
-def simulated_top(tmp_path):
-    """The top level (TARGET/) of a simulated observation, with the user's regions placed as the seed has them."""
-    top = tmp_path / "top"
+@pytest.fixture(scope="module")
+def _simulated(tmp_path_factory):
+    """The observation simulated once for the module (through the CLI, as a user would)."""
+    base = tmp_path_factory.mktemp("seed")
+    top = base / "top"
     top.mkdir()
-    env = _env(tmp_path)
-    _run(f"nuskybgd simulate . --obsid {OBSID} --exposure 20000 --seed 3", top, env)
+    _run(f"nuskybgd simulate . --obsid {OBSID} --exposure 20000 --seed 3", top, _env(base))
+    return top
+
+
+@pytest.fixture
+def simulated_top(_simulated, tmp_path):
+    """The top level (TARGET/) of a simulated observation, with the user's regions placed as the seed has them
+    (a fresh copy of the module's simulation for each test)."""
+    top = tmp_path / "top"
+    shutil.copytree(_simulated, top, symlinks=True)
     evt = top / OBSID / "event_cl"
     (evt / "bgd").mkdir()  # "Create the bgd/ folder if this is the first time."
     regs = top / OBSID / "regions"
