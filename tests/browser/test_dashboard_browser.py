@@ -460,3 +460,35 @@ def test_closing_the_page_frees_its_kernel(browser, server):
     while kernel_process(kernel_id) is not None and time.monotonic() < deadline:
         time.sleep(0.5)
     assert kernel_process(kernel_id) is None, f"kernel still alive; shutdown responses: {shutdowns}"
+
+
+def test_load_benchmark_protocol_observer_does_what_a_page_does(server):
+    """``benchmarks/bench_load.py``'s protocol observer (the server's part of a first view, without a
+    browser) must reach what a page reaches: the demo's statistic in the widget state, a Fit through
+    the button's click message, and its kernel freed by Voila's shutdown call."""
+    import asyncio
+    import concurrent.futures
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_nsb_bench_load", REPO / "benchmarks" / "bench_load.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    async def observe():
+        observer = bench.ProtocolObserver(server["url"], ["/voila/static/voila.js"])  # one static file as a page
+        try:
+            await observer.open()
+            state = (observer.kernel, observer._readout())
+            await observer.fit()
+            return state, observer._readout()
+        finally:
+            await observer.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:  # the browser fixture's loop runs in this thread
+        (kernel_id, first), fitted = ex.submit(asyncio.run, observe()).result(timeout=300)
+    assert re.search(r"cstat = [0-9.]+", first), first
+    assert re.search(r"cstat = [0-9.]+ / \d+ dof", fitted) and fitted != first, fitted
+    deadline = time.monotonic() + 30
+    while kernel_process(kernel_id) is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert kernel_process(kernel_id) is None, "the protocol observer's shutdown call left its kernel running"
