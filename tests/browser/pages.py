@@ -31,6 +31,14 @@ def readout(page):
     return page.locator(".nsb-stat-readout").inner_text()
 
 
+def fit_done(page):
+    """Wait until the readout shows a fit's whole result and return it: the statistic is shown first, at the
+    optimum ("… dof (converged; errors and goodness follow…)"), then replaced by the result with its goodness."""
+    page.wait_for_function("() => { const t = document.querySelector('.nsb-stat-readout').innerText;"
+                           " return / dof/.test(t) && !/follow…/.test(t); }", timeout=STEP_MS)
+    return readout(page)
+
+
 def readout_changes(page, before):
     page.wait_for_function("b => { const e = document.querySelector('.nsb-stat-readout');"
                            " return e && e.innerText !== b && /=/.test(e.innerText); }", arg=before, timeout=STEP_MS)

@@ -24,7 +24,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .pages import STEP_MS, drag, readout, readout_changes, settled, sky_to_screen, use_tool, wait_regions
+from .pages import (STEP_MS, drag, fit_done, readout, readout_changes, settled, sky_to_screen, use_tool,
+                    wait_regions)
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -134,9 +135,7 @@ def test_draw_fit_export_in_the_browser(page, server):
     n_spectra = 2 * (page.locator(".nsb-region-list option").count() - 1)  # all but src_point, A and B
 
     page.locator(".nsb-fit-button").click()
-    page.wait_for_function("() => / dof/.test(document.querySelector('.nsb-stat-readout').innerText)",
-                           timeout=STEP_MS)
-    readout = page.locator(".nsb-stat-readout").inner_text()
+    readout = fit_done(page)
     assert re.search(r"cstat = [0-9.]+ / \d+ dof", readout), readout
     shot(page, "3-fitted")
 
@@ -382,7 +381,7 @@ def test_parameter_table_edit_fit_and_ctrl_z(ui):
 
     y_before = offset()
     ui.locator(".nsb-fit-button").click()
-    ui.wait_for_function("() => / dof/.test(document.querySelector('.nsb-stat-readout').innerText)", timeout=STEP_MS)
+    fit_done(ui)
     # the statistic is shown first; the table (below the figures) follows with the errors
     ui.wait_for_function("() => /^±/.test(document.querySelector('.nsb-param-error').innerText.trim())",
                          timeout=STEP_MS)

@@ -33,7 +33,7 @@ import pytest
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 PlaywrightTimeout = playwright_sync.TimeoutError
 
-from .pages import STEP_MS, drag, readout, readout_changes, settled, use_tool, wait_regions
+from .pages import STEP_MS, drag, fit_done, readout, readout_changes, settled, use_tool, wait_regions
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -208,7 +208,7 @@ def test_dashboard_notebook_fit_and_drag_in_jupyterlab(notebook):
     p.screenshot(path=str(ARTIFACTS / "jupyterlab-dashboard-1-run.png"))
 
     p.locator(".nsb-fit-button").click()
-    p.wait_for_function("() => / dof/.test(document.querySelector('.nsb-stat-readout').innerText)", timeout=STEP_MS)
+    fit_done(p)
     assert re.search(r"cstat = [0-9.]+ / \d+ dof", readout(p)), readout(p)
 
     # draw a circle by a mouse drag on an empty part of the field: its spectra are shown
@@ -231,7 +231,7 @@ def test_dashboard_notebook_fit_and_drag_in_jupyterlab(notebook):
 
     # Ctrl-Z acts on the app holding the focus: not from another cell; from the app it undoes the fit
     p.locator(".nsb-fit-button").click()
-    p.wait_for_function("() => / dof/.test(document.querySelector('.nsb-stat-readout').innerText)", timeout=STEP_MS)
+    fit_done(p)
     fitted = readout(p)
     p.evaluate("() => { window.__nsbUndo = 0; document.addEventListener('click', e => {"
                " if (e.target.closest && e.target.closest('.nsb-undo-button')) window.__nsbUndo++; }, true); }")
