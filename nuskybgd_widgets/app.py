@@ -81,8 +81,8 @@ def build_app(data_root=None, workspace=None, demo=False):
     panels = {"data": DataPanel(session), "image": ImagePanel(session), "links": LinksPanel(session),
               "spectra": SpectraPanel(session), "parameters": ParametersPanel(session),
               "export": ExportPanel(session)}
-    # the link matrix and freeze grid (n² + 4n widgets) are built only while their tab is open
-    panels["links"].set_visible(False)
+    links = panels["links"]
+    links.set_visible(False)  # its link matrix and freeze grid (n² + 4n widgets): built only while its tab is open
     if demo:
         panels["data"].load(demo=True)
     # One screen at 1440x900: the image and the spectra (with Fit) side by side; the rest in tabs.
@@ -90,8 +90,6 @@ def build_app(data_root=None, workspace=None, demo=False):
     for i, k in enumerate(_TABS):
         tabs.set_title(i, panels[k].title)
     tabs.selected_index = _TABS.index("parameters" if session.observation is not None else "data")
-    links = panels["links"]
-    links.set_visible(tabs.selected_index == _TABS.index("links"))
     tabs.observe(lambda ch: links.set_visible(ch["new"] == _TABS.index("links")), "selected_index")
     keys = w.HTML(_SHORTCUTS, layout=w.Layout(height="0px", overflow="hidden")).add_class("nsb-shortcuts")
     # the spectra follow the region picked on the image

@@ -460,32 +460,33 @@ class SpectraPanel(Panel):
         lo, hi = self.session.model.ignore
         return f" <span style='color:#555'>(fit {lo:g}–{hi:g} keV)</span>"
 
+    def _fitted(self, statistic, value, dof, converged, more):
+        """The readout of a fit: ``cstat = 123.45 / 100 dof (converged<more>) (fit lo–hi keV)``."""
+        state = "converged" if converged else "NOT converged"
+        return f"{statistic} = {value:.2f} / {dof} dof ({state}{more}){self._band()}"
+
     def _readout_optimum(self, out):
         """The statistic of the fit under way (a FitOutput), before its goodness is known."""
         if out is not None:
-            state = "converged" if out.converged else "NOT converged"
             follow = "errors and goodness follow" if out.statistic == "cstat" else "errors follow"
-            text = f"{out.statistic} = {out.stat:.2f} / {out.dof} dof ({state}; {follow}…)"
-            self.readout.value = text + self._band()
+            self.readout.value = self._fitted(out.statistic, out.stat, out.dof, out.converged, f"; {follow}…")
 
     def _readout(self):
         s = self.session
-        band = self._band()
         if s.analysis is None:
             self.readout.value = "<i>no background spectra: load data and add background regions</i>"
             return
         if s.fit_is_current:
             r = s.result
-            state = "converged" if r.converged else "NOT converged"
             expected = ""
             if r.goodness is not None:  # C-stat: what a correct model would give (Kaastra 2017)
                 expected = (f"; a correct model gives {r.expected:.1f} ± {r.expected_sigma:.1f}, "
                             f"this is {r.goodness:+.1f}σ")
-            self.readout.value = f"{r.statistic} = {r.value:.2f} / {r.dof} dof ({state}{expected}){band}"
+            self.readout.value = self._fitted(r.statistic, r.value, r.dof, r.converged, expected)
         else:
             value = s.model.statistic_value()
             note = "changed since the fit" if s.result is not None else "not fitted"
-            self.readout.value = f"{s.statistic} = {value:.2f} ({note}){band}"
+            self.readout.value = f"{s.statistic} = {value:.2f} ({note}){self._band()}"
 
     def _on_warnings(self, _change=None):
         s = self.session
